@@ -1,0 +1,473 @@
+"""What Python supplies to the language: every primitive, with a typed signature.
+
+Task sources, networks, memories, meta-parameter kinds, update rules, primitive
+expression ops, fitness functions and evaluation baselines are all `Entry`s here:
+name, kind, parameters (type, default, bounds, choices, doc), result type, traits.
+The checker reads nothing else; docs/reference.md is generated from this table.
+No torch here: `check` and `graph` must start fast.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+REQUIRED = object()
+
+# Value types of the language. `tensor` is any array value in an expression; a `num`
+# or `int` or `bool` is accepted where a tensor is expected.
+TYPES = ("int", "num", "bool", "str", "symbol", "list", "dict", "tensor", "dist",
+         "model", "core", "memory", "tasks", "loop", "meta", "any")
+
+
+@dataclass(frozen=True)
+class P:
+    """One parameter of a registered entry."""
+
+    name: str
+    type: str
+    default: object = REQUIRED
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False  # (low, ...] rather than [low, ...]
+    high_open: bool = False
+    choices: tuple[str, ...] | None = None
+    doc: str = ""
+
+    @property
+    def required(self) -> bool:
+        return self.default is REQUIRED
+
+    def bounds_text(self) -> str:
+        lo = "-inf" if self.low is None else _fmt(self.low)
+        hi = "inf" if self.high is None else _fmt(self.high)
+        return f"{'(' if self.low_open or self.low is None else '['}{lo}, {hi}" \
+               f"{')' if self.high_open or self.high is None else ']'}"
+
+    def in_bounds(self, value: float) -> bool:
+        if self.low is not None and (value < self.low or (self.low_open and value == self.low)):
+            return False
+        if self.high is not None and (value > self.high or (self.high_open and value == self.high)):
+            return False
+        return True
+
+
+def _fmt(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else repr(x)
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    kind: str  # tasks | core | model | memory | meta | rule | op | fitness | baseline
+    params: tuple[P, ...]
+    result: str
+    doc: str
+    variadic: bool = False  # extra positional arguments of the last parameter's type
+    traits: frozenset[str] = field(default_factory=frozenset)
+
+    def param(self, name: str) -> P | None:
+        return next((p for p in self.params if p.name == name), None)
+
+
+def _pos(name, type_, default=REQUIRED, doc="", **kw):
+    return P(name, type_, default, doc=doc, **kw)
+
+
+def _gt0(name, type_, default=REQUIRED, doc=""):
+    return P(name, type_, default, low=0, low_open=True, doc=doc)
+
+
+def _unit(name, default=REQUIRED, doc=""):
+    return P(name, "num", default, low=0, high=1, doc=doc)
+
+
+def _count(name, default=REQUIRED, doc="", low=1):
+    return P(name, "int", default, low=low, doc=doc)
+
+
+REGISTRY: dict[str, Entry] = {}
+
+
+def _add(name, kind, params, result, doc, traits=(), variadic=False):
+    REGISTRY[name] = Entry(name, kind, tuple(params), result, doc, variadic, frozenset(traits))
+
+
+# ---- task distributions ------------------------------------------------------------
+# Traits say what the tasks are (bandit / mdp / supervised / continuous ...); the
+# checker uses them for baselines and memory scopes.
+
+_add("bernoulli_bandit", "tasks", [
+    P("arms", "int", 5, low=2, doc="number of arms k; each arm pays 1 with p ~ U(0, 1)"),
+], "tasks", "k-armed Bernoulli bandits, p ~ U(0,1) per arm; each pull is a one-step episode "
+   "(RL² Table 1).", traits={"bandit", "discrete"})
+_add("dependent_bandit", "tasks", [
+    P("difficulty", "symbol", "uniform", choices=("uniform", "easy", "medium", "hard",
+                                                   "independent"),
+      doc="p1 ~ U(0,1) (uniform), from {0.1,0.9} (easy), {0.25,0.75} (medium), {0.4,0.6} "
+          "(hard), with p2 = 1 − p1; `independent` draws p1, p2 ~ U(0,1) separately"),
+], "tasks", "Wang et al. 2016 two-armed bandits with dependent arms.", traits={"bandit", "discrete"})
+_add("informative_arm_bandit", "tasks", [
+    P("arms", "int", 11, low=3, doc="arms; one informative arm reveals which other arm pays"),
+], "tasks", "Wang et al. 2016 11-armed task: one arm pays 5, one informative arm pays 0.1×index "
+   "of the rewarding arm, the rest pay 1.", traits={"bandit", "discrete"})
+_add("contextual_bandit", "tasks", [
+    _count("arms", 10, "arms per bandit"),
+    _count("contexts", 10, "distinct contexts per task; each is a bandit of its own"),
+    _count("repeats", 2, "how often each context recurs within a task"),
+    _count("context_dim", 16, "dimension of the random context vector"),
+], "tasks", "Ritter et al. 2018 recurring contextual bandits: contexts come back, and an "
+   "episodic memory can recall what was learned about them.", traits={"bandit", "discrete"})
+_add("tabular_mdp", "tasks", [
+    _count("states", 10, "|S|", low=1), _count("actions", 5, "|A|", low=2),
+    _count("horizon", 10, "steps per episode"),
+    P("reward_mean", "num", 1.0, doc="μ of the prior N(μ, 1) of each mean reward"),
+    _gt0("reward_std", "num", 1.0, "std of the reward noise N(mean, std)"),
+], "tasks", "Random tabular MDPs: rewards N(μ_sa, 1) with μ_sa ~ N(1, 1), transitions from a "
+   "flat Dirichlet (RL² Table 2).", traits={"mdp", "discrete"})
+_add("random_quadratic", "tasks", [
+    P("coef_low", "num", -1.0, doc="coefficients a..f ~ U[coef_low, coef_high]"),
+    P("coef_high", "num", 1.0),
+    P("x_low", "num", -1.0, doc="inputs x ~ U[x_low, x_high]²"),
+    P("x_high", "num", 1.0),
+], "tasks", "Hochreiter et al. 2001: y = a·x1² + b·x2² + c·x1·x2 + d·x1 + e·x2 + f.",
+     traits={"supervised"})
+_add("sine", "tasks", [
+    _gt0("amp_low", "num", 0.1), _gt0("amp_high", "num", 5.0, "amplitude a ~ U[amp_low, amp_high]"),
+    P("phase_low", "num", 0.0), P("phase_high", "num", math.pi, doc="phase b ~ U[phase_low, phase_high]"),
+    P("x_low", "num", -5.0), P("x_high", "num", 5.0, doc="inputs x ~ U[x_low, x_high]"),
+], "tasks", "Sine regression y = a·sin(x + b) (MAML §5.1, Reptile).", traits={"supervised"})
+_add("nav2d", "tasks", [
+    P("goal_low", "num", -0.5), P("goal_high", "num", 0.5, doc="goal ~ U([goal_low, goal_high]²)"),
+    _count("horizon", 100), _gt0("action_clip", "num", 0.1, "actions clipped to ±action_clip"),
+    P("sparse", "bool", False, doc="reward only inside goal_radius (MAESN)"),
+    _gt0("goal_radius", "num", 0.2, "radius of the sparse reward region"),
+], "tasks", "2-D point navigation from the origin, reward −‖pos − goal‖ (MAML §5.3).",
+     traits={"mdp", "continuous"})
+_add("cheetah_vel", "tasks", [
+    P("low", "num", 0.0), P("high", "num", 2.0, doc="goal velocity ~ U[low, high]"),
+    _count("horizon", 200),
+], "tasks", "HalfCheetah-v5 (MuJoCo) running at a goal velocity (MAML §5.3).",
+     traits={"mdp", "continuous", "gym"})
+_add("cheetah_dir", "tasks", [_count("horizon", 200)], "tasks",
+     "HalfCheetah-v5 running forward or backward, direction ±1 (MAML §5.3).",
+     traits={"mdp", "continuous", "gym"})
+_add("gym", "tasks", [
+    P("id", "str", doc="a registered gymnasium environment id, e.g. \"CartPole-v1\""),
+    P("horizon", "int", 0, low=0, doc="episode step limit; 0 keeps the env's own"),
+    P("randomize", "dict", {}, doc="parameter → [low, high] scale ranges sampled per task "
+                                 "(domain randomization)"),
+], "tasks", "Any gymnasium environment as a task source, with parameters randomized per task.",
+     traits={"mdp", "gym"})
+_add("chain", "tasks", [
+    _count("length", 30, low=2), _count("horizon", 60),
+    P("near_reward", "num", 0.1, doc="paid at once for stepping back to the start"),
+    P("far_reward", "num", 10.0, doc="paid at the far end of the chain"),
+    _unit("slip", 0.1, "probability that an action is replaced by its opposite"),
+], "tasks", "A chain MDP where a short-sighted discount prefers the near, small reward: "
+   "γ matters (meta-gradient RL).", traits={"mdp", "discrete"})
+_add("point2d", "tasks", [
+    _count("horizon", 100), _gt0("bound", "num", 1.0, "positions clipped to ±bound"),
+    _gt0("action_clip", "num", 0.1),
+], "tasks", "A reward-free 2-D point environment (the smallest DIAYN setting).",
+     traits={"mdp", "continuous", "reward_free"})
+_add("bipedal_terrain", "tasks", [
+    P("roughness", "list", [0.0, 0.0], doc="initial [low, high] ground roughness"),
+    P("stump_height", "list", [0.0, 0.0], doc="initial [low, high] stump height"),
+    P("gap_width", "list", [0.0, 0.0], doc="initial [low, high] gap width"),
+    _count("horizon", 2000),
+], "tasks", "POET's parameterized BipedalWalker terrains (Box2D); POET mutates the parameters.",
+     traits={"mdp", "continuous", "gym", "evolvable"})
+_add("skill_tasks", "tasks", [
+    P("env", "tasks", doc="the reward-free environment"),
+    P("discriminator", "model", doc="q(z|s); reward r_z(s) = log q(z|s)"),
+    _count("skills", 50, low=2),
+], "tasks", "Unsupervised meta-RL (Gupta et al. 2018): one task per skill z, rewarded by a "
+   "discriminator.", traits={"mdp", "continuous"})
+_add("held_out", "op", [
+    P("tasks", "tasks"), _count("count", 1000, "how many task instances to draw"),
+], "tasks", "Fresh task instances never seen in training, drawn with a separate seed.")
+
+# ---- network cores, models and heads --------------------------------------------------
+
+_ACT = ("relu", "tanh", "elu", "gelu")
+_add("mlp", "core", [
+    P("hidden", "list", [64, 64], doc="units per hidden layer"),
+    P("activation", "symbol", "tanh", choices=_ACT),
+], "core", "A feed-forward network.")
+_add("gru", "core", [_count("hidden", 256)], "core", "A GRU; its hidden state is memory.",
+     traits={"stateful"})
+_add("lstm", "core", [_count("hidden", 256), _count("layers", 1)], "core",
+     "An LSTM; its hidden and cell state are memory.", traits={"stateful"})
+_add("episodic_lstm", "core", [
+    _count("hidden", 48), _count("capacity", 1000, "stored (key, cell state) pairs"),
+    _count("k", 1, "neighbours recalled"),
+    P("key", "symbol", "context", choices=("context", "obs"), doc="what keys the episodic store"),
+], "core", "Ritter et al. 2018: an LSTM whose cell state is reinstated from an episodic store "
+   "through a learned reinstatement gate r_t.", traits={"stateful", "episodic"})
+_add("temporal_conv", "core", [
+    _count("window", 32, "past transitions the loss sees"),
+    P("channels", "list", [32, 16], doc="1-D conv channels"),
+    _count("kernel", 8), P("activation", "symbol", "relu", choices=_ACT),
+], "core", "EPG's loss network: 1-D convolutions over a window of past transitions.")
+
+_INPUTS = ("obs", "prev_action", "prev_reward", "prev_done", "timestep", "x", "prev_y", "z",
+           "action", "context")
+_HEADS = ("categorical", "gaussian", "tanh_gaussian", "deterministic", "value", "regression",
+          "q_values", "q_value", "embedding")
+DIST_HEADS = {"categorical", "gaussian", "tanh_gaussian"}
+_add("recurrent", "model", [
+    P("core", "core", doc="gru(...), lstm(...) or episodic_lstm(...)"),
+    P("inputs", "list", ["obs"], choices=_INPUTS, doc="what the core sees each step"),
+    P("heads", "dict", choices=_HEADS, doc="head name → head kind"),
+    P("embed", "int", 0, low=0, doc="units of an input embedding layer; 0 for none"),
+], "model", "A recurrent learner (RL², Wang 2016, Hochreiter 2001).", traits={"recurrent"})
+_add("policy", "model", [
+    P("net", "core", doc="mlp(...)"),
+    P("inputs", "list", ["obs"], choices=_INPUTS),
+    P("heads", "dict", choices=_HEADS),
+], "model", "A feed-forward policy and/or value network.")
+_add("regressor", "model", [
+    P("net", "core"), P("inputs", "list", ["x"], choices=_INPUTS),
+    P("heads", "dict", {"pred": "regression"}, choices=_HEADS),
+], "model", "A feed-forward regression network (sine regression).")
+_add("loss_net", "model", [
+    P("net", "core", doc="temporal_conv(...)"),
+], "model", "A learned loss L_φ (EPG): called on a window of per-step features, it gives a "
+   "loss per step.", traits={"loss"})
+_add("encoder", "model", [
+    P("net", "core"), P("inputs", "list", ["obs"], choices=_INPUTS),
+    P("heads", "dict", {"h": "embedding"}, choices=_HEADS),
+], "model", "An embedding network h = f(s) (NEC's keys).")
+_add("discriminator", "model", [
+    P("net", "core"), _count("skills", 50, low=2),
+    P("inputs", "list", ["obs"], choices=_INPUTS),
+], "model", "q(z|s) over skills; head `q_z` (categorical).", traits={"discriminator"})
+
+# ---- memories -----------------------------------------------------------------------
+
+_add("dnd", "memory", [
+    P("key", "model", doc="the embedding network h = f(s)"),
+    _count("actions", 2, low=1), _count("capacity", 50000), _count("k", 50),
+    _gt0("delta", "num", 1e-3, "kernel 1/(‖h − h_i‖² + δ)"),
+], "memory", "NEC's differentiable neural dictionary, one per action.",
+     traits={"table", "differentiable", "stateful"})
+_add("table", "memory", [
+    _count("actions", 2, low=1), _count("capacity", 1000000, "entries per action"),
+    _count("k", 11, "nearest neighbours for unseen states"),
+    _count("projection", 64, "random projection dimension of the observation"),
+], "memory", "MFEC's Q_EC table per action with kNN estimates and LRU eviction.",
+     traits={"table", "stateful"})
+_add("buffer", "memory", [_count("capacity", 100000)], "memory",
+     "A replay buffer of transitions (first in, first out).", traits={"buffer", "stateful"})
+_add("latent", "memory", [
+    P("mu", "meta", doc="the per-task mean μ_i"), P("log_sigma", "meta", doc="the per-task log σ_i"),
+], "memory", "MAESN's latent z ~ N(μ_i, σ_i), drawn when the memory resets and held until then.",
+     traits={"latent", "stateful"})
+_add("skill", "memory", [_count("count", 50, low=2)], "memory",
+     "A skill z ~ Uniform{1..count}, drawn when the memory resets (DIAYN).",
+     traits={"latent", "stateful"})
+
+# ---- meta-parameters ------------------------------------------------------------------
+
+_add("bounded", "meta", [
+    P("init", "num"), P("low", "num", 0.0), P("high", "num", 1.0),
+], "meta", "A scalar in (low, high), learned through a sigmoid (γ, λ in meta-gradient RL).")
+_add("positive", "meta", [_gt0("init", "num")], "meta",
+     "A positive scalar, learned through its logarithm (learned step sizes).")
+_add("vector", "meta", [
+    _count("dim"), P("init", "num", 0.0),
+    P("per", "symbol", "global", choices=("global", "task"), doc="one vector, or one per task"),
+], "meta", "A real vector (MAESN's μ_i and log σ_i with per = task).")
+_add("step_sizes", "meta", [P("model", "model"), _gt0("init", "num", 0.1)], "meta",
+     "One learned inner step size per parameter of a model (Meta-SGD).")
+
+# ---- update rules -------------------------------------------------------------------
+# gradient: minimises `on LOSS over DATA`; differentiable: an inner step the outer
+# loop may differentiate through (second order); evolutionary: `maximizing FITNESS`.
+
+_add("sgd", "rule", [_gt0("lr", "num", 0.1, "step size α (may be a meta-parameter)")], "rule",
+     "Plain gradient descent; differentiable, so an outer loop can go through it.",
+     traits={"gradient", "differentiable"})
+_add("meta_sgd", "rule", [P("lr", "meta", doc="a step_sizes(...) meta-parameter")], "rule",
+     "Gradient descent with a learned step size per parameter (Meta-SGD).",
+     traits={"gradient", "differentiable"})
+_add("adam", "rule", [
+    _gt0("lr", "num", 3e-4), _count("epochs", 1, "passes over the data per update"),
+    _count("minibatches", 1), P("max_grad_norm", "num", 0.0, low=0, doc="0: no clipping"),
+    _unit("polyak", 0.0, "rate of the target network's Polyak averaging; 0: no target"),
+    P("l2", "num", 0.0, low=0),
+], "rule", "Adam (PPO-style epochs and minibatches optional).", traits={"gradient"})
+_add("rmsprop", "rule", [
+    _gt0("lr", "num", 7e-4), _unit("alpha", 0.99), _gt0("eps", "num", 1e-5),
+    P("max_grad_norm", "num", 0.0, low=0),
+], "rule", "RMSprop (A2C, Wang et al. 2016).", traits={"gradient"})
+_add("trpo", "rule", [
+    _gt0("max_kl", "num", 0.01), _count("cg_iters", 10), _gt0("damping", "num", 1e-5),
+    P("backtrack", "num", 0.8, low=0, high=1, low_open=True, high_open=True),
+    _count("line_search_steps", 15),
+], "rule", "Trust-region policy optimisation: conjugate gradient on Fisher-vector products, "
+   "KL line search (MAML's RL outer step).", traits={"gradient"})
+_add("es", "rule", [
+    _count("population", 256, low=2), _gt0("sigma", "num", 0.01),
+    _gt0("lr", "num", 1e-2), P("l2", "num", 0.0, low=0),
+    _unit("lr_decay_at", 1.0, "fraction of training after which lr is ×0.1; 1: never"),
+    P("ranks", "symbol", "centered", choices=("centered", "none")),
+    P("antithetic", "bool", True),
+], "rule", "Evolution strategies (NES gradient estimate, Adam step) over a parameter vector.",
+     traits={"evolutionary"})
+_add("reptile", "rule", [
+    _gt0("lr", "num", 0.1, "outer step ε"),
+    P("anneal", "bool", True, doc="decay ε linearly to 0 over training"),
+], "rule", "Reptile: θ ← θ + ε(θ′ − θ).", traits={"interpolate"})
+_add("table_write", "rule", [
+    P("mode", "symbol", "max", choices=("max", "replace", "average")),
+], "rule", "Write (key, value) pairs into an episodic table: MFEC keeps the max return.",
+     traits={"table"})
+_add("dnd_write", "rule", [_unit("alpha", 0.1, "tabular learning rate for existing keys")],
+     "rule", "NEC's DND write: append new keys, move existing values toward the target by α.",
+     traits={"table"})
+_add("poet", "rule", [
+    _count("mutate_every", 25), _count("transfer_every", 25),
+    P("admit_low", "num", 25.0), P("admit_high", "num", 340.0),
+    P("reproduce_threshold", "num", 200.0), _count("max_active", 20),
+    _count("children", 8, "mutated environments proposed per reproduction"),
+], "rule", "POET: evolve a population of (environment, agent) pairs by mutation with a "
+   "minimal criterion, ES optimisation and transfer.", traits={"population"})
+
+THROUGH = Entry("through", "through", (
+    P("order", "int", 2, choices=None, low=1, high=2,
+      doc="2: differentiate through the inner update (create_graph); 1: first-order"),
+    P("trace", "bool", False,
+      doc="meta-gradients only: keep the (I + ∂f/∂θ) dθ/dη trace across updates"),
+), "none", "How an outer update differentiates through an inner loop.")
+
+# ---- primitive expression ops ----------------------------------------------------------
+
+_T = "tensor"
+for _name, _doc in (("exp", "eˣ"), ("log", "natural log"), ("sqrt", "square root"),
+                    ("abs", "|x|"), ("tanh", "tanh"), ("sigmoid", "1/(1+e⁻ˣ)"),
+                    ("mean", "mean over all elements (time, batch)"),
+                    ("sum", "sum over all elements"), ("std", "standard deviation"),
+                    ("stop_grad", "the value, with no gradient flowing back"),
+                    ("normalize", "(x − mean) / (std + 1e-8)")):
+    _add(_name, "op", [P("x", _T)], _T, _doc)
+_add("min", "op", [P("a", _T), P("b", _T)], _T, "elementwise minimum")
+_add("max", "op", [P("a", _T), P("b", _T)], _T, "elementwise maximum")
+_add("clamp", "op", [P("x", _T), P("low", _T), P("high", _T)], _T, "clamp into [low, high]")
+_add("where", "op", [P("cond", _T), P("a", _T), P("b", _T)], _T, "a where cond else b")
+_add("scan_back", "op", [P("x", _T), P("decay", _T), P("last", _T, 0.0)], _T,
+     "a_t = x_t + decay_t · a_{t+1}, a_T = last: the one backward scan behind discounted "
+     "sums, λ-returns and GAE")
+_add("shift", "op", [P("x", _T), P("n", "int", low=1)], _T,
+     "x_{t+n}, zero where an episode ends before t+n (n-step returns)")
+_add("window", "op", [P("x", _T), P("size", "int", low=1)], _T,
+     "the last `size` steps of x at every t, zero-padded (EPG's loss input)")
+_add("stack", "op", [P("x", _T)], _T, "concatenate features along the last axis",
+     variadic=True)
+_add("one_hot", "op", [P("x", _T), P("n", "int", low=1)], _T, "one-hot encoding")
+_add("log_prob", "op", [P("d", "dist"), P("x", _T)], _T, "log-density of x under d")
+_add("entropy", "op", [P("d", "dist")], _T, "entropy of d")
+_add("kl", "op", [P("p", "dist"), P("q", "dist")], _T, "KL(p ‖ q)")
+_add("rsample", "op", [P("d", "dist")], _T, "a reparameterised sample of d")
+_add("normal", "op", [P("mean", _T), P("log_std", _T)], "dist", "a diagonal Gaussian")
+_add("unit_normal", "op", [P("like", _T)], "dist", "N(0, I) shaped like `like`")
+_add("detach_dist", "op", [P("d", "dist")], "dist", "d with no gradient (old policy π_old)")
+_add("target", "op", [P("m", "any")], "same",
+     "the Polyak-averaged copy of a model or head (SAC's target critics)")
+_add("lookup", "op", [P("m", "memory"), P("key", _T), P("action", _T)], _T,
+     "kernel-weighted kNN value estimate from an episodic table (NEC, MFEC)")
+_add("linear_baseline", "op", [P("ret", _T)], _T,
+     "fit a linear value baseline per task on (obs, obs², t, t², t³, 1) to `ret`; its predictions")
+_add("anneal", "op", [P("start", "num"), P("end", "num"), _unit("over", 1.0)], _T,
+     "linear schedule from start to end over the first `over` of the loop")
+_add("noise", "op", [P("x", _T)], _T, "standard normal noise shaped like x (ES perturbations)")
+
+# ---- behaviour policies a `collect ... with` may use besides a model ---------------------
+
+_add("q_greedy", "policy", [
+    P("values", "any", doc="a model with a q_values head, or a table/dnd memory"),
+    _unit("epsilon", 0.0, "probability of a uniformly random action"),
+], "policy", "ε-greedy over action values (MFEC, NEC).")
+
+# ---- fitness of a loop or a model (the `maximizing` side of evolutionary rules) -------
+
+_add("final_return", "fitness", [P("loop", "loop"), _count("episodes", 1)], "num",
+     "mean return of the last episodes of a loop's run (EPG's lifetime)")
+_add("episode_return", "fitness", [P("policy", "model"), _count("episodes", 1)], "num",
+     "mean return of a policy on the current task")
+
+# ---- evaluation baselines ---------------------------------------------------------------
+# Trait: the task traits a baseline applies to.
+
+_add("bayes_optimal", "baseline", [], "none",
+     "exact finite-horizon Bayes-optimal policy by dynamic programming", traits={"bandit"})
+_add("gittins", "baseline", [], "none", "Gittins-style index policy", traits={"bandit"})
+_add("ucb1", "baseline", [P("c", "num", 0.0, low=0, doc="exploration constant; 0: tune")],
+     "none", "UCB1", traits={"bandit"})
+_add("thompson", "baseline", [], "none", "Thompson sampling with Beta(1,1) priors",
+     traits={"bandit"})
+_add("greedy", "baseline", [], "none", "greedy on posterior means", traits={"bandit"})
+_add("epsilon_greedy", "baseline", [_unit("epsilon", 0.0, "0: tune")], "none", "ε-greedy",
+     traits={"bandit"})
+_add("psrl", "baseline", [], "none", "posterior sampling RL", traits={"mdp", "discrete"})
+_add("oracle", "baseline", [], "none", "the optimal policy of the known task",
+     traits={"mdp", "bandit", "supervised"})
+_add("random", "baseline", [], "none", "uniformly random actions",
+     traits={"mdp", "bandit", "supervised"})
+_add("pretrained", "baseline", [], "none", "multi-task pretrained, no meta-learning, same "
+     "adaptation", traits={"mdp", "supervised"})
+_add("random_init", "baseline", [], "none", "a random initialisation, same adaptation",
+     traits={"mdp", "supervised"})
+_add("ppo_baseline", "baseline", [], "none", "PPO from scratch within the same lifetime (EPG)",
+     traits={"mdp"})
+_add("nominal", "baseline", [], "none", "trained on the nominal, unrandomized task",
+     traits={"mdp"})
+
+# ---- names every expression may use ----------------------------------------------------
+
+TRAJECTORY_FIELDS = {
+    "obs": "observation s_t", "next_obs": "s_{t+1}", "action": "a_t", "reward": "r_t",
+    "done": "1 where the episode ends at t", "logp": "log π_old(a_t|s_t), as collected",
+    "value": "V_old(s_t), as collected", "timestep": "t within the episode",
+    "x": "regression input", "y": "regression target", "z": "the latent or skill in use",
+    "progress": "fraction of the enclosing loop done, in [0, 1]",
+}
+# Head names a standard-library loss may use before it knows the model: bound at the
+# update site to the updated model's heads of the same name.
+HEAD_SLOTS = {"pi": "dist", "v": "tensor", "q": "tensor", "q1": "tensor", "q2": "tensor",
+              "pred": "tensor", "q_z": "dist"}
+CONSTANTS = {"true": "bool", "false": "bool", "pi_const": "num"}
+
+# ---- loop, evaluate and schedule settings ----------------------------------------------
+
+SETTINGS: dict[str, tuple[P, ...]] = {
+    "inner": (
+        _count("steps", 1, "times the body runs per task: k adaptation steps, or updates "
+                           "per lifetime"),
+    ),
+    "outer": (
+        _count("iterations", 1000, "outer iterations"),
+        _count("meta_batch", 1, "tasks sampled per iteration (each runs the inner loop)"),
+    ),
+    "evaluate": (
+        P("tasks", "any", doc="held-out task source(s)"),
+        _count("instances", 1000, "task instances evaluated"),
+        P("against", "list", [], doc="baselines run on the same tasks and random draws"),
+        P("adapt_steps", "list", [0, 1, 2, 3], doc="returns reported after these inner steps"),
+        P("metric", "symbol", "total_reward", choices=("total_reward", "regret", "return",
+                                                       "mse", "success")),
+    ),
+    "schedule": (
+        P("backend", "symbol", "local", choices=("local", "ray")),
+        P("device", "symbol", "cpu", choices=("cpu", "cuda", "auto")),
+        P("seed", "int", 0, low=0),
+        _count("envs", 1, "vectorized environments per task"),
+        _count("workers", 1, "Ray workers (backend = ray)"),
+        _count("checkpoint_every", 50, "outer iterations between checkpoints"),
+        _count("log_every", 10, "outer iterations between log lines"),
+    ),
+}
+
+MEMORY_SCOPES = ("step", "episode", "task", "iteration", "never")
+COLLECT_UNITS = ("episodes", "steps", "samples")
