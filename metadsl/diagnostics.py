@@ -115,9 +115,10 @@ def one_of(candidates, limit: int = 12) -> str:
 def render(diag: Diagnostic, source: str | None) -> str:
     """`FILE:LINE:COL: error[CODE]: message`, the source line, a caret, the hint."""
     s = diag.span
-    out = [f"{diag.file}:{s.line}:{s.column}: error[{diag.code}]: {diag.message}"]
+    where = diag.file if s == NOWHERE else f"{diag.file}:{s.line}:{s.column}"
+    out = [f"{where}: error[{diag.code}]: {diag.message}"]
     lines = source.split("\n") if source is not None else []
-    if 1 <= s.line <= len(lines):
+    if s != NOWHERE and 1 <= s.line <= len(lines):
         text = lines[s.line - 1].replace("\t", " ")
         if len(text) > 160:  # keep the caret readable on minified input
             text = text[:160] + "..."

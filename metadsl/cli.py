@@ -1,0 +1,213 @@
+"""The command line: thin commands over the driver.
+
+Exit codes: 0 clean, 1 errors in a spec, 2 usage error, 3 a phase that is not built yet.
+No command imports torch; `check` and `fmt` do not import networkx either.
+"""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from .diagnostics import CompileError
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
+                  help="metadsl: a declarative meta-reinforcement-learning language.")
+
+EXIT_ERRORS, EXIT_USAGE, EXIT_NOT_BUILT = 1, 2, 3
+
+
+class DiagFormat(str, Enum):
+    text = "text"
+    json = "json"
+
+
+class Emit(str, Enum):
+    ast = "ast"
+    ir = "ir"
+
+
+class GraphFormat(str, Enum):
+    dot = "dot"
+    mermaid = "mermaid"
+    json = "json"
+    svg = "svg"
+    png = "png"
+
+
+def _report(e: CompileError, fmt: DiagFormat = DiagFormat.text) -> None:
+    from .diagnostics import render_all, to_json
+
+    if fmt == DiagFormat.json:
+        sys.stdout.write(to_json(e.diagnostics) + "\n")
+    else:
+        sys.stderr.write(render_all(e.diagnostics, getattr(e, "source", None)) + "\n")
+
+
+def _front(path: str, until: str):
+    from .driver import front_end
+
+    return front_end(path, until)
+
+
+@app.command()
+def check(
+    specs: List[str] = typer.Argument(..., metavar="SPEC...", help="the .mrl files to check"),
+    format: DiagFormat = typer.Option(DiagFormat.text, "--format", help="diagnostics as text "
+                                      "or JSON (for editors)"),
+    emit: Optional[Emit] = typer.Option(None, "--emit", help="print a phase's output: the AST "
+                                        "or the IR after its passes"),
+) -> None:
+    """Parse and check specs; report every error found, with its location."""
+    failed = []
+    for path in specs:
+        try:
+            result = _front(path, "ir" if emit == Emit.ir else "check")
+        except CompileError as e:
+            _report(e, format)
+            failed.extend(e.diagnostics)
+            continue
+        if emit == Emit.ast:
+            from .driver import dump_ast
+
+            sys.stdout.write(dump_ast(result.module) + "\n")
+        elif emit == Emit.ir:
+            from .ir import dumps
+
+            sys.stdout.write(dumps(result.ir) + "\n")
+        elif format == DiagFormat.json:
+            sys.stdout.write('{"diagnostics": []}\n')
+    if failed:
+        raise typer.Exit(EXIT_ERRORS)
+    if format == DiagFormat.text and emit is None:
+        n = len(specs)
+        sys.stderr.write(f"ok: {n} spec{'s' if n != 1 else ''} checked\n")
+
+
+@app.command()
+def graph(
+    spec: str = typer.Argument(..., metavar="SPEC"),
+    format: GraphFormat = typer.Option(GraphFormat.dot, "--format", help="dot, mermaid, json, "
+                                       "or svg/png through Graphviz"),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="write here instead of "
+                                          "standard output"),
+) -> None:
+    """Draw the loop graph: nested loops as clusters, edges labelled with their data."""
+    if format == GraphFormat.png and output is None:
+        raise typer.BadParameter("a PNG needs an output file: -o FILE.png",
+                                 param_hint="'--format png'")
+    try:
+        result = _front(spec, "ir")
+        from . import render
+        from .driver import guarded
+        from .ir import dumps
+
+        if format in (GraphFormat.svg, GraphFormat.png):
+            data = guarded("graph", render.to_image, result.ir, format.value)
+        else:
+            text = {GraphFormat.dot: render.to_dot, GraphFormat.mermaid: render.to_mermaid,
+                    GraphFormat.json: dumps}[format](result.ir)
+            data = (text if text.endswith("\n") else text + "\n").encode()
+    except CompileError as e:
+        _report(e)
+        raise typer.Exit(EXIT_ERRORS)
+    _write(data, output)
+
+
+def _write(data: bytes, output: Optional[Path]) -> None:
+    if output is None:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+        return
+    try:
+        output.write_bytes(data)
+    except OSError as e:
+        sys.stderr.write(f"error: cannot write {output}: {e.strerror or e}\n")
+        raise typer.Exit(EXIT_ERRORS)
+
+
+@app.command()
+def fmt(
+    specs: List[str] = typer.Argument(..., metavar="SPEC..."),
+    check: bool = typer.Option(False, "--check", help="change nothing; exit 1 if a file is not "
+                               "formatted"),
+    stdout: bool = typer.Option(False, "--stdout", help="print the result instead of writing"),
+) -> None:
+    """Rewrite specs in the canonical layout (comments kept)."""
+    from .formatter import format_module
+
+    unformatted, failed = [], False
+    for path in specs:
+        try:
+            result = _front(path, "ast")
+        except CompileError as e:
+            _report(e)
+            failed = True
+            continue
+        text = format_module(result.module, result.source)
+        if stdout:
+            sys.stdout.write(text)
+        elif text != result.source:
+            unformatted.append(path)
+            if not check:
+                _write(text.encode(), Path(path))
+    for path in unformatted:
+        sys.stderr.write(f"{'would reformat' if check else 'reformatted'} {path}\n")
+    if failed or (check and unformatted):
+        raise typer.Exit(EXIT_ERRORS)
+
+
+def _not_built(command: str, spec: str) -> None:
+    try:
+        result = _front(spec, "ir")
+    except CompileError as e:
+        _report(e)
+        raise typer.Exit(EXIT_ERRORS)
+    from .ir import LoopNode, UpdateNode
+
+    nodes = [d["node"] for _, d in result.ir.nodes(data=True)]
+    loops = ", ".join(f"{n.loop_kind} {n.label}" for n in nodes if isinstance(n, LoopNode))
+    rules = ", ".join(sorted({n.rule for n in nodes if isinstance(n, UpdateNode)})) or "none"
+    sys.stderr.write(
+        f"{spec}: the spec checks, but `metadsl {command}` needs the PyTorch back end, which is "
+        f"not built yet.\n  missing: the lowering of the IR to PyTorch and the runtime it "
+        f"imports\n  this spec would need: loops {loops}; update rules {rules}\n"
+        f"  available now: metadsl check, graph, fmt (and check --emit ast|ir)\n")
+    raise typer.Exit(EXIT_NOT_BUILT)
+
+
+@app.command(name="compile")
+def compile_(
+    spec: str = typer.Argument(..., metavar="SPEC"),
+    output: Optional[Path] = typer.Option(None, "-o", "--output"),
+) -> None:
+    """Compile a spec to a standalone PyTorch training script."""
+    _not_built("compile", spec)
+
+
+@app.command()
+def run(spec: str = typer.Argument(..., metavar="SPEC")) -> None:
+    """Compile, train and evaluate a spec."""
+    _not_built("run", spec)
+
+
+def main() -> None:
+    try:
+        app()
+    except SystemExit:
+        raise
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        sys.exit(130)
+    except BaseException as e:  # noqa: BLE001 - never a traceback for the user
+        sys.stderr.write(f"error[E0901]: internal compiler error in the command line: "
+                         f"{type(e).__name__}: {e}\n  = help: please report this\n")
+        sys.exit(EXIT_ERRORS)
+
+
+if __name__ == "__main__":
+    main()

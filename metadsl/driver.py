@@ -1,0 +1,100 @@
+"""The one driver: runs the phases in order, each dumpable, each guarded.
+
+    read → decode → parse (AST) → check → IR → passes
+
+A phase either returns its result or raises CompileError with diagnostics. Anything else
+escaping a phase is our bug: it becomes E0901 naming the phase, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, fields, is_dataclass, replace
+from pathlib import Path
+
+from . import ast as A
+from .diagnostics import CompileError, Diagnostic
+
+STAGES = ("ast", "check", "ir")
+
+
+@dataclass
+class FrontEnd:
+    file: str
+    source: str
+    module: A.Module
+    checked: object | None = None  # checker.Checked
+    ir: object | None = None  # networkx graph, after the passes
+
+
+def guarded(phase: str, fn, *args):
+    try:
+        return fn(*args)
+    except CompileError:
+        raise
+    except RecursionError:
+        raise CompileError([Diagnostic("E0003", f"the spec is nested too deeply for the {phase} "
+                                       "phase", hint="split long expressions with `def`")]) from None
+    except Exception as e:  # noqa: BLE001 - the one place internal errors are turned into E0901
+        raise CompileError([Diagnostic("E0901", f"internal compiler error in phase {phase}: "
+                                       f"{type(e).__name__}: {e}",
+                                       hint="please report this with the spec that caused it")]) \
+            from None
+
+
+def read(path: str) -> bytes:
+    p = Path(path)
+    try:
+        return p.read_bytes()
+    except FileNotFoundError:
+        msg = f"no such file: {path}"
+    except IsADirectoryError:
+        msg = f"{path} is a directory, not a spec"
+    except PermissionError:
+        msg = f"permission denied: {path}"
+    except OSError as e:
+        msg = f"cannot read {path}: {e.strerror or e}"
+    raise CompileError([Diagnostic("E0001", msg, file=path)])
+
+
+def front_end(path: str, until: str = "check", data: bytes | None = None) -> FrontEnd:
+    """Run the phases up to `until` (ast | check | ir) on the spec at `path`."""
+    from .parser import decode, parse
+
+    raw = read(path) if data is None else data
+    source = guarded("decode", decode, raw, path)
+    try:
+        module = guarded("parse", parse, source, path)
+        result = FrontEnd(path, source, module)
+        if until == "ast":
+            return result
+        from .checker import check_module
+
+        result.checked = guarded("check", check_module, module, source, path)
+        if until == "check":
+            return result
+        from . import ir, passes
+
+        graph = guarded("ir", ir.build, result.checked)
+        result.ir = guarded("passes", passes.run_all, graph)
+        return result
+    except CompileError as e:  # every diagnostic names this file; the renderer needs its text
+        e.diagnostics = [replace(d, file=path) if d.file == "<input>" else d
+                         for d in e.diagnostics]
+        e.source = source
+        raise
+
+
+def dump_ast(module: A.Module) -> str:
+    def plain(node):
+        if isinstance(node, A.Span):
+            return f"{node.line}:{node.column}-{node.end_line}:{node.end_column}"
+        if is_dataclass(node):
+            out = {"node": type(node).__name__}
+            out.update({f.name: plain(getattr(node, f.name)) for f in fields(node)})
+            return out
+        if isinstance(node, tuple):
+            return [plain(x) for x in node]
+        return node
+
+    return json.dumps(plain(module), indent=1, ensure_ascii=False)
