@@ -94,6 +94,7 @@ class Checker:
         self.used: set[str] = set()  # top-level names referred to anywhere
         # (loop, statement, rule, targets, refs, through-loop) of every adapt/update
         self.pending: list[tuple] = []
+        self.broken: set[str] = set()  # declarations with errors: skip checks that build on them
 
     # -- entry point --------------------------------------------------------------------
 
@@ -159,7 +160,6 @@ class Checker:
         if name.id in R.REGISTRY or (name.id in R.TRAJECTORY_FIELDS and not latent_z):
             self.error("E0210", f"'{name.id}' is a built-in name", name.span,
                        hint="choose another name")
-            return False
         self.declared[name.id] = name.span
         return True
 
@@ -192,7 +192,10 @@ class Checker:
             entry = self.expect_entry(decl.value, "tasks", "a task distribution")
             self.tasks[name] = (decl, entry)
         for name, info in self.models.items():
+            before = len(self.diags)
             self.type_model(info)
+            if len(self.diags) > before:
+                self.broken.add(name)
         for key, decl in self.memories.items():
             if decl.value is not None:
                 self.expect_entry(decl.value, "memory", "a memory")
@@ -206,7 +209,10 @@ class Checker:
                 self.check_meta_init(decl, entry)
         for name, info in self.funcs.items():
             if info.module == "":
+                before = len(self.diags)
                 self.type_function(info)
+                if len(self.diags) > before:
+                    self.broken.add(name)
         for name, info in self.funcs.items():
             if info.module == "":  # imported functions arrive with their references closed
                 info.refs = self.function_refs(name, set())
@@ -222,7 +228,8 @@ class Checker:
         if entry is None or entry.kind != kind:
             candidates = [e.name for e in R.REGISTRY.values() if e.kind == kind]
             if entry is None and name not in self.declared:
-                self.error("E0201", f"unknown {what} '{name}'", expr.func.span,
+                noun = what.split(" ", 1)[1] if what.startswith(("a ", "an ")) else what
+                self.error("E0201", f"unknown {noun} '{name}'", expr.func.span,
                            hint=did_you_mean(name, candidates) or one_of(candidates))
             else:
                 got = entry.kind if entry else self.kind_of(name)
@@ -315,7 +322,7 @@ class Checker:
         params = list(entry.params)
         seen: dict[str, A.Arg] = {}
         positional = [a for a in call.args if a.name is None]
-        keyword_seen = False
+        keyword_seen = too_many = False
         for i, arg in enumerate(call.args):
             if arg.name is None:
                 if keyword_seen:
@@ -327,6 +334,9 @@ class Checker:
                     if entry.variadic and params:
                         self.check_value(params[-1], arg.value, scope, entry)
                         continue
+                    if too_many:
+                        continue
+                    too_many = True
                     self.error("E0205", f"'{entry.name}' takes {len(params)} positional "
                                f"argument{'s' if len(params) != 1 else ''}, given "
                                f"{len(positional)}", arg.span, hint=self.signature(entry))
@@ -537,11 +547,14 @@ class Checker:
                                "inner loop", decl.over.span)
                 else:
                     self.used.add(decl.over.id)
-        # adapted names first: statements may refer to θ′ of the inner loop they run
+        # adapted names and collected data first: statements may refer to θ′ and τ of the
+        # inner loop they run, and a use before its collect is reported as such
         for loop in self.loops.values():
             for stmt in loop.decl.body:
                 if isinstance(stmt, A.Adapt):
                     loop.adapted |= {t.parts[0] for t in stmt.targets}
+                elif isinstance(stmt, A.Collect) and stmt.output.id not in loop.data:
+                    loop.data[stmt.output.id] = stmt
         for name, loop in self.loops.items():
             self.type_loop_body(loop, SETTINGS_OF[loop.decl.kind], loop.decl.body)
         for kind, block in self.blocks.items():
@@ -688,10 +701,10 @@ class Checker:
                     self.error("E0209", f"'{mem}' is not a buffer to sample from",
                                stmt.policy.span, hint="declare `memory NAME = buffer(...)`")
             loop.refs.add(_ref("memory", mem or ""))
-        if stmt.output.id in loop.data:
+        first = loop.data[stmt.output.id]
+        if first is not stmt:
             self.error("E0210", f"'{stmt.output.id}' is already collected on line "
-                       f"{loop.data[stmt.output.id].span.line} of this loop", stmt.output.span)
-        loop.data[stmt.output.id] = stmt
+                       f"{first.span.line} of this loop", stmt.output.span)
 
     def check_unit_fits_tasks(self, loop: LoopInfo, stmt: A.Collect) -> None:
         source = self.loop_task_entry(loop)
@@ -765,6 +778,7 @@ class Checker:
                     loop.refs.add(_ref("meta", arg.value.id))
         targets = [self.type_target(loop, t) for t in stmt.targets]
         scope = Scope(self, None, loop)
+        before = len(self.diags)
         obj = stmt.objective
         if isinstance(obj, A.Minimize):
             visible = self.visible_data(loop)
@@ -792,6 +806,9 @@ class Checker:
         through_loop = self.type_through(loop, stmt) if isinstance(stmt, A.Update) else None
         stmt_refs = self.expand_calls(scope.refs)
         loop.refs |= stmt_refs
+        calls_broken = any(k == "call" and n in self.broken for k, n in stmt_refs)
+        if len(self.diags) > before or calls_broken:  # a broken objective reaches nothing
+            stmt_refs = None
         self.pending.append((loop, stmt, rule, targets, stmt_refs, through_loop))
 
     def type_target(self, loop: LoopInfo, ref: A.Ref) -> tuple[str, str] | None:
@@ -854,8 +871,10 @@ class Checker:
                 self.error("E0409", f"inner loop '{name}' is run by no outer loop",
                            loop.decl.name.span, hint=f"`outer NAME over {name} {{ ... }}`")
         for loop, stmt, rule, targets, refs, through in self.pending:
-            self.check_rule_targets(loop, stmt, rule, [t for t in targets if t], refs)
-            self.check_heads_exist(loop, stmt, refs)
+            if refs is not None:
+                self.check_rule_targets(loop, stmt, rule, [t for t in targets if t], refs)
+                if not self.broken:
+                    self.check_heads_exist(loop, stmt, refs)
             if through is not None:
                 self.check_through(stmt, through)
         self.check_metas()
@@ -951,7 +970,7 @@ class Checker:
                                hint=f"read it in the loss, e.g. lookup({name}, ...)")
             elif kind == "tasks":
                 self.error("E0406", f"'{rule_name}' cannot update tasks '{name}'", ref.span)
-            elif kind == "model":
+            elif kind == "model" and name not in self.broken:
                 info = self.models[name]
                 reached = _ref("model", name) in refs or any(
                     _ref("head", h) in refs or _ref("attr", f"{name}.{h}") in refs
@@ -1016,7 +1035,8 @@ class Checker:
                            hint=f"add `update {name} by ... ` to '{learner}'")
                 continue
             for loop, stmt, rule, targets, refs, through in updates:
-                if _ref("meta", name) not in self.influence(stmt, refs, through):
+                if refs is not None and _ref("meta", name) not in self.influence(stmt, refs,
+                                                                                   through):
                     self.error("E0401", f"no objective of '{learner}' depends on '{name}'",
                                decl.name.span,
                                hint="use it in the loss or in the inner loop the update goes "
@@ -1112,6 +1132,11 @@ class Checker:
                            dict.fromkeys(info.inputs + list(missing))) + "]`")
 
     def check_unused(self) -> None:
+        if not self.diags:
+            self.check_unused_declarations()
+        self.check_settings_without_effect()
+
+    def check_unused_declarations(self) -> None:
         for decls, what in ((self.tasks, "tasks"), (self.models, "model"),
                             (self.metas, "meta-parameter")):
             for name in decls:
@@ -1131,6 +1156,8 @@ class Checker:
             lib = stdlib.load(imp.module.id) if imp.module.id in stdlib.module_names() else None
             if lib and not any(n in self.used for n in lib.funcs):
                 self.error("E0213", f"nothing from '{imp.module.id}' is used", imp.span)
+
+    def check_settings_without_effect(self) -> None:
         schedule = getattr(self, "schedule_settings", {})
         if "workers" in schedule:
             backend = schedule.get("backend")

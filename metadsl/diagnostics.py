@@ -40,7 +40,6 @@ CODES: dict[str, str] = {
     "E0214": "statement not allowed here",
     "E0215": "setting given twice",
     "E0216": "unknown standard-library module or name",
-    "E0217": "missing required setting",
     # memory and models
     "E0301": "memory reset scope that the loops cannot honour",
     "E0302": "memory target has no state to reset",

@@ -1,0 +1,29 @@
+"""Shared helpers. Golden files are rewritten with UPDATE_GOLDEN=1 (then review the diff)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SPECS = sorted((ROOT / "specs").glob("*.mrl"))
+STDLIB = sorted((ROOT / "stdlib").glob("*.mrl"))
+UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
+
+
+def golden(path: Path, actual: str) -> None:
+    """Compare with a golden file, or write it when UPDATE_GOLDEN=1."""
+    if UPDATE or not path.exists():
+        if not UPDATE:
+            pytest.fail(f"missing golden {path.name}; run with UPDATE_GOLDEN=1 and review it")
+        path.write_text(actual, encoding="utf-8")
+        return
+    assert actual == path.read_text(encoding="utf-8")
+
+
+@pytest.fixture
+def at_root(monkeypatch):
+    """Run with the repository as working directory, so paths in messages are relative."""
+    monkeypatch.chdir(ROOT)
