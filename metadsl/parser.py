@@ -49,7 +49,7 @@ def decode(data: bytes, file: str) -> str:
         raise CompileError([Diagnostic("E0002", "the file holds NUL bytes: it looks binary",
                                        hint="a spec is UTF-8 text", file=file)])
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8").removeprefix("\ufeff")  # editors on Windows write a BOM
     except UnicodeDecodeError as e:
         line = data.count(b"\n", 0, e.start) + 1
         col = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1

@@ -1,0 +1,156 @@
+"""The command line as users and scripts meet it: exit codes, output, no tracebacks."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import ROOT
+
+RL2 = "specs/rl2_bandits.mrl"
+
+
+def metadsl(*args: str, env: dict | None = None, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "metadsl.cli", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def no_traceback(result: subprocess.CompletedProcess) -> None:
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_check_all_specs_clean():
+    r = metadsl("check", *[str(p.relative_to(ROOT)) for p in (ROOT / "specs").glob("*.mrl")])
+    assert r.returncode == 0, r.stderr
+    assert "ok: 18 specs checked" in r.stderr
+
+
+def test_check_reports_errors_with_exit_1():
+    r = metadsl("check", "tests/diagnostics/e0201_unknown_rule.mrl")
+    assert r.returncode == 1
+    assert "error[E0201]: unknown update rule 'adma'" in r.stderr
+    assert "did you mean 'adam'?" in r.stderr
+
+
+def test_json_format_for_editors():
+    r = metadsl("check", "--format", "json", "tests/diagnostics/e0208_bad_reset_scope.mrl")
+    assert r.returncode == 1
+    (d,) = json.loads(r.stdout)["diagnostics"]
+    assert d["code"] == "E0208" and d["line"] == 11 and d["hint"] == "did you mean 'task'?"
+    clean = metadsl("check", "--format", "json", RL2)
+    assert clean.returncode == 0 and json.loads(clean.stdout) == {"diagnostics": []}
+
+
+@pytest.mark.parametrize("args", [
+    [], ["check"], ["check", RL2, "--format", "yaml"], ["check", RL2, "--emit", "py"],
+    ["graph", RL2, "--format", "gif"], ["graph", RL2, "--format", "png"], ["nosuchcommand"],
+    ["check", RL2, "--no-such-flag"],
+])
+def test_usage_errors_exit_2(args):
+    r = metadsl(*args)
+    assert r.returncode == 2, (args, r.stderr)
+    no_traceback(r)
+
+
+def test_missing_file_and_directory():
+    for target in ("no/such/spec.mrl", "specs"):
+        r = metadsl("check", target)
+        assert r.returncode == 1 and "error[E0001]" in r.stderr
+        no_traceback(r)
+
+
+@pytest.mark.parametrize("name, content", [
+    ("empty.mrl", b""),
+    ("blank.mrl", b"\n\n   \n"),
+    ("binary.mrl", bytes(range(256)) * 4),
+    ("latin1.mrl", "metadsl 1\nspec caf\xe9\n".encode("latin-1")),
+    ("huge.mrl", b"metadsl 1\nspec s\n" + b"# padding\n" * 200_000),
+    ("deep.mrl", b"metadsl 1\nspec s\ntasks t = f(" + b"[" * 5000 + b"]" * 5000 + b")\n"),
+    ("chain.mrl", b"metadsl 1\nspec s\ndef f(x) = " + b"x + " * 20000 + b"x\n"),
+    ("truncated.mrl", (ROOT / RL2).read_bytes()[:700]),
+    ("bom.mrl", b"\xef\xbb\xbf" + (ROOT / RL2).read_bytes()),
+    ("crlf.mrl", (ROOT / RL2).read_bytes().replace(b"\n", b"\r\n")),
+])
+def test_hostile_inputs_never_trace_back(tmp_path, name, content):
+    path = tmp_path / name
+    path.write_bytes(content)
+    for command in (["check"], ["graph"], ["fmt", "--check"], ["run"]):
+        r = metadsl(*command, str(path))
+        no_traceback(r)
+        assert r.returncode in (0, 1, 3), (command, r.returncode, r.stderr[-500:])
+        assert "E0901" not in r.stderr
+
+
+def test_emit_ast_and_ir_are_json():
+    ast = json.loads(metadsl("check", RL2, "--emit", "ast").stdout)
+    assert ast["node"] == "Module" and ast["name"]["id"] == "rl2_bandits"
+    ir = json.loads(metadsl("check", RL2, "--emit", "ir").stdout)
+    assert {n["id"] for n in ir["nodes"]} >= {"loop:trial", "loop:meta", "model:agent"}
+
+
+@pytest.mark.parametrize("fmt, marker", [("dot", "digraph"), ("mermaid", "flowchart TB"),
+                                         ("json", '"edges"')])
+def test_graph_text_formats(fmt, marker, tmp_path):
+    out = tmp_path / f"g.{fmt}"
+    r = metadsl("graph", "specs/maml_nav2d.mrl", "--format", fmt, "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    assert marker in out.read_text(encoding="utf-8")
+
+
+@pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz is not installed")
+@pytest.mark.parametrize("fmt, magic", [("svg", b"<svg"), ("png", b"\x89PNG")])
+def test_graph_images(fmt, magic, tmp_path):
+    out = tmp_path / f"g.{fmt}"
+    r = metadsl("graph", "specs/maml_nav2d.mrl", "--format", fmt, "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    assert magic in out.read_bytes()[:400]
+
+
+def test_graph_without_graphviz_says_how_to_install(tmp_path):
+    env = dict(os.environ, PATH=str(Path(sys.executable).parent))  # no `dot` on this PATH
+    r = metadsl("graph", "specs/maml_nav2d.mrl", "--format", "svg", "-o",
+                str(tmp_path / "g.svg"), env=env)
+    assert r.returncode == 1
+    assert "Graphviz" in r.stderr and "apt-get install graphviz" in r.stderr
+
+
+def test_fmt_check_and_rewrite(tmp_path):
+    assert metadsl("fmt", "--check", *[f"specs/{p.name}" for p in (ROOT / "specs").glob("*.mrl")]
+                   ).returncode == 0
+    messy = tmp_path / "messy.mrl"
+    messy.write_text((ROOT / RL2).read_text().replace("    collect", "  collect")
+                     .replace("arms = 5", "arms=5"), encoding="utf-8")
+    r = metadsl("fmt", "--check", str(messy))
+    assert r.returncode == 1 and "would reformat" in r.stderr
+    assert metadsl("fmt", str(messy)).returncode == 0
+    assert messy.read_text(encoding="utf-8") == (ROOT / RL2).read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("command", [["run"], ["compile", "-o", "train.py"]])
+def test_back_end_commands_say_what_is_missing(command, tmp_path):
+    r = metadsl(command[0], RL2, *command[1:], cwd=ROOT)
+    assert r.returncode == 3
+    assert "back end" in r.stderr and "not built yet" in r.stderr and "loops" in r.stderr
+    no_traceback(r)
+
+
+def test_check_and_graph_never_import_torch_or_networkx_needlessly():
+    probe = (
+        "import sys\n"
+        "from metadsl.cli import app\n"
+        "for argv in (['check', '{spec}'], ['fmt', '--check', '{spec}'], ['graph', '{spec}']):\n"
+        "    try:\n"
+        "        app(argv, standalone_mode=False)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "    print(argv[0], 'torch' in sys.modules, 'networkx' in sys.modules, file=sys.stderr)\n"
+    ).format(spec=RL2)
+    r = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True)
+    lines = [line for line in r.stderr.splitlines() if line.split()[0] in ("check", "fmt", "graph")]
+    assert lines == ["check False False", "fmt False False", "graph False True"], r.stderr
