@@ -87,3 +87,12 @@ def test_metagrad_edges_carry_gamma_and_lambda_into_the_inner_step():
     assert {"γ", "λ"} <= labels
     through = [d for _, _, d in g.edges(data=True) if d["style"] == "through"]
     assert through and through[0]["label"] == "∂θ′/∂θ"
+
+
+def test_reference_doc_is_generated_from_the_registry():
+    from metadsl.docgen import reference
+
+    from .conftest import ROOT
+
+    assert (ROOT / "docs" / "reference.md").read_text(encoding="utf-8") == reference(), \
+        "run `python -m metadsl.docgen > docs/reference.md`"
