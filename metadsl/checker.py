@@ -556,7 +556,7 @@ class Checker:
                 elif isinstance(stmt, A.Collect) and stmt.output.id not in loop.data:
                     loop.data[stmt.output.id] = stmt
         for name, loop in self.loops.items():
-            self.type_loop_body(loop, SETTINGS_OF[loop.decl.kind], loop.decl.body)
+            self.type_loop_body(loop, R.SETTINGS[loop.decl.kind], loop.decl.body)
         for kind, block in self.blocks.items():
             self.type_settings_block(block)
 
@@ -1172,9 +1172,6 @@ class Checker:
             if "meta_batch" in loop.settings and loop.decl.over is None:
                 self.error("E0213", "`meta_batch` has no effect in an outer loop that runs no "
                            "inner loop", loop.settings["meta_batch"].span)
-
-
-SETTINGS_OF = {"inner": R.SETTINGS["inner"], "outer": R.SETTINGS["outer"]}
 
 
 # ---- expression typing -------------------------------------------------------------------

@@ -18,7 +18,7 @@ from .diagnostics import CompileError
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
                   help="metadsl: a declarative meta-reinforcement-learning language.")
 
-EXIT_ERRORS, EXIT_USAGE, EXIT_NOT_BUILT = 1, 2, 3
+EXIT_ERRORS, EXIT_NOT_BUILT = 1, 3  # usage errors exit 2, through click
 
 
 class DiagFormat(str, Enum):

@@ -15,9 +15,6 @@ from pathlib import Path
 from . import ast as A
 from .diagnostics import CompileError, Diagnostic
 
-STAGES = ("ast", "check", "ir")
-
-
 @dataclass
 class FrontEnd:
     file: str

@@ -102,10 +102,6 @@ class UpdateNode(Node):
     second_order: bool | None = None  # set by passes.mark_differentiation
 
 
-NODE_TYPES = {c.model_fields["kind"].default: c for c in
-              (TaskNode, ModelNode, MemoryNode, MetaNode, LoopNode, DataNode, CollectNode,
-               StoreNode, UpdateNode)}
-
 IR = nx.MultiDiGraph
 
 _GREEK = {"alpha": "α", "beta": "β", "gamma": "γ", "delta": "δ", "epsilon": "ε", "eta": "η",

@@ -14,12 +14,6 @@ from dataclasses import dataclass, field
 
 REQUIRED = object()
 
-# Value types of the language. `tensor` is any array value in an expression; a `num`
-# or `int` or `bool` is accepted where a tensor is expected.
-TYPES = ("int", "num", "bool", "str", "symbol", "list", "dict", "tensor", "dist",
-         "model", "core", "memory", "tasks", "loop", "meta", "any")
-
-
 @dataclass(frozen=True)
 class P:
     """One parameter of a registered entry."""
@@ -68,10 +62,6 @@ class Entry:
 
     def param(self, name: str) -> P | None:
         return next((p for p in self.params if p.name == name), None)
-
-
-def _pos(name, type_, default=REQUIRED, doc="", **kw):
-    return P(name, type_, default, doc=doc, **kw)
 
 
 def _gt0(name, type_, default=REQUIRED, doc=""):
@@ -437,7 +427,7 @@ TRAJECTORY_FIELDS = {
 # update site to the updated model's heads of the same name.
 HEAD_SLOTS = {"pi": "dist", "v": "tensor", "q": "tensor", "q1": "tensor", "q2": "tensor",
               "pred": "tensor", "q_z": "dist"}
-CONSTANTS = {"true": "bool", "false": "bool", "pi_const": "num"}
+CONSTANTS = {"true": "bool", "false": "bool"}
 
 # ---- loop, evaluate and schedule settings ----------------------------------------------
 

@@ -9,7 +9,6 @@ import tempfile
 from functools import lru_cache
 from pathlib import Path
 
-from . import ast as A
 from .diagnostics import CompileError, Diagnostic
 from .resources import grammar_path, stdlib_dir
 
@@ -93,8 +92,3 @@ def _check_library(name: str, checked: dict):
             info.module = name  # declared here; imports into a spec keep this owner
     checked[name] = result
     return result
-
-
-def function(name: str, module: str) -> A.FuncDecl | None:
-    checked = load(module)
-    return checked.funcs.get(name).decl if checked and name in checked.funcs else None
