@@ -161,38 +161,58 @@ def fmt(
         raise typer.Exit(EXIT_ERRORS)
 
 
-def _not_built(command: str, spec: str) -> None:
+def _compiled(spec: str) -> str:
+    """The generated module's source, or exit: 1 for errors, 3 for what has no back end."""
     try:
         result = _front(spec, "ir")
     except CompileError as e:
         _report(e)
         raise typer.Exit(EXIT_ERRORS)
-    from .ir import LoopNode, UpdateNode
+    from .lower import NotBuilt, lower
 
-    nodes = [d["node"] for _, d in result.ir.nodes(data=True)]
-    loops = ", ".join(f"{n.loop_kind} {n.label}" for n in nodes if isinstance(n, LoopNode))
-    rules = ", ".join(sorted({n.rule for n in nodes if isinstance(n, UpdateNode)})) or "none"
-    sys.stderr.write(
-        f"{spec}: the spec checks, but `metadsl {command}` needs the PyTorch back end, which is "
-        f"not built yet.\n  missing: the lowering of the IR to PyTorch and the runtime it "
-        f"imports\n  this spec would need: loops {loops}; update rules {rules}\n"
-        f"  available now: metadsl check, graph, fmt (and check --emit ast|ir)\n")
-    raise typer.Exit(EXIT_NOT_BUILT)
+    try:
+        return lower(result.checked, spec)
+    except NotBuilt as e:
+        sys.stderr.write(f"{spec}: the spec checks, but the PyTorch back end does not build it "
+                         "yet. Missing:\n" + "".join(f"  - {m}\n" for m in e.missing))
+        raise typer.Exit(EXIT_NOT_BUILT)
 
 
 @app.command(name="compile")
 def compile_(
     spec: str = typer.Argument(..., metavar="SPEC"),
-    output: Optional[Path] = typer.Option(None, "-o", "--output"),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="write here instead of "
+                                          "standard output"),
 ) -> None:
     """Compile a spec to a standalone PyTorch training script."""
-    _not_built("compile", spec)
+    _write(_compiled(spec).encode(), output)
 
 
-@app.command()
-def run(spec: str = typer.Argument(..., metavar="SPEC")) -> None:
-    """Compile, train and evaluate a spec."""
-    _not_built("run", spec)
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def run(
+    ctx: typer.Context,
+    spec: str = typer.Argument(..., metavar="SPEC"),
+) -> None:
+    """Compile, train and evaluate a spec. Options go to the training module:
+    [--out DIR] [--seed N] [--iterations N] [--set path=value ...] [--resume DIR]."""
+    import importlib.util
+    import tempfile
+
+    source = _compiled(spec)
+    folder = Path(tempfile.mkdtemp(prefix="metadsl-"))
+    module_path = folder / "train.py"
+    module_path.write_text(source, encoding="utf-8")
+    loaded = importlib.util.spec_from_file_location("metadsl_train", module_path)
+    module = importlib.util.module_from_spec(loaded)
+    sys.modules[loaded.name] = module  # dataclasses look their module up there
+    loaded.loader.exec_module(module)  # our generated code, from a checked spec
+    try:
+        module.main(list(ctx.args))
+    except SystemExit as e:
+        if e.code not in (None, 0):
+            if isinstance(e.code, str):
+                sys.stderr.write(e.code + "\n")
+            raise typer.Exit(EXIT_ERRORS if isinstance(e.code, str) else e.code)
 
 
 def main() -> None:

@@ -145,6 +145,82 @@ class BayesOptimal:
         return torch.tensor(actions)
 
 
+class Gittins:
+    """Finite-horizon Gittins index policy. An arm with posterior Beta(s+1, f+1) and h pulls
+    left gets the retirement rate λ at which pulling it and retiring for good (λ per pull)
+    are equally good. Backward induction over h computes the value for every (s, f) and every
+    λ on a grid at once, so the whole index table costs O(grid · n³) tensor work."""
+
+    def __init__(self, pulls: int, grid: int = 200):
+        n = pulls
+        lam = torch.linspace(0, 1, grid + 1, dtype=torch.float64)
+        s = torch.arange(n + 1, dtype=torch.float64)[:, None]
+        f = torch.arange(n + 1, dtype=torch.float64)[None, :]
+        mean = (s + 1) / (s + f + 2)
+        value = torch.zeros(grid + 1, n + 2, n + 2, dtype=torch.float64)  # h = 0 pulls left
+        self.index = torch.zeros(n + 1, n + 1, n + 1, dtype=torch.float64)  # [h, s, f]
+        for h in range(1, n + 1):
+            pull = mean * (1 + value[:, 1: n + 2, : n + 1]) + (1 - mean) * value[:, : n + 1, 1: n + 2]
+            gap = pull - lam[:, None, None] * h  # falls as λ grows; its root is the index
+            i = ((gap >= 0).sum(dim=0) - 1).clamp(0, grid - 1)
+            below, above = gap.gather(0, i[None]).squeeze(0), gap.gather(0, i[None] + 1).squeeze(0)
+            frac = (below / (below - above).clamp(min=1e-12)).clamp(0, 1)
+            self.index[h] = lam[i] + frac / grid
+            value[:, : n + 1, : n + 1] = torch.maximum(pull, lam[:, None, None] * h)
+        self.pulls = n
+
+    def __call__(self, s, f, t, n, gen):
+        left = n - t
+        score = self.index[left][s.long().clamp(max=self.pulls), f.long().clamp(max=self.pulls)]
+        return _argmax_random_ties(score.float(), gen)
+
+
+class DependentBayesOptimal:
+    """The exact Bayes-optimal policy for Wang et al.'s dependent arms (p2 = 1 − p1). An arm-1
+    success and an arm-2 failure are the same evidence about p1, so the posterior is a
+    function of two counts, (heads, tails), and the DP is over those: tiny even at n = 100."""
+
+    def __init__(self, difficulty: str, pulls: int):
+        self.difficulty, self.pulls = difficulty, pulls
+        self.value = lru_cache(maxsize=None)(self._value)
+
+    def mean_p1(self, heads: int, tails: int) -> float:
+        if self.difficulty == "uniform":
+            return (heads + 1) / (heads + tails + 2)
+        low, high = DEPENDENT_PAIRS[self.difficulty]
+        w_low = low ** heads * (1 - low) ** tails
+        w_high = high ** heads * (1 - high) ** tails
+        return (w_low * low + w_high * high) / (w_low + w_high)
+
+    def _q(self, heads: int, tails: int, arm: int, left: int) -> float:
+        p = self.mean_p1(heads, tails) if arm == 0 else 1 - self.mean_p1(heads, tails)
+        win = (heads + 1, tails) if arm == 0 else (heads, tails + 1)
+        lose = (heads, tails + 1) if arm == 0 else (heads + 1, tails)
+        return p * (1 + self.value(*win, left - 1)) + (1 - p) * self.value(*lose, left - 1)
+
+    def _value(self, heads: int, tails: int, left: int) -> float:
+        if left == 0:
+            return 0.0
+        return max(self._q(heads, tails, a, left) for a in (0, 1))
+
+    def expected_regret(self) -> float:
+        if self.difficulty == "uniform":
+            best = 0.75  # E[max(p1, 1 − p1)] for p1 ~ U(0, 1)
+        else:
+            best = DEPENDENT_PAIRS[self.difficulty][1]
+        return self.pulls * best - self.value(0, 0, self.pulls)
+
+    def __call__(self, s, f, t, n, gen):
+        heads = (s[:, 0] + f[:, 1]).long().tolist()
+        tails = (f[:, 0] + s[:, 1]).long().tolist()
+        actions = []
+        for h, k in zip(heads, tails):
+            q0, q1 = self._q(h, k, 0, n - t), self._q(h, k, 1, n - t)
+            actions.append(0 if q0 > q1 + 1e-12 else 1 if q1 > q0 + 1e-12
+                           else int(torch.randint(2, (1,), generator=gen)))
+        return torch.tensor(actions)
+
+
 def play(batch: BanditBatch, policy, gen: torch.Generator) -> torch.Tensor:
     """Run a policy on every instance; total reward per instance [B]."""
     s = torch.zeros_like(batch.p)

@@ -1,0 +1,122 @@
+"""The language's primitive expression ops in torch (registry kind `op`).
+
+Trajectory tensors are time-major, [T, B, ...]. Ops that need the trajectory itself
+(episode ends for `shift`, progress for `anneal`) take the batch as first argument; the
+lowering passes it.
+"""
+
+from __future__ import annotations
+
+import builtins
+
+import torch
+from torch.distributions import Distribution, Normal
+
+exp, log, sqrt, abs, tanh, sigmoid = (torch.exp, torch.log, torch.sqrt, torch.abs, torch.tanh,
+                                      torch.sigmoid)
+
+
+def _t(x) -> torch.Tensor:
+    return x if isinstance(x, torch.Tensor) else torch.tensor(float(x))
+
+
+def mean(x):
+    return _t(x).mean()
+
+
+def sum(x):  # noqa: A001 - the language's name
+    return _t(x).sum()
+
+
+def std(x):
+    return _t(x).std()
+
+
+def stop_grad(x):
+    return _t(x).detach()
+
+
+def normalize(x):
+    x = _t(x)
+    return (x - x.mean()) / (x.std() + 1e-8)
+
+
+def min(a, b):  # noqa: A001
+    return torch.minimum(_t(a), _t(b))
+
+
+def max(a, b):  # noqa: A001
+    return torch.maximum(_t(a), _t(b))
+
+
+def clamp(x, low, high):
+    return torch.clamp(_t(x), _t(low), _t(high)) if isinstance(low, torch.Tensor) or \
+        isinstance(high, torch.Tensor) else torch.clamp(_t(x), float(low), float(high))
+
+
+def where(cond, a, b):
+    return torch.where(_t(cond).bool(), _t(a), _t(b))
+
+
+def scan_back(x, decay, last=0.0):
+    """a_t = x_t + decay_t · a_{t+1} over the time axis, with a_T = last."""
+    x = _t(x)
+    decay = torch.broadcast_to(_t(decay), x.shape)
+    out = torch.empty_like(x)
+    acc = torch.broadcast_to(_t(last), x.shape[1:]).to(x.dtype)
+    for t in range(x.shape[0] - 1, -1, -1):
+        acc = x[t] + decay[t] * acc
+        out[t] = acc
+    return out
+
+
+def shift(batch, x, n):
+    """x_{t+n}, zero where the episode ends before t+n or the trace does."""
+    x = _t(x)
+    steps = x.shape[0]
+    out = torch.zeros_like(x)
+    if n >= steps:
+        return out
+    not_done = 1 - batch["done"]
+    alive = torch.ones_like(not_done[: steps - n])
+    for k in range(n):  # no episode end at t, t+1, ..., t+n-1
+        alive = alive * not_done[k: steps - n + k]
+    out[: steps - n] = x[n:] * alive.reshape(alive.shape + (1,) * (x.dim() - alive.dim()))
+    return out
+
+
+def stack(*xs):
+    parts = [_t(x) if _t(x).dim() > 2 else _t(x).unsqueeze(-1) for x in xs]
+    return torch.cat([p.float() for p in parts], dim=-1)
+
+
+def log_prob(d: Distribution, x):
+    return d.log_prob(_t(x))
+
+
+def entropy(d: Distribution):
+    return d.entropy()
+
+
+def kl(p: Distribution, q: Distribution):
+    return torch.distributions.kl_divergence(p, q)
+
+
+def rsample(d: Distribution):
+    return d.rsample()
+
+
+def normal(mean_, log_std):
+    return Normal(_t(mean_), torch.exp(_t(log_std)))
+
+
+def unit_normal(like):
+    like = _t(like)
+    return Normal(torch.zeros_like(like), torch.ones_like(like))
+
+
+def anneal(batch, start, end, over=1.0):
+    """Linear from start to end over the first `over` of the run; `progress` is set by the
+    loop that runs the update."""
+    frac = builtins.min(1.0, float(batch["progress"]) / over) if over > 0 else 1.0
+    return start + (end - start) * frac

@@ -1,0 +1,230 @@
+"""What every generated training module shares: arguments, the run folder, logging,
+checkpoints, and the end of a run.
+
+A run folder holds the resolved arguments (args.json), package versions, metrics.csv,
+checkpoint.pt (written atomically: a kill at any moment loses at most the iterations
+since the last checkpoint) and eval.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import difflib
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from .rules import NonFiniteLoss
+
+
+class State:
+    """Everything a run learns: models, optimizers, the generator. Checkpointable."""
+
+    def __init__(self, **parts):
+        self.__dict__.update(parts)
+
+    def state_dict(self) -> dict:
+        out = {}
+        for name, part in self.__dict__.items():
+            if isinstance(part, (torch.nn.Module, torch.optim.Optimizer)):
+                out[name] = part.state_dict()
+            elif isinstance(part, torch.Generator):
+                out[name] = part.get_state()
+        return out
+
+    def load_state_dict(self, saved: dict) -> None:
+        for name, value in saved.items():
+            part = self.__dict__[name]
+            if isinstance(part, torch.Generator):
+                part.set_state(value)
+            else:
+                part.load_state_dict(value)
+
+
+class UsageError(SystemExit):
+    pass
+
+
+def _fields(args_cls) -> dict[str, dataclasses.Field]:
+    return {f.name: f for f in dataclasses.fields(args_cls)}
+
+
+def _path(field_name: str) -> str:
+    return field_name.replace("__", ".")
+
+
+def _convert(text: str, type_name: str, path: str):
+    try:
+        if type_name == "bool":
+            if text.lower() in ("true", "1", "yes"):
+                return True
+            if text.lower() in ("false", "0", "no"):
+                return False
+            raise ValueError
+        return {"int": int, "float": float, "str": str}[type_name](text)
+    except ValueError:
+        raise UsageError(f"error[E0501]: --set {path}={text}: expected a {type_name}") from None
+
+
+def parse(args_cls, argv=None, iterations: str | None = None):
+    """`[--seed N] [--iterations N] [--set path=value ...] [--out DIR] [--resume DIR]`."""
+    parser = argparse.ArgumentParser(description=(args_cls.__doc__ or "").strip())
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--iterations", type=int, help=f"sets {iterations}")
+    parser.add_argument("--set", action="append", default=[], metavar="PATH=VALUE")
+    parser.add_argument("--out", type=Path, help="run folder (default runs/SPEC-TIME)")
+    parser.add_argument("--resume", type=Path, help="continue the run in this folder")
+    options = parser.parse_args(argv)
+    fields = _fields(args_cls)
+    values = {}
+    if options.resume is not None:
+        saved = options.resume / "args.json"
+        if not saved.is_file():
+            raise UsageError(f"error: {options.resume} is not a run folder (no args.json)")
+        values.update(json.loads(saved.read_text()))
+    overrides = [("seed", str(options.seed))] if options.seed is not None else []
+    if options.iterations is not None:
+        overrides.append((iterations, str(options.iterations)))
+    for item in options.set:
+        if "=" not in item:
+            raise UsageError(f"error[E0501]: --set {item}: expected PATH=VALUE")
+        path, text = item.split("=", 1)
+        overrides.append((path.strip(), text.strip()))
+    paths = {_path(name): name for name in fields}
+    for path, text in overrides:
+        if path not in paths:
+            close = difflib.get_close_matches(path, list(paths), n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise UsageError(f"error[E0501]: no setting '{path}' in this spec{hint}\n"
+                             f"  settings: {', '.join(sorted(paths))}")
+        name = paths[path]
+        values[name] = _convert(text, fields[name].type, path)
+    return args_cls(**values), options
+
+
+class Run:
+    """The run folder, metrics and checkpoints of one training run (a context manager)."""
+
+    def __init__(self, spec: str, digest: str, args, options, source: str | None = None,
+                 checkpoint_every: int = 25):
+        self.spec, self.args, self.options = spec, args, options
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        self.folder = Path(options.resume or options.out or Path("runs") / f"{spec}-{stamp}")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.checkpoint_every = checkpoint_every
+        self.start_iteration = 0
+        self.progress = 0.0
+        self.env_steps = 0
+        self._state = None
+        self._file = None
+        self._writer = None
+        self._t0 = time.time()
+        if source is not None:  # the generated module that trains: the run can be re-run
+            (self.folder / "train.py").write_text(Path(source).read_text())
+        (self.folder / "args.json").write_text(json.dumps(dataclasses.asdict(args), indent=2))
+        (self.folder / "versions.json").write_text(json.dumps({
+            "spec": spec, "spec_sha256": digest, "python": platform.python_version(),
+            "torch": torch.__version__, "metadsl": _version()}, indent=2))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, tb):
+        if self._file is not None:
+            self._file.close()
+        if isinstance(error, NonFiniteLoss):
+            sys.stderr.write(f"\nstopped: {error} at iteration {self.iteration}; the last good "
+                             f"checkpoint is {self.folder / 'checkpoint.pt'}\n")
+            raise SystemExit(1)
+        return False
+
+    # -- checkpoints --
+    def restore(self, state: State) -> None:
+        self._state = state
+        path = self.folder / "checkpoint.pt"
+        if self.options.resume is not None and path.is_file():
+            saved = torch.load(path, weights_only=False)
+            state.load_state_dict(saved["state"])
+            self.start_iteration = saved["iteration"] + 1
+            self.env_steps = saved["env_steps"]
+            print(f"resumed {self.folder} at iteration {self.start_iteration}", file=sys.stderr)
+
+    def checkpoint(self, iteration: int) -> None:
+        tmp = self.folder / "checkpoint.pt.tmp"
+        torch.save({"iteration": iteration, "env_steps": self.env_steps,
+                    "state": self._state.state_dict()}, tmp)
+        os.replace(tmp, self.folder / "checkpoint.pt")
+
+    # -- the loop --
+    def iterations(self, loop: str, total: int):
+        self.total = total
+        show = sys.stderr.isatty()
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+        columns = [TextColumn(f"{loop}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                   TextColumn("{task.fields[rate]:>8} steps/s"),
+                   TextColumn("return {task.fields[ret]}"), TimeRemainingColumn()]
+        with Progress(*columns, disable=not show, transient=False) as bar:
+            self._bar = bar
+            self._task = bar.add_task(loop, total=total, completed=self.start_iteration,
+                                      rate="-", ret="-")
+            for iteration in range(self.start_iteration, total):
+                self.iteration = iteration
+                self.progress = iteration / max(1, total)
+                yield iteration
+                if (iteration + 1) % self.checkpoint_every == 0 or iteration + 1 == total:
+                    self.checkpoint(iteration)
+
+    def log(self, iteration: int, metrics: dict, env_steps: int = 0, state=None) -> None:
+        self.env_steps += env_steps
+        wall = time.time() - self._t0
+        row = {"iteration": iteration, "env_steps": self.env_steps, "wall_s": round(wall, 3),
+               **{k: float(v) for k, v in metrics.items()}}
+        if self._writer is None:
+            new = not (self.folder / "metrics.csv").exists()
+            self._file = open(self.folder / "metrics.csv", "a", newline="")
+            self._writer = csv.DictWriter(self._file, fieldnames=list(row))
+            if new:
+                self._writer.writeheader()
+        self._writer.writerow(row)
+        self._file.flush()
+        rate = self.env_steps / max(wall, 1e-9)
+        ret = metrics.get("charts/return")
+        self._bar.update(self._task, completed=iteration + 1, rate=f"{rate:,.0f}",
+                         ret=f"{ret:.3f}" if ret is not None else "-")
+        if not sys.stderr.isatty() and (iteration + 1) % max(1, self.total // 10) == 0:
+            print(f"{self.spec} iteration {iteration + 1}/{self.total}  env-steps/s {rate:,.0f}"
+                  f"  return {ret:.3f}" if ret is not None else "", file=sys.stderr)
+
+    # -- evaluation --
+    def write_eval(self, results: list[dict]) -> None:
+        from rich.console import Console
+        from rich.table import Table
+
+        data = {"spec": self.spec, "seed": self.args.seed,
+                "tasks": sorted({r["tasks"] for r in results}), "results": results}
+        (self.folder / "eval.json").write_text(json.dumps(data, indent=2))
+        table = Table(title=f"{self.spec}: held-out evaluation")
+        for column in ("tasks", "method", "metric", "mean", "stderr", "episodes",
+                       "paired diff to learner"):
+            table.add_column(column, justify="right" if column in ("mean", "stderr") else "left")
+        for r in results:
+            diff = r.get("diff_to_learner")
+            table.add_row(r["tasks"], r["method"], r["metric"], f"{r['mean']:.3f}",
+                          f"{r['stderr']:.3f}", str(r["episodes"]),
+                          f"{diff['mean']:+.3f} ± {diff['stderr']:.3f}" if diff else "")
+        Console(width=max(120, Console().width)).print(table)
+        print(f"run folder: {self.folder}")
+
+
+def _version() -> str:
+    from metadsl import __version__
+
+    return __version__

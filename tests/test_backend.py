@@ -1,0 +1,127 @@
+"""The back end: generated code (golden, deterministic), runs that learn, the run folder."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from metadsl.driver import front_end
+from metadsl.lower import NotBuilt, lower
+from metadsl.runtime import models, rules, runs
+
+from .conftest import ROOT, golden
+
+BUILT = ["rl2_bandits", "wang2016_dependent_bandits"]
+# Small enough to train in seconds, large enough to beat random clearly (see test below).
+QUICK = ["--set", "agent.hidden=64", "--set", "meta.meta_batch=128", "--set",
+         "meta.agent.lr=1e-3", "--set", "evaluate.instances=2000"]
+
+
+def compiled(spec: str) -> str:
+    path = f"specs/{spec}.mrl"
+    return lower(front_end(str(ROOT / path), "check").checked, path)
+
+
+@pytest.mark.parametrize("spec", BUILT)
+def test_generated_code_is_golden_and_deterministic(spec):
+    first = compiled(spec)
+    assert compiled(spec) == first
+    compile(first, f"{spec}.py", "exec")
+    golden(ROOT / "tests" / "golden" / f"{spec}.py", first)
+
+
+def test_unbuilt_constructs_are_named():
+    with pytest.raises(NotBuilt) as info:
+        compiled("maml_nav2d")
+    assert "`adapt` (gradient-based inner loops)" in info.value.missing
+    assert "update rule trpo" in info.value.missing
+
+
+def metadsl(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, "-m", "metadsl.cli", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=600)
+
+
+def metrics(folder):
+    with open(folder / "metrics.csv") as f:
+        return [{k: v for k, v in row.items() if k != "wall_s"} for row in csv.DictReader(f)]
+
+
+def test_rl2_learns_beyond_random(tmp_path):
+    out = tmp_path / "run"
+    r = metadsl("run", "specs/rl2_bandits.mrl", "--iterations", "60", *QUICK, "--out", str(out))
+    assert r.returncode == 0, r.stderr[-2000:]
+    result = json.loads((out / "eval.json").read_text())
+    assert result["spec"] == "rl2_bandits" and result["seed"] == 1
+    by_method = {row["method"]: row for row in result["results"]}
+    assert set(by_method) == {"rl2_bandits", "bayes_optimal", "gittins", "ucb1", "thompson",
+                              "greedy", "epsilon_greedy", "random"}
+    for row in result["results"]:
+        assert {"method", "metric", "mean", "stderr", "episodes"} <= set(row)
+    assert by_method["bayes_optimal"]["mean"] == pytest.approx(6.66, abs=0.15)
+    # paired: random's difference to the learner on the same bandits and draws
+    gap = -by_method["random"]["diff_to_learner"]["mean"]
+    assert gap > 0.25 and gap > 4 * by_method["random"]["diff_to_learner"]["stderr"]
+    assert (out / "checkpoint.pt").is_file() and (out / "train.py").is_file()
+
+
+def test_python_train_py_and_metadsl_run_are_the_same_run(tmp_path):
+    script = tmp_path / "train.py"
+    assert metadsl("compile", "specs/rl2_bandits.mrl", "-o", str(script)).returncode == 0
+    options = ["--iterations", "3", "--set", "agent.hidden=32", "--set", "meta.meta_batch=16",
+               "--set", "evaluate.instances=50"]
+    a = subprocess.run([sys.executable, str(script), *options, "--out", str(tmp_path / "a")],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert a.returncode == 0, a.stderr[-2000:]
+    b = metadsl("run", "specs/rl2_bandits.mrl", *options, "--out", str(tmp_path / "b"))
+    assert b.returncode == 0, b.stderr[-2000:]
+    assert metrics(tmp_path / "a") == metrics(tmp_path / "b")
+    assert json.loads((tmp_path / "a" / "eval.json").read_text()) == \
+        json.loads((tmp_path / "b" / "eval.json").read_text())
+
+
+def test_resume_continues_from_the_checkpoint(tmp_path):
+    small = ["--set", "agent.hidden=16", "--set", "meta.meta_batch=8", "--set",
+             "evaluate.instances=20"]
+    out = tmp_path / "run"
+    assert metadsl("run", "specs/rl2_bandits.mrl", "--iterations", "2", *small,
+                   "--out", str(out)).returncode == 0
+    r = metadsl("run", "specs/rl2_bandits.mrl", "--iterations", "4", "--resume", str(out))
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "resumed" in r.stderr
+    assert [row["iteration"] for row in metrics(out)] == ["0", "1", "2", "3"]
+
+
+@pytest.mark.parametrize("override, message", [
+    ("meta.agnt.lr=1", "did you mean 'meta.agent.lr'?"),
+    ("meta.agent.lr=fast", "expected a float"),
+    ("no_equals_sign", "expected PATH=VALUE"),
+])
+def test_bad_overrides_are_errors(override, message):
+    r = metadsl("run", "specs/rl2_bandits.mrl", "--set", override)
+    assert r.returncode == 1
+    assert message in r.stderr and "Traceback" not in r.stderr
+
+
+def test_non_finite_loss_stops_the_run(tmp_path, capsys):
+    model = models.Recurrent("gru", 4, ["obs"], {"pi": "categorical"}, 1, 2)
+    opt = rules.optimizer("adam", model.parameters(), lr=1e-3)
+    batch = {"obs": torch.ones(3, 2, 1), "reward": torch.zeros(3, 2)}
+    options = type("Options", (), {"out": tmp_path, "resume": None})()
+    with pytest.raises(SystemExit) as info:
+        with runs.Run("demo", "0" * 16, _Args(), options) as run:
+            run.iteration = 5
+            rules.minimize(opt, model, batch, lambda b, h: torch.tensor(float("nan")))
+    assert info.value.code == 1
+    assert "the loss is nan at iteration 5" in capsys.readouterr().err
+
+
+@dataclasses.dataclass
+class _Args:
+    seed: int = 0
