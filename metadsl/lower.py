@@ -21,7 +21,7 @@ from . import registry as R
 from .checker import Checked
 
 # What the runtime implements today; everything else is reported as not built.
-BUILT_TASKS = {"bernoulli_bandit", "dependent_bandit"}
+BUILT_TASKS = {"bernoulli_bandit", "dependent_bandit", "tabular_mdp"}
 BUILT_MODELS = {"recurrent"}
 BUILT_CORES = {"gru", "lstm"}
 BUILT_RULES = {"adam", "rmsprop"}
@@ -29,7 +29,8 @@ BUILT_OPS = {"exp", "log", "sqrt", "abs", "tanh", "sigmoid", "mean", "sum", "std
              "normalize", "min", "max", "clamp", "where", "scan_back", "shift", "stack",
              "log_prob", "entropy", "kl", "rsample", "normal", "unit_normal", "anneal"}
 TRAJECTORY_OPS = {"shift", "anneal"}  # take the batch as their first argument
-BUILT_BASELINES = {"bayes_optimal", "gittins", "ucb1", "thompson", "greedy", "epsilon_greedy", "random"}
+BUILT_BASELINES = {"bayes_optimal", "gittins", "ucb1", "thompson", "greedy", "epsilon_greedy",
+                   "random", "psrl", "oracle"}
 
 
 class NotBuilt(Exception):
@@ -549,7 +550,7 @@ class Lowering:
                  'reward draws."""',
                  "    results = []"]
         for label, family in families:
-            lines.append("    results += evaluation.on_bandits(")
+            lines.append("    results += evaluation.held_out(")
             lines.append(f"        SPEC, state.{py_name(model)}, {family}, {label!r},")
             lines.append(f"        steps={self.steps_of(inner)}, instances={instances},")
             lines.append(f"        against={against!r}, metric={metric!r}, seed=args.seed + 1)")

@@ -7,7 +7,7 @@ import math
 
 import torch
 
-from . import bandits, rollout
+from . import bandits, mdps, rollout
 
 CHUNK = 5000  # instances evaluated at once (memory)
 
@@ -48,25 +48,42 @@ def baseline_policy(name: str, family, arms: int, pulls: int, seed: int):
     raise KeyError(name)
 
 
-def on_bandits(spec: str, model, family, label: str, steps: int, instances: int,
-                 against: list[str], metric: str, seed: int) -> list[dict]:
+def held_out(spec: str, model, family, label: str, steps: int, instances: int,
+             against: list[str], metric: str, seed: int) -> list[dict]:
+    """The learner and every baseline on the same held-out instances, one result row each."""
     gen = torch.Generator().manual_seed(seed)
     batch = family.sample(instances, steps, gen)
     learner = []
     for start in range(0, instances, CHUNK):
-        part = bandits.BanditBatch(batch.p[start:start + CHUNK], batch.u[:, start:start + CHUNK])
+        part = _slice(batch, slice(start, start + CHUNK))
         traj = rollout.collect(model, family.env(part), steps,
                                torch.Generator().manual_seed(seed + start))
         learner.append(traj["reward"].sum(0))
     totals = {spec: torch.cat(learner)}
     torch.manual_seed(seed)
+    if family.kind == "mdp":
+        for name in against:
+            totals[name] = mdps.play(batch, name, torch.Generator().manual_seed(seed + 7), steps)
+        return _rows(spec, totals, None, metric, instances, label)
     for name in against:
         dependent = getattr(family, "difficulty", "independent") != "independent"
         if name == "bayes_optimal" and not dependent and batch.arms * steps > 200:
             continue  # the exact DP over independent arms is intractable at this size
         policy = baseline_policy(name, family, batch.arms, steps, seed)
         totals[name] = bandits.play(batch, policy, torch.Generator().manual_seed(seed + 7))
-    best = batch.best_mean() * steps
+    return _rows(spec, totals, batch.best_mean() * steps, metric, instances, label)
+
+
+def _slice(batch, part: slice):
+    """Instances `part` of a task batch (time-major draws keep their time axis)."""
+    if isinstance(batch, bandits.BanditBatch):
+        return bandits.BanditBatch(batch.p[part], batch.u[:, part])
+    return mdps.MDPBatch(batch.mu[part], batch.P[part], batch.noise[:, part],
+                         batch.u_next[:, part], batch.u_start[:, part], batch.horizon,
+                         batch.reward_std)
+
+
+def _rows(spec, totals, best, metric, instances, label) -> list[dict]:
     results = []
     for method, total in totals.items():
         value = best - total if metric == "regret" else total

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from . import bandits
+from . import bandits, mdps
 
 
 class BanditEnv:
@@ -62,7 +62,52 @@ class DependentBandit(BernoulliBandit):
         return bandits.dependent_bandits(count, self.difficulty, steps, gen)
 
 
-FAMILIES = {"bernoulli_bandit": BernoulliBandit, "dependent_bandit": DependentBandit}
+class MDPEnv:
+    """A batch of tabular MDPs; observations are one-hot states; episodes of fixed length."""
+
+    def __init__(self, batch: mdps.MDPBatch):
+        self.batch = batch
+        self.obs_dim, self.n_actions, self.horizon = batch.states, batch.actions, batch.horizon
+        self.t = 0
+        self.state = batch.start(0)
+
+    def _obs(self) -> torch.Tensor:
+        return torch.nn.functional.one_hot(self.state, self.obs_dim).float()
+
+    def reset(self) -> torch.Tensor:
+        return self._obs()
+
+    def step(self, action: torch.Tensor):
+        reward, self.state = self.batch.step(self.t, self.state, action)
+        self.t += 1
+        done = self.t % self.horizon == 0
+        if done:
+            self.state = self.batch.start(self.t) if self.t < self.batch.noise.shape[0] \
+                else self.state
+        return self._obs(), reward, torch.full((self.batch.size,), float(done))
+
+
+class TabularMDP:
+    """`tabular_mdp(states, actions, horizon, reward_mean, reward_std)` (RL² Table 2)."""
+
+    kind = "mdp"
+
+    def __init__(self, states: int = 10, actions: int = 5, horizon: int = 10,
+                 reward_mean: float = 1.0, reward_std: float = 1.0):
+        self.states, self.n_actions, self.horizon = states, actions, horizon
+        self.obs_dim = states
+        self.reward_mean, self.reward_std = reward_mean, reward_std
+
+    def sample(self, count: int, steps: int, gen: torch.Generator) -> mdps.MDPBatch:
+        return mdps.random_mdps(count, self.states, self.n_actions, self.horizon, steps, gen,
+                                self.reward_mean, self.reward_std)
+
+    def env(self, instances: mdps.MDPBatch) -> MDPEnv:
+        return MDPEnv(instances)
+
+
+FAMILIES = {"bernoulli_bandit": BernoulliBandit, "dependent_bandit": DependentBandit,
+            "tabular_mdp": TabularMDP}
 
 
 def make(source: str, **args):

@@ -144,7 +144,7 @@ def meta(args: Args, state: runs.State, run: runs.Run) -> None:
 def evaluate(args: Args, state: runs.State, run: runs.Run) -> None:
     """Held-out tasks: the learner and each baseline on the same instances and reward draws."""
     results = []
-    results += evaluation.on_bandits(
+    results += evaluation.held_out(
         SPEC,
         state.agent,
         state.bandits,

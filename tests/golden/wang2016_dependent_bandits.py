@@ -153,7 +153,7 @@ def meta(args: Args, state: runs.State, run: runs.Run) -> None:
 def evaluate(args: Args, state: runs.State, run: runs.Run) -> None:
     """Held-out tasks: the learner and each baseline on the same instances and reward draws."""
     results = []
-    results += evaluation.on_bandits(
+    results += evaluation.held_out(
         SPEC,
         state.agent,
         tasks.make("dependent_bandit", difficulty="easy"),
@@ -164,7 +164,7 @@ def evaluate(args: Args, state: runs.State, run: runs.Run) -> None:
         metric="regret",
         seed=args.seed + 1,
     )
-    results += evaluation.on_bandits(
+    results += evaluation.held_out(
         SPEC,
         state.agent,
         tasks.make("dependent_bandit", difficulty="medium"),
@@ -175,7 +175,7 @@ def evaluate(args: Args, state: runs.State, run: runs.Run) -> None:
         metric="regret",
         seed=args.seed + 1,
     )
-    results += evaluation.on_bandits(
+    results += evaluation.held_out(
         SPEC,
         state.agent,
         tasks.make("dependent_bandit", difficulty="hard"),
@@ -186,7 +186,7 @@ def evaluate(args: Args, state: runs.State, run: runs.Run) -> None:
         metric="regret",
         seed=args.seed + 1,
     )
-    results += evaluation.on_bandits(
+    results += evaluation.held_out(
         SPEC,
         state.agent,
         tasks.make("dependent_bandit", difficulty="uniform"),
