@@ -21,7 +21,7 @@ from . import registry as R
 from .checker import Checked
 
 # What the runtime implements today; everything else is reported as not built.
-BUILT_TASKS = {"bernoulli_bandit", "dependent_bandit", "tabular_mdp"}
+BUILT_TASKS = {"bernoulli_bandit", "dependent_bandit", "tabular_mdp", "random_quadratic"}
 BUILT_MODELS = {"recurrent"}
 BUILT_CORES = {"gru", "lstm"}
 BUILT_RULES = {"adam", "rmsprop"}
@@ -436,9 +436,12 @@ class Lowering:
                     count = self.out.hyper(f"{name}.{stmt.output.id}.count",
                                            str(int(stmt.count.value)), "int",
                                            f"collect N {stmt.unit.id} per task")
-                    lines.append(f"    {py_name(stmt.output.id)} = rollout.collect("
-                                 f"state.{py_name(stmt.policy.id)}, env, {count} * env.horizon, "
-                                 "state.gen)")
+                    if stmt.unit.id == "samples":  # supervised: read in order, not acted
+                        lines.append(f"    {py_name(stmt.output.id)} = rollout.samples(env)")
+                    else:
+                        lines.append(f"    {py_name(stmt.output.id)} = rollout.collect("
+                                     f"state.{py_name(stmt.policy.id)}, env, "
+                                     f"{count} * env.horizon, state.gen)")
                     outputs.append(stmt.output.id)
             lines.append("    return {" + ", ".join(f'"{o}": {py_name(o)}' for o in outputs) + "}")
             return "\n".join(lines)
@@ -471,13 +474,11 @@ class Lowering:
                              f"{source},")
                 lines.append(f"            lambda batch, heads: {loss}{options}, gen=state.gen)")
                 metrics.append(f'"losses/{target}": loss_{py_name(target)}')
-        first = next(iter(c.loops[inner].data), None)
-        if first:
-            metrics.insert(0, f'"charts/return": rollout.episode_return(data["{first}"]).mean()'
-                              '.item()')
-            env_steps = f'data["{first}"]["reward"].numel()'
-        else:
-            env_steps = "0"
+        first = next(iter(c.loops[inner].data.values()), None)
+        if first is not None and first.unit.id != "samples":
+            metrics.insert(0, f'"charts/return": rollout.episode_return('
+                              f'data["{first.output.id}"]).mean().item()')
+        env_steps = f'data["{first.output.id}"]["done"].numel()' if first is not None else "0"
         lines.append(f"        run.log(iteration, {{{', '.join(metrics)}}}, env_steps={env_steps})")
         return "\n".join(lines)
 

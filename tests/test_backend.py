@@ -17,7 +17,7 @@ from metadsl.runtime import models, rules, runs
 
 from .conftest import ROOT, golden
 
-BUILT = ["rl2_bandits", "rl2_tabular_mdp", "wang2016_dependent_bandits"]
+BUILT = ["hochreiter2001", "rl2_bandits", "rl2_tabular_mdp", "wang2016_dependent_bandits"]
 # Small enough to train in seconds, large enough to beat random clearly (see test below).
 QUICK = ["--set", "agent.hidden=64", "--set", "meta.meta_batch=128", "--set",
          "meta.agent.lr=1e-3", "--set", "evaluate.instances=2000"]
@@ -112,7 +112,7 @@ def test_bad_overrides_are_errors(override, message):
 def test_non_finite_loss_stops_the_run(tmp_path, capsys):
     model = models.Recurrent("gru", 4, ["obs"], {"pi": "categorical"}, 1, 2)
     opt = rules.optimizer("adam", model.parameters(), lr=1e-3)
-    batch = {"obs": torch.ones(3, 2, 1), "reward": torch.zeros(3, 2)}
+    batch = {"obs": torch.ones(3, 2, 1), "reward": torch.zeros(3, 2), "done": torch.zeros(3, 2)}
     options = type("Options", (), {"out": tmp_path, "resume": None})()
     with pytest.raises(SystemExit) as info:
         with runs.Run("demo", "0" * 16, _Args(), options) as run:
@@ -125,3 +125,18 @@ def test_non_finite_loss_stops_the_run(tmp_path, capsys):
 @dataclasses.dataclass
 class _Args:
     seed: int = 0
+
+
+def test_hochreiter_learner_learns_within_a_sequence(tmp_path):
+    out = tmp_path / "run"
+    r = metadsl("run", "specs/hochreiter2001.mrl", "--iterations", "150", "--set",
+                "evaluate.instances=1000", "--out", str(out))
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = {(row["method"], row["metric"]): row["mean"]
+            for row in json.loads((out / "eval.json").read_text())["results"]}
+    # the Bayes-optimal reference: ≈ 0.73 before any example, 0 from the 7th on (ANCHORS.md)
+    assert rows[("oracle", "mse_after_0_examples")] == pytest.approx(0.73, abs=0.06)
+    assert rows[("oracle", "mse_after_10_examples")] < 1e-4
+    learner_first = rows[("hochreiter2001", "mse_after_0_examples")]
+    learner_late = rows[("hochreiter2001", "mse_after_35_examples")]
+    assert learner_late < 0.75 * learner_first  # it learns from the examples it has read

@@ -7,7 +7,7 @@ import math
 
 import torch
 
-from . import bandits, mdps, rollout
+from . import bandits, mdps, regression, rollout
 
 CHUNK = 5000  # instances evaluated at once (memory)
 
@@ -53,6 +53,8 @@ def held_out(spec: str, model, family, label: str, steps: int, instances: int,
     """The learner and every baseline on the same held-out instances, one result row each."""
     gen = torch.Generator().manual_seed(seed)
     batch = family.sample(instances, steps, gen)
+    if family.kind == "supervised":
+        return _sequences(spec, model, family, batch, label, against, instances)
     learner = []
     for start in range(0, instances, CHUNK):
         part = _slice(batch, slice(start, start + CHUNK))
@@ -72,6 +74,25 @@ def held_out(spec: str, model, family, label: str, steps: int, instances: int,
         policy = baseline_policy(name, family, batch.arms, steps, seed)
         totals[name] = bandits.play(batch, policy, torch.Generator().manual_seed(seed + 7))
     return _rows(spec, totals, batch.best_mean() * steps, metric, instances, label)
+
+
+REPORTED = (0, 1, 2, 3, 4, 5, 6, 10, 20, 35)  # examples seen before the prediction
+
+
+@torch.no_grad()
+def _sequences(spec, model, family, batch, label, against, instances) -> list[dict]:
+    """Squared error of the next prediction after k examples, learner and oracle."""
+    data = family.env(batch).sequence()
+    errors = {spec: (model.sequence(data)["pred"] - data["y"]) ** 2}
+    if "oracle" in against:
+        errors["oracle"] = (regression.bayes_predictions(batch, family.prior_var) - data["y"]) ** 2
+    rows = []
+    for k in (k for k in REPORTED if k < data["y"].shape[0]):
+        for method, err in errors.items():
+            mean, stderr = _summary(err[k])
+            rows.append({"method": method, "metric": f"mse_after_{k}_examples", "mean": mean,
+                         "stderr": stderr, "episodes": instances, "tasks": label})
+    return rows
 
 
 def _slice(batch, part: slice):

@@ -13,7 +13,7 @@ from torch.distributions import Categorical
 
 
 def input_size(name: str, obs_dim: int, n_actions: int) -> int:
-    return {"obs": obs_dim, "prev_action": n_actions}.get(name, 1)
+    return {"obs": obs_dim, "x": obs_dim, "prev_action": n_actions}.get(name, 1)
 
 
 def features(inputs: list[str], fields: dict, n_actions: int) -> torch.Tensor:
@@ -24,7 +24,7 @@ def features(inputs: list[str], fields: dict, n_actions: int) -> torch.Tensor:
         if name == "prev_action":  # -1 before the first action: an all-zero one-hot
             parts.append(nn.functional.one_hot(x.clamp(min=0), n_actions).float() *
                          (x >= 0).unsqueeze(-1).float())
-        elif name == "obs":
+        elif name in ("obs", "x"):
             parts.append(x.float())
         else:
             parts.append(x.float().unsqueeze(-1))

@@ -46,6 +46,11 @@ def collect(model, env, steps: int, gen: torch.Generator, greedy: bool = False) 
     return out
 
 
+def samples(env) -> dict:
+    """`collect N samples`: a supervised sequence, read in order (nothing is acted)."""
+    return env.sequence()
+
+
 def episode_return(batch: dict) -> torch.Tensor:
     """Total reward per trial [B]."""
     return batch["reward"].sum(0)

@@ -27,7 +27,7 @@ def minimize(opt: torch.optim.Optimizer, model, batch: dict, loss_fn, epochs: in
              gen: torch.Generator | None = None) -> float:
     """`update M by RULE on LOSS over DATA`: epochs × minibatches gradient steps, split over
     task instances (dim 1) so each recurrent trajectory stays whole. Returns the mean loss."""
-    width = batch["reward"].shape[1]
+    width = batch["done"].shape[1]
     losses = []
     for _ in range(epochs):
         order = torch.randperm(width, generator=gen)

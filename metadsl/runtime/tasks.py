@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from . import bandits, mdps
+from . import bandits, mdps, regression
 
 
 class BanditEnv:
@@ -106,8 +106,28 @@ class TabularMDP:
         return MDPEnv(instances)
 
 
+class RandomQuadratic:
+    """`random_quadratic(...)` (Hochreiter et al. 2001): sequences of (x, y) pairs."""
+
+    kind = "supervised"
+    obs_dim = 2  # the input x
+    n_actions = 0
+    horizon = 1
+
+    def __init__(self, coef_low=-1.0, coef_high=1.0, x_low=-1.0, x_high=1.0):
+        self.coef_low, self.coef_high, self.x_low, self.x_high = coef_low, coef_high, x_low, x_high
+        self.prior_var = (coef_high - coef_low) ** 2 / 12
+
+    def sample(self, count: int, steps: int, gen: torch.Generator) -> regression.QuadraticBatch:
+        return regression.random_quadratics(count, steps, gen, self.coef_low, self.coef_high,
+                                            self.x_low, self.x_high)
+
+    def env(self, instances: regression.QuadraticBatch) -> regression.SequenceEnv:
+        return regression.SequenceEnv(instances)
+
+
 FAMILIES = {"bernoulli_bandit": BernoulliBandit, "dependent_bandit": DependentBandit,
-            "tabular_mdp": TabularMDP}
+            "tabular_mdp": TabularMDP, "random_quadratic": RandomQuadratic}
 
 
 def make(source: str, **args):

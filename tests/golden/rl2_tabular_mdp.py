@@ -152,7 +152,7 @@ def meta(args: Args, state: runs.State, run: runs.Run) -> None:
                 "charts/return": rollout.episode_return(data["tau"]).mean().item(),
                 "losses/agent": loss_agent,
             },
-            env_steps=data["tau"]["reward"].numel(),
+            env_steps=data["tau"]["done"].numel(),
         )
 
 
