@@ -215,6 +215,18 @@ def run(
             raise typer.Exit(EXIT_ERRORS if isinstance(e.code, str) else e.code)
 
 
+@app.command()
+def plot(run: Path = typer.Argument(..., metavar="RUN", help="a run folder")) -> None:
+    """Write learning curves and the evaluation of a run folder as PNG files in it."""
+    if not (run / "metrics.csv").is_file() and not (run / "eval.json").is_file():
+        sys.stderr.write(f"error: {run} is not a run folder (no metrics.csv or eval.json)\n")
+        raise typer.Exit(EXIT_ERRORS)
+    from .plots import plot_run
+
+    for path in plot_run(run):
+        print(path)
+
+
 def main() -> None:
     try:
         app()

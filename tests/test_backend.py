@@ -69,6 +69,11 @@ def test_rl2_learns_beyond_random(tmp_path):
     gap = -by_method["random"]["diff_to_learner"]["mean"]
     assert gap > 0.25 and gap > 4 * by_method["random"]["diff_to_learner"]["stderr"]
     assert (out / "checkpoint.pt").is_file() and (out / "train.py").is_file()
+    assert list((out / "tensorboard").glob("events.out.tfevents.*"))
+    plotted = metadsl("plot", str(out))
+    assert plotted.returncode == 0, plotted.stderr
+    for name in ("learning_curves.png", "evaluation.png"):
+        assert (out / name).read_bytes()[:4] == b"\x89PNG"
 
 
 def test_python_train_py_and_metadsl_run_are_the_same_run(tmp_path):

@@ -123,6 +123,7 @@ class Run:
         self.progress = 0.0
         self.env_steps = 0
         self._state = None
+        self._tensorboard = None
         self._file = None
         self._writer = None
         self._t0 = time.time()
@@ -139,6 +140,8 @@ class Run:
     def __exit__(self, kind, error, tb):
         if self._file is not None:
             self._file.close()
+        if self._tensorboard is not None:
+            self._tensorboard.close()
         if isinstance(error, NonFiniteLoss):
             sys.stderr.write(f"\nstopped: {error} at iteration {self.iteration}; the last good "
                              f"checkpoint is {self.folder / 'checkpoint.pt'}\n")
@@ -195,6 +198,12 @@ class Run:
                 self._writer.writeheader()
         self._writer.writerow(row)
         self._file.flush()
+        if self._tensorboard is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tensorboard = SummaryWriter(str(self.folder / "tensorboard"))
+        for key, value in metrics.items():
+            self._tensorboard.add_scalar(key, float(value), global_step=self.env_steps)
         rate = self.env_steps / max(wall, 1e-9)
         ret = metrics.get("charts/return")
         self._bar.update(self._task, completed=iteration + 1, rate=f"{rate:,.0f}",

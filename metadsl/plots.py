@@ -1,0 +1,86 @@
+"""`metadsl plot RUN`: learning curves and the evaluation of a run folder, as PNG."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from pathlib import Path
+
+
+def plot_run(folder: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    written = []
+    if (folder / "metrics.csv").is_file():
+        written.append(_curves(folder))
+    if (folder / "eval.json").is_file():
+        written.append(_evaluation(folder))
+    return written
+
+
+def _curves(folder: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    with open(folder / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    keys = [k for k in rows[0] if k not in ("iteration", "env_steps", "wall_s")]
+    steps = [float(r["env_steps"]) for r in rows]
+    fig, axes = plt.subplots(len(keys), 1, figsize=(7, 2.6 * len(keys)), squeeze=False)
+    for ax, key in zip(axes[:, 0], keys):
+        values = [float(r[key]) for r in rows]
+        window = max(1, len(values) // 50)  # a running mean shows the trend under the noise
+        smooth = [sum(values[max(0, i - window + 1): i + 1]) / len(values[max(0, i - window + 1):
+                                                                           i + 1])
+                  for i in range(len(values))]
+        ax.plot(steps, values, alpha=0.3, linewidth=0.8)
+        ax.plot(steps, smooth, linewidth=1.6)
+        ax.set_ylabel(key)
+        ax.grid(alpha=0.3)
+    axes[-1, 0].set_xlabel("environment steps")
+    fig.suptitle(folder.name)
+    fig.tight_layout()
+    out = folder / "learning_curves.png"
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
+def _evaluation(folder: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    data = json.loads((folder / "eval.json").read_text())
+    results = data["results"]
+    by_task: dict[str, list[dict]] = {}
+    for r in results:
+        by_task.setdefault(r.get("tasks", ""), []).append(r)
+    fig, axes = plt.subplots(len(by_task), 1, figsize=(8, 3.2 * len(by_task)), squeeze=False)
+    for ax, (task, rows) in zip(axes[:, 0], by_task.items()):
+        curve = [r for r in rows if re.match(r"mse_after_(\d+)_examples", r["metric"])]
+        if curve:  # error against the number of examples seen, one line per method
+            for method in dict.fromkeys(r["method"] for r in curve):
+                pts = sorted((int(re.findall(r"\d+", r["metric"])[0]), r["mean"], r["stderr"])
+                             for r in curve if r["method"] == method)
+                ax.errorbar([p[0] for p in pts], [p[1] for p in pts], [p[2] for p in pts],
+                            marker="o", label=method, capsize=2)
+            ax.set_xlabel("examples seen")
+            ax.set_ylabel("squared error of the next prediction")
+            ax.legend()
+        else:
+            names = [r["method"] for r in rows]
+            ax.barh(names, [r["mean"] for r in rows], xerr=[r["stderr"] for r in rows],
+                    color=["#1f5fbf" if n == data["spec"] else "#999999" for n in names])
+            ax.invert_yaxis()
+            ax.set_xlabel(rows[0]["metric"])
+            lo = min(r["mean"] for r in rows)
+            hi = max(r["mean"] for r in rows)
+            ax.set_xlim(lo - 0.1 * (hi - lo + 1e-9), hi + 0.1 * (hi - lo + 1e-9))
+        ax.set_title(task)
+        ax.grid(alpha=0.3, axis="x")
+    fig.suptitle(f"{data['spec']}: held-out evaluation (seed {data['seed']})")
+    fig.tight_layout()
+    out = folder / "evaluation.png"
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
