@@ -549,13 +549,15 @@ class Lowering:
         lines = ["def evaluate(args: Args, state: runs.State, run: runs.Run) -> None:",
                  '    """Held-out tasks: the learner and each baseline on the same instances and '
                  'reward draws."""',
-                 "    results = []"]
-        for label, family in families:
-            lines.append("    results += evaluation.held_out(")
-            lines.append(f"        SPEC, state.{py_name(model)}, {family}, {label!r},")
-            lines.append(f"        steps={self.steps_of(inner)}, instances={instances},")
-            lines.append(f"        against={against!r}, metric={metric!r}, seed=args.seed + 1)")
-        lines.append("    run.write_eval(results)")
+                 "    held_out = [" + ", ".join(f"({label!r}, {family})" for label, family in families)
+                 + "]",
+                 "    results = []",
+                 "    for label, family in held_out:",
+                 "        results += evaluation.held_out(",
+                 f"            SPEC, state.{py_name(model)}, family, label,",
+                 f"            steps={self.steps_of(inner)}, instances={instances},",
+                 f"            against={against!r}, metric={metric!r}, seed=args.seed + 1)",
+                 "    run.write_eval(results)"]
         return "\n".join(lines)
 
     def main(self) -> str:

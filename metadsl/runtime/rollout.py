@@ -12,7 +12,7 @@ import torch
 
 
 @torch.no_grad()
-def collect(model, env, steps: int, gen: torch.Generator, greedy: bool = False) -> dict:
+def collect(model, env, steps: int, gen: torch.Generator) -> dict:
     batch = env.reset().shape[0]
     obs = env.reset()
     prev_action = torch.full((batch,), -1, dtype=torch.long)
@@ -27,10 +27,7 @@ def collect(model, env, steps: int, gen: torch.Generator, greedy: bool = False) 
                   "prev_done": prev_done, "timestep": torch.full((batch,), t / steps)}
         heads, state = model.step(fields, state)
         pi = heads["pi"]
-        if greedy:
-            action = pi.probs.argmax(-1)
-        else:
-            action = torch.multinomial(pi.probs, 1, generator=gen).squeeze(-1)
+        action = torch.multinomial(pi.probs, 1, generator=gen).squeeze(-1)
         next_obs, reward, episode_done = env.step(action)
         for key, value in (("obs", obs), ("action", action), ("reward", reward),
                            ("logp", pi.log_prob(action)),

@@ -122,18 +122,20 @@ def meta(args: Args, state: runs.State, run: runs.Run) -> None:
 
 def evaluate(args: Args, state: runs.State, run: runs.Run) -> None:
     """Held-out tasks: the learner and each baseline on the same instances and reward draws."""
+    held_out = [("quadratics", state.quadratics)]
     results = []
-    results += evaluation.held_out(
-        SPEC,
-        state.learner,
-        state.quadratics,
-        "quadratics",
-        steps=args.sequence__examples__count * state.quadratics.horizon,
-        instances=args.evaluate__instances,
-        against=["oracle"],
-        metric="mse",
-        seed=args.seed + 1,
-    )
+    for label, family in held_out:
+        results += evaluation.held_out(
+            SPEC,
+            state.learner,
+            family,
+            label,
+            steps=args.sequence__examples__count * state.quadratics.horizon,
+            instances=args.evaluate__instances,
+            against=["oracle"],
+            metric="mse",
+            seed=args.seed + 1,
+        )
     run.write_eval(results)
 
 

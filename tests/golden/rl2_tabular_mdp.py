@@ -158,18 +158,20 @@ def meta(args: Args, state: runs.State, run: runs.Run) -> None:
 
 def evaluate(args: Args, state: runs.State, run: runs.Run) -> None:
     """Held-out tasks: the learner and each baseline on the same instances and reward draws."""
+    held_out = [("mdps", state.mdps)]
     results = []
-    results += evaluation.held_out(
-        SPEC,
-        state.agent,
-        state.mdps,
-        "mdps",
-        steps=args.trial__tau__count * state.mdps.horizon,
-        instances=args.evaluate__instances,
-        against=["psrl", "oracle", "random"],
-        metric="total_reward",
-        seed=args.seed + 1,
-    )
+    for label, family in held_out:
+        results += evaluation.held_out(
+            SPEC,
+            state.agent,
+            family,
+            label,
+            steps=args.trial__tau__count * state.mdps.horizon,
+            instances=args.evaluate__instances,
+            against=["psrl", "oracle", "random"],
+            metric="total_reward",
+            seed=args.seed + 1,
+        )
     run.write_eval(results)
 
 

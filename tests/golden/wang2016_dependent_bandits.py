@@ -152,51 +152,31 @@ def meta(args: Args, state: runs.State, run: runs.Run) -> None:
 
 def evaluate(args: Args, state: runs.State, run: runs.Run) -> None:
     """Held-out tasks: the learner and each baseline on the same instances and reward draws."""
+    held_out = [
+        ("dependent_bandit(difficulty = easy)", tasks.make("dependent_bandit", difficulty="easy")),
+        (
+            "dependent_bandit(difficulty = medium)",
+            tasks.make("dependent_bandit", difficulty="medium"),
+        ),
+        ("dependent_bandit(difficulty = hard)", tasks.make("dependent_bandit", difficulty="hard")),
+        (
+            "dependent_bandit(difficulty = uniform)",
+            tasks.make("dependent_bandit", difficulty="uniform"),
+        ),
+    ]
     results = []
-    results += evaluation.held_out(
-        SPEC,
-        state.agent,
-        tasks.make("dependent_bandit", difficulty="easy"),
-        "dependent_bandit(difficulty = easy)",
-        steps=args.episode__tau__count * state.bandits.horizon,
-        instances=args.evaluate__instances,
-        against=["bayes_optimal", "gittins", "thompson", "ucb1"],
-        metric="regret",
-        seed=args.seed + 1,
-    )
-    results += evaluation.held_out(
-        SPEC,
-        state.agent,
-        tasks.make("dependent_bandit", difficulty="medium"),
-        "dependent_bandit(difficulty = medium)",
-        steps=args.episode__tau__count * state.bandits.horizon,
-        instances=args.evaluate__instances,
-        against=["bayes_optimal", "gittins", "thompson", "ucb1"],
-        metric="regret",
-        seed=args.seed + 1,
-    )
-    results += evaluation.held_out(
-        SPEC,
-        state.agent,
-        tasks.make("dependent_bandit", difficulty="hard"),
-        "dependent_bandit(difficulty = hard)",
-        steps=args.episode__tau__count * state.bandits.horizon,
-        instances=args.evaluate__instances,
-        against=["bayes_optimal", "gittins", "thompson", "ucb1"],
-        metric="regret",
-        seed=args.seed + 1,
-    )
-    results += evaluation.held_out(
-        SPEC,
-        state.agent,
-        tasks.make("dependent_bandit", difficulty="uniform"),
-        "dependent_bandit(difficulty = uniform)",
-        steps=args.episode__tau__count * state.bandits.horizon,
-        instances=args.evaluate__instances,
-        against=["bayes_optimal", "gittins", "thompson", "ucb1"],
-        metric="regret",
-        seed=args.seed + 1,
-    )
+    for label, family in held_out:
+        results += evaluation.held_out(
+            SPEC,
+            state.agent,
+            family,
+            label,
+            steps=args.episode__tau__count * state.bandits.horizon,
+            instances=args.evaluate__instances,
+            against=["bayes_optimal", "gittins", "thompson", "ucb1"],
+            metric="regret",
+            seed=args.seed + 1,
+        )
     run.write_eval(results)
 
 
