@@ -25,7 +25,7 @@ def test_passes_do_not_mutate_their_input():
 def test_resolve_defaults_fills_registry_defaults():
     g = passes.resolve_defaults(built("specs/rl2_bandits.mrl"))
     update = next(d["node"] for _, d in g.nodes(data=True) if d["node"].kind == "update")
-    assert update.rule_args["lr"] == "3e-4"  # given
+    assert update.rule_args["lr"] == "1e-3"  # given
     assert update.rule_args["polyak"] == "0"  # default filled in
     model = g.nodes["model:agent"]["node"]
     assert model.args["embed"] == "0"
