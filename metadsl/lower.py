@@ -330,7 +330,7 @@ class Lowering:
         if self.out.missing:
             raise NotBuilt(sorted(set(self.out.missing)))
         sections = [self.header(), self.args_class(), "\n\n\n".join(functions), build,
-                    "\n\n\n".join(loops), evaluate, self.main()]
+                    "\n\n\n".join(loops), evaluate, self.spec_source(), self.main()]
         return "\n\n\n".join(s for s in sections if s) + "\n"
 
     # -- sections --
@@ -560,12 +560,19 @@ class Lowering:
                  "    run.write_eval(results)"]
         return "\n".join(lines)
 
+    def spec_source(self) -> str:
+        """The spec itself, so that every run folder (python train.py too) keeps it."""
+        text = self.c.source.replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
+        return ("# The spec this module was generated from; each run folder keeps it as spec.mrl.\n"
+                f'SPEC_SOURCE = """\\\n{text}"""')
+
     def main(self) -> str:
         outer = [n for n, l in self.c.loops.items() if l.decl.kind == "outer"]
         calls = "\n".join(f"        {py_name(n)}(args, state, run)" for n in outer)
         return ("def main(argv: list[str] | None = None) -> None:\n"
                 f"    args, options = runs.parse(Args, argv, iterations={outer[-1] + '.iterations'!r})\n"
-                "    with runs.Run(SPEC, SPEC_SHA256, args, options, source=__file__) as run:\n"
+                "    with runs.Run(SPEC, SPEC_SHA256, args, options, source=__file__, "
+                "spec_source=SPEC_SOURCE) as run:\n"
                 "        state = build(args)\n"
                 "        run.restore(state)\n"
                 f"{calls}\n"

@@ -69,6 +69,8 @@ def test_rl2_learns_beyond_random(tmp_path):
     gap = -by_method["random"]["diff_to_learner"]["mean"]
     assert gap > 0.25 and gap > 4 * by_method["random"]["diff_to_learner"]["stderr"]
     assert (out / "checkpoint.pt").is_file() and (out / "train.py").is_file()
+    assert (out / "spec.mrl").read_text() == (ROOT / "specs" / "rl2_bandits.mrl").read_text()
+    assert json.loads((out / "args.json").read_text())["meta__iterations"] == 60
     assert list((out / "tensorboard").glob("events.out.tfevents.*"))
     plotted = metadsl("plot", str(out))
     assert plotted.returncode == 0, plotted.stderr

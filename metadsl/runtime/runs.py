@@ -113,7 +113,7 @@ class Run:
     """The run folder, metrics and checkpoints of one training run (a context manager)."""
 
     def __init__(self, spec: str, digest: str, args, options, source: str | None = None,
-                 checkpoint_every: int = 25):
+                 spec_source: str | None = None, checkpoint_every: int = 25):
         self.spec, self.args, self.options = spec, args, options
         stamp = time.strftime("%Y%m%d-%H%M%S")
         self.folder = Path(options.resume or options.out or Path("runs") / f"{spec}-{stamp}")
@@ -129,6 +129,8 @@ class Run:
         self._t0 = time.time()
         if source is not None:  # the generated module that trains: the run can be re-run
             (self.folder / "train.py").write_text(Path(source).read_text())
+        if spec_source is not None:  # with args.json: the spec as this run resolved it
+            (self.folder / "spec.mrl").write_text(spec_source)
         (self.folder / "args.json").write_text(json.dumps(dataclasses.asdict(args), indent=2))
         (self.folder / "versions.json").write_text(json.dumps({
             "spec": spec, "spec_sha256": digest, "python": platform.python_version(),

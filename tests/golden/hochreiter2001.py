@@ -139,9 +139,51 @@ def evaluate(args: Args, state: runs.State, run: runs.Run) -> None:
     run.write_eval(results)
 
 
+# The spec this module was generated from; each run folder keeps it as spec.mrl.
+SPEC_SOURCE = """\
+metadsl 1
+spec hochreiter2001 "Learning to learn using gradient descent (LSTM meta-learner)"
+
+# Hochreiter, Younger, Conwell (2001), ICANN, §4: an LSTM reads (x_t, y_{t-1}) and
+# predicts y_t for a random quadratic y = a·x1² + b·x2² + c·x1·x2 + d·x1 + e·x2 + f with
+# coefficients U[−1, 1]. Its weights are trained across functions; within a function it
+# learns by its state alone, approximating a new one after about 30–35 examples.
+
+import supervised
+
+tasks quadratics = random_quadratic(coef_low = -1, coef_high = 1)
+
+model learner = recurrent(
+    core = lstm(hidden = 64),
+    inputs = [x, prev_y],
+    heads = {pred: regression},
+)
+
+memory learner.core reset per task
+
+inner sequence(task ~ quadratics) {
+    collect 60 samples with learner as examples
+}
+
+outer meta over sequence {
+    iterations = 5000
+    meta_batch = 128
+    update learner by adam(lr = 1e-3, max_grad_norm = 1.0) on mse() over examples
+}
+
+evaluate {
+    tasks = held_out(quadratics, count = 1000)
+    against = [oracle]
+    metric = mse
+}
+"""
+
+
 def main(argv: list[str] | None = None) -> None:
     args, options = runs.parse(Args, argv, iterations="meta.iterations")
-    with runs.Run(SPEC, SPEC_SHA256, args, options, source=__file__) as run:
+    with runs.Run(
+        SPEC, SPEC_SHA256, args, options, source=__file__, spec_source=SPEC_SOURCE
+    ) as run:
         state = build(args)
         run.restore(state)
         meta(args, state, run)

@@ -175,9 +175,51 @@ def evaluate(args: Args, state: runs.State, run: runs.Run) -> None:
     run.write_eval(results)
 
 
+# The spec this module was generated from; each run folder keeps it as spec.mrl.
+SPEC_SOURCE = """\
+metadsl 1
+spec rl2_tabular_mdp "RL² on random tabular MDPs"
+
+# Duan et al. (2016), arXiv:1611.02779, §4.1 and Table 2: |S| = 10, |A| = 5, rewards
+# N(μ, 1) with μ ~ N(1, 1), flat-Dirichlet transitions, horizon 10, n = 10 episodes per
+# trial. GRU 256, γ = 0.99, λ = 0.3 (TRPO in the paper; PPO here, as in rl2_bandits).
+
+import rl
+
+tasks mdps = tabular_mdp(states = 10, actions = 5, horizon = 10)
+
+model agent = recurrent(
+    core = gru(hidden = 256),
+    inputs = [obs, prev_action, prev_reward, prev_done],
+    heads = {pi: categorical, v: value},
+)
+
+memory agent.core reset per task
+
+inner trial(task ~ mdps) {
+    collect 10 episodes with agent as tau
+}
+
+outer meta over trial {
+    iterations = 1000
+    meta_batch = 256
+    update agent by adam(lr = 3e-4, epochs = 4, minibatches = 4, max_grad_norm = 0.5)
+        on ppo(clip = 0.2, gamma = 0.99, lam = 0.3, entropy_coef = 0.01) over tau
+}
+
+evaluate {
+    tasks = held_out(mdps, count = 1000)
+    against = [psrl, oracle, random]
+    metric = total_reward
+}
+"""
+
+
 def main(argv: list[str] | None = None) -> None:
     args, options = runs.parse(Args, argv, iterations="meta.iterations")
-    with runs.Run(SPEC, SPEC_SHA256, args, options, source=__file__) as run:
+    with runs.Run(
+        SPEC, SPEC_SHA256, args, options, source=__file__, spec_source=SPEC_SOURCE
+    ) as run:
         state = build(args)
         run.restore(state)
         meta(args, state, run)

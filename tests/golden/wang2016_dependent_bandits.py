@@ -180,9 +180,60 @@ def evaluate(args: Args, state: runs.State, run: runs.Run) -> None:
     run.write_eval(results)
 
 
+# The spec this module was generated from; each run folder keeps it as spec.mrl.
+SPEC_SOURCE = """\
+metadsl 1
+spec wang2016_dependent_bandits "Learning to reinforcement learn: dependent two-armed bandits"
+
+# Wang, Kurth-Nelson, Tirumala, Soyer, Leibo, Munos, Blundell, Kumaran, Botvinick (2016),
+# arXiv:1611.05763, §3.1. An LSTM (48 units) trained by A2C sees the previous action, the
+# previous reward and the time step; arms are dependent (p2 = 1 − p1) and an episode is
+# 100 pulls. Trained on p1 ~ U(0,1), evaluated on easy {0.1, 0.9}, medium {0.25, 0.75}
+# and hard {0.4, 0.6}. Entropy weight annealed 1 → 0 over training as in the paper; the
+# learning rate and discount are our choices for this CPU-scale run.
+
+import rl
+
+tasks bandits = dependent_bandit(difficulty = uniform)
+
+model agent = recurrent(
+    core = lstm(hidden = 48),
+    inputs = [prev_action, prev_reward, timestep],
+    heads = {pi: categorical, v: value},
+)
+
+memory agent.core reset per task
+
+inner episode(task ~ bandits) {
+    collect 100 episodes with agent as tau
+}
+
+outer meta over episode {
+    iterations = 2000
+    meta_batch = 64
+    update agent by rmsprop(lr = 7e-4, max_grad_norm = 40)
+        on a2c(gamma = 0.9, lam = 1.0, value_coef = 0.05, entropy_coef = anneal(1.0, 0.0)) over tau
+}
+
+evaluate {
+    tasks = [
+        dependent_bandit(difficulty = easy),
+        dependent_bandit(difficulty = medium),
+        dependent_bandit(difficulty = hard),
+        dependent_bandit(difficulty = uniform),
+    ]
+    instances = 1000
+    against = [bayes_optimal, gittins, thompson, ucb1]
+    metric = regret
+}
+"""
+
+
 def main(argv: list[str] | None = None) -> None:
     args, options = runs.parse(Args, argv, iterations="meta.iterations")
-    with runs.Run(SPEC, SPEC_SHA256, args, options, source=__file__) as run:
+    with runs.Run(
+        SPEC, SPEC_SHA256, args, options, source=__file__, spec_source=SPEC_SOURCE
+    ) as run:
         state = build(args)
         run.restore(state)
         meta(args, state, run)
