@@ -53,6 +53,7 @@ class Hyper:
     type: str  # int | float | bool | str
     default: str  # Python source
     doc: str
+    bounds: R.P | None = None  # the registry parameter whose bounds the checker enforces
 
     @property
     def field(self) -> str:
@@ -66,10 +67,10 @@ class Module:
     hypers: list[Hyper] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
 
-    def hyper(self, path: str, value, type_: str, doc: str) -> str:
+    def hyper(self, path: str, value, type_: str, doc: str, bounds: R.P | None = None) -> str:
         existing = next((h for h in self.hypers if h.path == path), None)
         if existing is None:
-            self.hypers.append(Hyper(path, type_, value, doc))
+            self.hypers.append(Hyper(path, type_, value, doc, bounds))
         return "args." + "__".join(py_name(p) for p in path.split("."))
 
 
@@ -276,7 +277,7 @@ class Lowering:
             value = const[0] if _py_type(p) != "float" or "." in const[0] or "e" in const[0] \
                 else const[0] + ".0"
             refs[p.name] = self.out.hyper(f"{prefix}.{p.name}", value, _py_type(p),
-                                          f"{entry.name}({p.name}): {p.doc}".rstrip(": "))
+                                          f"{entry.name}({p.name}): {p.doc}".rstrip(": "), p)
         return refs
 
     def generate(self) -> str:
@@ -357,6 +358,17 @@ class Lowering:
         for h in self.out.hypers:
             lines.append(f"    {h.field}: {h.type} = {h.default}")
             lines.append(f'    """{h.path}: {h.doc}"""')
+        bounded = [h for h in self.out.hypers
+                   if h.bounds is not None and (h.bounds.low is not None or h.bounds.high is not None)]
+        lines += ["", "", "# The bounds the spec's checker enforces; `--set` overrides are held to them.",
+                  "BOUNDS = {"]
+        for h in bounded:
+            b = h.bounds
+            given = {"low": b.low, "high": b.high, "low_open": b.low_open or None,
+                     "high_open": b.high_open or None}
+            keywords = ", ".join(f"{k}={v!r}" for k, v in given.items() if v is not None)
+            lines.append(f"    {h.path!r}: runs.Bounds({keywords}),")
+        lines.append("}")
         return "\n".join(lines)
 
     def task_family(self, loop_name: str) -> str:
@@ -435,7 +447,8 @@ class Lowering:
                 if isinstance(stmt, A.Collect):
                     count = self.out.hyper(f"{name}.{stmt.output.id}.count",
                                            str(int(stmt.count.value)), "int",
-                                           f"collect N {stmt.unit.id} per task")
+                                           f"collect N {stmt.unit.id} per task",
+                                           R.P("count", "int", low=1))
                     if stmt.unit.id == "samples":  # supervised: read in order, not acted
                         lines.append(f"    {py_name(stmt.output.id)} = rollout.samples(env)")
                     else:
@@ -447,10 +460,11 @@ class Lowering:
             return "\n".join(lines)
         inner = d.over.id
         family = py_name(self.task_family(inner))
+        settings = {p.name: p for p in R.SETTINGS["outer"]}
         iterations = self.out.hyper(f"{name}.iterations", str(loop_setting(loop, "iterations")),
-                                    "int", "outer iterations")
+                                    "int", "outer iterations", settings["iterations"])
         batch = self.out.hyper(f"{name}.meta_batch", str(loop_setting(loop, "meta_batch")),
-                               "int", "task instances per iteration")
+                               "int", "task instances per iteration", settings["meta_batch"])
         steps = self.steps_of(inner)
         lines = [f"def {py_name(name)}(args: Args, state: runs.State, run: runs.Run) -> None:",
                  f'    """outer loop {name} over {inner}."""',
@@ -520,7 +534,7 @@ class Lowering:
         if isinstance(held_out, A.Call) and held_out.func_name == "held_out":
             count = next((int(a.value.value) for a in held_out.args if a.name == "count"), count)
         instances = self.out.hyper("evaluate.instances", str(count), "int",
-                                   "held-out task instances")
+                                   "held-out task instances", R.P("instances", "int", low=1))
         against = []
         for item in getattr(settings.get("against"), "items", ()):
             name = item.func_name if isinstance(item, A.Call) else item.id
@@ -570,7 +584,8 @@ class Lowering:
         outer = [n for n, l in self.c.loops.items() if l.decl.kind == "outer"]
         calls = "\n".join(f"        {py_name(n)}(args, state, run)" for n in outer)
         return ("def main(argv: list[str] | None = None) -> None:\n"
-                f"    args, options = runs.parse(Args, argv, iterations={outer[-1] + '.iterations'!r})\n"
+                f"    args, options = runs.parse(Args, argv, iterations={outer[-1] + '.iterations'!r}, "
+                "bounds=BOUNDS)\n"
                 "    with runs.Run(SPEC, SPEC_SHA256, args, options, source=__file__, "
                 "spec_source=SPEC_SOURCE) as run:\n"
                 "        state = build(args)\n"

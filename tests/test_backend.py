@@ -109,6 +109,8 @@ def test_resume_continues_from_the_checkpoint(tmp_path):
     ("meta.agnt.lr=1", "did you mean 'meta.agent.lr'?"),
     ("meta.agent.lr=fast", "expected a float"),
     ("no_equals_sign", "expected PATH=VALUE"),
+    ("bandits.arms=1", "out of bounds [2, inf)"),
+    ("meta.agent.lr=0", "out of bounds (0, inf)"),
 ])
 def test_bad_overrides_are_errors(override, message):
     r = metadsl("run", "specs/rl2_bandits.mrl", "--set", override)

@@ -52,6 +52,28 @@ class UsageError(SystemExit):
     pass
 
 
+@dataclasses.dataclass(frozen=True)
+class Bounds:
+    """A setting's bounds, as the registry states them: [low, high], ends open or closed."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def admits(self, value: float) -> bool:
+        if self.low is not None and (value < self.low or (self.low_open and value == self.low)):
+            return False
+        return not (self.high is not None and (value > self.high or
+                                               (self.high_open and value == self.high)))
+
+    def __str__(self) -> str:
+        low = "-inf" if self.low is None else f"{self.low:g}"
+        high = "inf" if self.high is None else f"{self.high:g}"
+        return (f"{'(' if self.low_open or self.low is None else '['}{low}, {high}"
+                f"{')' if self.high_open or self.high is None else ']'}")
+
+
 def _fields(args_cls) -> dict[str, dataclasses.Field]:
     return {f.name: f for f in dataclasses.fields(args_cls)}
 
@@ -73,7 +95,7 @@ def _convert(text: str, type_name: str, path: str):
         raise UsageError(f"error[E0501]: --set {path}={text}: expected a {type_name}") from None
 
 
-def parse(args_cls, argv=None, iterations: str | None = None):
+def parse(args_cls, argv=None, iterations: str | None = None, bounds: dict | None = None):
     """`[--seed N] [--iterations N] [--set path=value ...] [--out DIR] [--resume DIR]`."""
     parser = argparse.ArgumentParser(description=(args_cls.__doc__ or "").strip())
     parser.add_argument("--seed", type=int)
@@ -106,6 +128,9 @@ def parse(args_cls, argv=None, iterations: str | None = None):
                              f"  settings: {', '.join(sorted(paths))}")
         name = paths[path]
         values[name] = _convert(text, fields[name].type, path)
+        limit = (bounds or {}).get(path)
+        if limit is not None and not limit.admits(values[name]):
+            raise UsageError(f"error[E0207]: --set {path}={text}: out of bounds {limit}")
     return args_cls(**values), options
 
 

@@ -55,6 +55,22 @@ class Args:
     """evaluate.instances: held-out task instances"""
 
 
+# The bounds the spec's checker enforces; `--set` overrides are held to them.
+BOUNDS = {
+    "learner.hidden": runs.Bounds(low=1),
+    "learner.layers": runs.Bounds(low=1),
+    "meta.learner.lr": runs.Bounds(low=0, low_open=True),
+    "meta.learner.epochs": runs.Bounds(low=1),
+    "meta.learner.minibatches": runs.Bounds(low=1),
+    "meta.learner.max_grad_norm": runs.Bounds(low=0),
+    "meta.learner.l2": runs.Bounds(low=0),
+    "sequence.examples.count": runs.Bounds(low=1),
+    "meta.iterations": runs.Bounds(low=1),
+    "meta.meta_batch": runs.Bounds(low=1),
+    "evaluate.instances": runs.Bounds(low=1),
+}
+
+
 def mse(batch, heads, prediction=None, target=None):
     """`loss mse` from stdlib/supervised.mrl."""
     if prediction is None:
@@ -180,7 +196,7 @@ evaluate {
 
 
 def main(argv: list[str] | None = None) -> None:
-    args, options = runs.parse(Args, argv, iterations="meta.iterations")
+    args, options = runs.parse(Args, argv, iterations="meta.iterations", bounds=BOUNDS)
     with runs.Run(
         SPEC, SPEC_SHA256, args, options, source=__file__, spec_source=SPEC_SOURCE
     ) as run:

@@ -63,6 +63,25 @@ class Args:
     """evaluate.instances: held-out task instances"""
 
 
+# The bounds the spec's checker enforces; `--set` overrides are held to them.
+BOUNDS = {
+    "mdps.states": runs.Bounds(low=1),
+    "mdps.actions": runs.Bounds(low=2),
+    "mdps.horizon": runs.Bounds(low=1),
+    "mdps.reward_std": runs.Bounds(low=0, low_open=True),
+    "agent.hidden": runs.Bounds(low=1),
+    "meta.agent.lr": runs.Bounds(low=0, low_open=True),
+    "meta.agent.epochs": runs.Bounds(low=1),
+    "meta.agent.minibatches": runs.Bounds(low=1),
+    "meta.agent.max_grad_norm": runs.Bounds(low=0),
+    "meta.agent.l2": runs.Bounds(low=0),
+    "trial.tau.count": runs.Bounds(low=1),
+    "meta.iterations": runs.Bounds(low=1),
+    "meta.meta_batch": runs.Bounds(low=1),
+    "evaluate.instances": runs.Bounds(low=1),
+}
+
+
 def td_error(batch, heads, gamma=0.99, v=None):
     """`def td_error` from stdlib/returns.mrl."""
     if v is None:
@@ -216,7 +235,7 @@ evaluate {
 
 
 def main(argv: list[str] | None = None) -> None:
-    args, options = runs.parse(Args, argv, iterations="meta.iterations")
+    args, options = runs.parse(Args, argv, iterations="meta.iterations", bounds=BOUNDS)
     with runs.Run(
         SPEC, SPEC_SHA256, args, options, source=__file__, spec_source=SPEC_SOURCE
     ) as run:

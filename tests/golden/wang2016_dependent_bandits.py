@@ -51,6 +51,21 @@ class Args:
     """evaluate.instances: held-out task instances"""
 
 
+# The bounds the spec's checker enforces; `--set` overrides are held to them.
+BOUNDS = {
+    "agent.hidden": runs.Bounds(low=1),
+    "agent.layers": runs.Bounds(low=1),
+    "meta.agent.lr": runs.Bounds(low=0, low_open=True),
+    "meta.agent.alpha": runs.Bounds(low=0, high=1),
+    "meta.agent.eps": runs.Bounds(low=0, low_open=True),
+    "meta.agent.max_grad_norm": runs.Bounds(low=0),
+    "episode.tau.count": runs.Bounds(low=1),
+    "meta.iterations": runs.Bounds(low=1),
+    "meta.meta_batch": runs.Bounds(low=1),
+    "evaluate.instances": runs.Bounds(low=1),
+}
+
+
 def lambda_return(batch, heads, gamma=0.99, lam=0.95, v=None):
     """`def lambda_return` from stdlib/returns.mrl."""
     if v is None:
@@ -230,7 +245,7 @@ evaluate {
 
 
 def main(argv: list[str] | None = None) -> None:
-    args, options = runs.parse(Args, argv, iterations="meta.iterations")
+    args, options = runs.parse(Args, argv, iterations="meta.iterations", bounds=BOUNDS)
     with runs.Run(
         SPEC, SPEC_SHA256, args, options, source=__file__, spec_source=SPEC_SOURCE
     ) as run:
