@@ -265,7 +265,7 @@ class Checker:
         info.entry = entry
         if entry is None:
             return
-        args = self.bound_args(info.decl.value, entry)
+        args = bind_args(info.decl.value, entry)
         for key in ("core", "net"):
             if key in args and isinstance(args[key], A.Call):
                 info.core = R.REGISTRY.get(args[key].func_name or "")
@@ -291,7 +291,7 @@ class Checker:
             info.inputs_span = info.decl.value.span
 
     def check_meta_init(self, decl: A.MetaDecl, entry: R.Entry) -> None:
-        args = self.bound_args(decl.value, entry)
+        args = bind_args(decl.value, entry)
         init = self.const(args.get("init")) if "init" in args else None
         if entry.name == "bounded" and init is not None:
             low = self.const(args.get("low")) if "low" in args else entry.param("low").default
@@ -304,17 +304,6 @@ class Checker:
                     self.error("E0207", f"initial value {init:g} of '{decl.name.id}' is outside "
                                f"its bounds ({low:g}, {high:g})", args["init"].span,
                                hint="a bounded meta-parameter starts strictly inside its bounds")
-
-    def bound_args(self, call: A.Call, entry: R.Entry) -> dict[str, A.Expr]:
-        """Arguments by parameter name (errors were reported by check_args)."""
-        out: dict[str, A.Expr] = {}
-        for i, arg in enumerate(call.args):
-            if arg.name is None:
-                if i < len(entry.params):
-                    out.setdefault(entry.params[i].name, arg.value)
-            else:
-                out.setdefault(arg.name, arg.value)
-        return out
 
     # -- calls ----------------------------------------------------------------------
 
@@ -1175,6 +1164,18 @@ class Checker:
 
 
 # ---- expression typing -------------------------------------------------------------------
+
+
+def bind_args(call: A.Call, entry: R.Entry) -> dict[str, A.Expr]:
+    """A registry call's arguments by parameter name (errors are check_args' to report)."""
+    out: dict[str, A.Expr] = {}
+    for i, arg in enumerate(call.args):
+        if arg.name is None:
+            if i < len(entry.params):
+                out.setdefault(entry.params[i].name, arg.value)
+        else:
+            out.setdefault(arg.name, arg.value)
+    return out
 
 
 def compatible(expected: str, got: str) -> bool:

@@ -46,7 +46,7 @@ def format_expr(e: A.Expr) -> str:
     if isinstance(e, A.Index):
         return f"{_wrap(e.obj, _POSTFIX)}[{format_expr(e.index)}]"
     if isinstance(e, A.Call):
-        return f"{_wrap(e.func, _POSTFIX)}({', '.join(_arg(a) for a in e.args)})"
+        return f"{_wrap(e.func, _POSTFIX)}({', '.join(format_arg(a) for a in e.args)})"
     if isinstance(e, A.UnaryOp):
         if e.op == "not":
             return f"not {_wrap(e.operand, _PREC['not'])}"
@@ -70,7 +70,7 @@ def _wrap(e: A.Expr, min_prec: int) -> str:
     return f"({text})" if _prec(e) < min_prec else text
 
 
-def _arg(a: A.Arg) -> str:
+def format_arg(a: A.Arg) -> str:
     return format_expr(a.value) if a.name is None else f"{a.name} = {format_expr(a.value)}"
 
 

@@ -16,7 +16,7 @@ from pydantic import BaseModel
 
 from . import ast as A
 from . import registry as R
-from .checker import Checked
+from .checker import Checked, bind_args
 from .formatter import format_expr
 
 
@@ -121,15 +121,13 @@ def greek(name: str) -> str:
     return base + primes
 
 
-def _args(call: A.Expr | None) -> dict[str, str]:
-    if not isinstance(call, A.Call):
+def _args(call: A.Expr | None, entry: R.Entry | None = None) -> dict[str, str]:
+    """A call's arguments by parameter name, formatted; `entry` defaults to the registry's."""
+    if isinstance(call, A.Call) and entry is None:
+        entry = R.REGISTRY.get(call.func_name or "")
+    if entry is None:
         return {}
-    entry = R.REGISTRY.get(call.func_name or "")
-    out = {}
-    for i, a in enumerate(call.args):
-        key = a.name or (entry.params[i].name if entry and i < len(entry.params) else f"_{i}")
-        out[key] = format_expr(a.value)
-    return out
+    return {name: format_expr(value) for name, value in bind_args(call, entry).items()}
 
 
 def build(checked: Checked) -> IR:
@@ -288,7 +286,7 @@ def _update(checked, g, add, edge, stmt, sid, loop_name, loop_id, data_id, param
                    mode=mode, targets=targets, rule=rule or "", rule_args=_args(stmt.rule),
                    rule_traits=sorted(entry.traits) if entry else [], objective=kind,
                    expression=text, data=data, through=through_name,
-                   through_args=_args(through) if isinstance(through, A.Call) else {}))
+                   through_args=_args(through, R.THROUGH) if isinstance(through, A.Call) else {}))
     if data is not None:
         src = data_id(loop_name, data)
         if src:

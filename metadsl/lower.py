@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from . import __version__
 from . import ast as A
 from . import registry as R
-from .checker import Checked
+from .checker import Checked, bind_args
+from .formatter import format_arg
 
 # What the runtime implements today; everything else is reported as not built.
 BUILT_TASKS = {"bernoulli_bandit", "dependent_bandit", "tabular_mdp", "random_quadratic"}
@@ -66,6 +67,11 @@ class Module:
 
     hypers: list[Hyper] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
+
+    def note(self, what: str) -> None:
+        """Record a construct the back end does not build (once)."""
+        if what not in self.missing:
+            self.missing.append(what)
 
     def hyper(self, path: str, value, type_: str, doc: str, bounds: R.P | None = None) -> str:
         existing = next((h for h in self.hypers if h.path == path), None)
@@ -119,12 +125,12 @@ class Expr:
             return self.name(e)
         if isinstance(e, A.UnaryOp):
             if e.op != "-":
-                self.out.missing.append(f"operator `{e.op}`")
+                self.out.note(f"operator `{e.op}`")
                 return "None"
             return "-" + self.wrap(e.operand, _PREC["neg"])
         if isinstance(e, A.BinOp):
             if e.op in ("and", "or"):
-                self.out.missing.append(f"operator `{e.op}`")
+                self.out.note(f"operator `{e.op}`")
                 return "None"
             p = _PREC[e.op]
             if e.op == "^":
@@ -132,7 +138,7 @@ class Expr:
             return f"{self.wrap(e.left, p)} {e.op} {self.wrap(e.right, p + 1)}"
         if isinstance(e, A.Call):
             return self.call(e)
-        self.out.missing.append(f"expression `{type(e).__name__}`")
+        self.out.note(f"expression `{type(e).__name__}`")
         return "None"
 
     def name(self, e: A.Name) -> str:
@@ -144,12 +150,12 @@ class Expr:
         if n in R.TRAJECTORY_FIELDS:
             return f'batch["{n}"]'
         if n in self.c.metas:
-            self.out.missing.append(f"meta-parameter '{n}' in a loss")
+            self.out.note(f"meta-parameter '{n}' in a loss")
             return "None"
         heads = {h for m in self.c.models.values() for h in m.heads} | set(R.HEAD_SLOTS)
         if n in heads:
             return f'heads["{n}"]'
-        self.out.missing.append(f"name '{n}' in a loss")
+        self.out.note(f"name '{n}' in a loss")
         return "None"
 
     def call(self, e: A.Call) -> str:
@@ -160,10 +166,10 @@ class Expr:
             return f"{py_name(name)}(batch, heads{''.join(', ' + a for a in args)})"
         if name in R.REGISTRY and R.REGISTRY[name].kind == "op":
             if name not in BUILT_OPS:
-                self.out.missing.append(f"op '{name}'")
+                self.out.note(f"op '{name}'")
             first = ["batch"] if name in TRAJECTORY_OPS else []
             return f"ops.{name}({', '.join(first + args)})"
-        self.out.missing.append(f"call of '{name or '?'}' in a loss")
+        self.out.note(f"call of '{name or '?'}' in a loss")
         return "None"
 
 
@@ -234,14 +240,6 @@ def lower_function(checked: Checked, out: Module, funcs: dict, name: str) -> str
 # ---- the module -------------------------------------------------------------------------
 
 
-def _arg(call: A.Call, entry: R.Entry, name: str):
-    for i, a in enumerate(call.args):
-        if a.name == name or (a.name is None and i < len(entry.params)
-                              and entry.params[i].name == name):
-            return a.value
-    return None
-
-
 def _py_type(p: R.P) -> str:
     return {"int": "int", "num": "float", "bool": "bool", "str": "str"}.get(p.type, "")
 
@@ -253,20 +251,16 @@ class Lowering:
         self.out = Module()
         self.funcs = function_table(checked)
 
-    def missing(self, what: str) -> None:
-        if what not in self.out.missing:
-            self.out.missing.append(what)
-
     def entry_hypers(self, prefix: str, call: A.Call, entry: R.Entry, skip=()) -> dict[str, str]:
         """Args fields for a registry call's numeric/bool/str parameters; name → source."""
         refs = {}
         for p in entry.params:
             if p.name in skip or not _py_type(p):
                 continue
-            given = _arg(call, entry, p.name)
+            given = bind_args(call, entry).get(p.name)
             const = _value(given) if given is not None else None
             if given is not None and const is None:
-                self.missing(f"a non-constant `{p.name}` of {entry.name}")
+                self.out.note(f"a non-constant `{p.name}` of {entry.name}")
                 continue
             if const is None:
                 if p.required:
@@ -291,35 +285,35 @@ class Lowering:
                     seed = int(_value(s.value)[0])
                 elif isinstance(s, A.Setting) and s.name.id == "backend" and \
                         getattr(s.value, "id", "") != "local":
-                    self.missing(f"backend {s.value.id}")
+                    self.out.note(f"backend {s.value.id}")
         self.out.hyper("seed", str(seed), "int", "schedule: the random seed")
         for loop in c.loops.values():
             for stmt in loop.decl.body:
                 if isinstance(stmt, A.Adapt):
-                    self.missing("`adapt` (gradient-based inner loops)")
+                    self.out.note("`adapt` (gradient-based inner loops)")
                 if isinstance(stmt, A.Store):
-                    self.missing("`store` (buffers)")
+                    self.out.note("`store` (buffers)")
                 if isinstance(stmt, A.Collect) and stmt.source == "from":
-                    self.missing("`collect ... from` (buffers)")
+                    self.out.note("`collect ... from` (buffers)")
                 if isinstance(stmt, A.Update) and not isinstance(stmt.objective, A.Minimize):
-                    self.missing("evolutionary and interpolating updates")
+                    self.out.note("evolutionary and interpolating updates")
             if loop.decl.kind == "outer" and loop.decl.over is None:
-                self.missing(f"an outer loop without an inner loop ('{loop.decl.name.id}')")
+                self.out.note(f"an outer loop without an inner loop ('{loop.decl.name.id}')")
         for decl, entry in c.tasks.values():
             if entry and entry.name not in BUILT_TASKS:
-                self.missing(f"tasks {entry.name}")
+                self.out.note(f"tasks {entry.name}")
         for name, info in c.models.items():
             if info.entry and info.entry.name not in BUILT_MODELS:
-                self.missing(f"model {info.entry.name}")
+                self.out.note(f"model {info.entry.name}")
             if info.core and info.core.name not in BUILT_CORES:
-                self.missing(f"core {info.core.name}")
+                self.out.note(f"core {info.core.name}")
         for mem in c.memories.values():
             if mem.value is not None or mem.target.parts[0].endswith("'"):
-                self.missing(f"memory {mem.target.text}")
+                self.out.note(f"memory {mem.target.text}")
             elif mem.scope.id != "task":
-                self.missing(f"memory reset per {mem.scope.id}")
+                self.out.note(f"memory reset per {mem.scope.id}")
         if c.metas:
-            self.missing("meta-parameters")
+            self.out.note("meta-parameters")
         build = self.build()
         loops = [self.loop(name) for name, l in c.loops.items() if l.decl.kind == "inner"]
         loops += [self.loop(name) for name, l in c.loops.items() if l.decl.kind == "outer"]
@@ -329,7 +323,7 @@ class Lowering:
         functions = [lower_function(c, self.out, self.funcs, f)
                      for f in used_functions(self.funcs, roots)]
         if self.out.missing:
-            raise NotBuilt(sorted(set(self.out.missing)))
+            raise NotBuilt(sorted(self.out.missing))
         sections = [self.header(), self.args_class(), "\n\n\n".join(functions), build,
                     "\n\n\n".join(loops), evaluate, self.spec_source(), self.main()]
         return "\n\n\n".join(s for s in sections if s) + "\n"
@@ -414,13 +408,13 @@ class Lowering:
                 if isinstance(stmt, A.Update):
                     rule = R.REGISTRY.get(stmt.rule.func_name or "")
                     if rule is None or rule.name not in BUILT_RULES:
-                        self.missing(f"update rule {stmt.rule.func_name}")
+                        self.out.note(f"update rule {stmt.rule.func_name}")
                         continue
                     target = stmt.targets[0].parts[0]
-                    polyak = _arg(stmt.rule, rule, "polyak")
+                    polyak = bind_args(stmt.rule, rule).get("polyak")
                     if polyak is not None and _value(polyak) not in (None, ("0", "int")) and \
                             float(_value(polyak)[0]) != 0:
-                        self.missing("target networks (polyak)")
+                        self.out.note("target networks (polyak)")
                     refs = self.entry_hypers(f"{loop_name}.{target}", stmt.rule, rule,
                                              skip=("polyak",))
                     opt = f"opt_{py_name(target)}"
@@ -539,7 +533,7 @@ class Lowering:
         for item in getattr(settings.get("against"), "items", ()):
             name = item.func_name if isinstance(item, A.Call) else item.id
             if name not in BUILT_BASELINES:
-                self.missing(f"baseline {name}")
+                self.out.note(f"baseline {name}")
             against.append(name)
         families = []
         tasks_value = settings.get("tasks")
@@ -594,12 +588,6 @@ class Lowering:
                 "        evaluate(args, state, run)\n\n\n"
                 'if __name__ == "__main__":\n'
                 "    main()")
-
-
-def format_arg(a: A.Arg) -> str:
-    from .formatter import format_expr
-
-    return format_expr(a.value) if a.name is None else f"{a.name} = {format_expr(a.value)}"
 
 
 def _heads(info):

@@ -28,7 +28,6 @@ def baseline_policy(name: str, family, arms: int, pulls: int, seed: int):
     """The runtime's policy for a baseline name, tuned on separate instances where the
     baseline has a constant (UCB1's c, ε-greedy's ε), as Duan et al. tuned theirs.
     Bayes-optimal uses the family's own prior (dependent arms are one coin)."""
-    dependent = getattr(family, "difficulty", "independent") != "independent"
     if name == "random":
         return bandits.random_policy
     if name == "greedy":
@@ -39,7 +38,7 @@ def baseline_policy(name: str, family, arms: int, pulls: int, seed: int):
         return bandits.ucb1(bandits.tune_ucb1(arms, pulls, seed + 100, instances=1000))
     if name == "epsilon_greedy":
         return bandits.epsilon_greedy(_tuned_epsilon(arms, pulls, seed + 200))
-    if name == "bayes_optimal" and dependent:
+    if name == "bayes_optimal" and family.dependent:
         return bandits.DependentBayesOptimal(family.difficulty, pulls)
     if name == "bayes_optimal":
         return bandits.BayesOptimal(arms, pulls)
@@ -68,8 +67,7 @@ def held_out(spec: str, model, family, label: str, steps: int, instances: int,
             totals[name] = mdps.play(batch, name, torch.Generator().manual_seed(seed + 7), steps)
         return _rows(spec, totals, None, metric, instances, label)
     for name in against:
-        dependent = getattr(family, "difficulty", "independent") != "independent"
-        if name == "bayes_optimal" and not dependent and batch.arms * steps > 200:
+        if name == "bayes_optimal" and not family.dependent and batch.arms * steps > 200:
             continue  # the exact DP over independent arms is intractable at this size
         policy = baseline_policy(name, family, batch.arms, steps, seed)
         totals[name] = bandits.play(batch, policy, torch.Generator().manual_seed(seed + 7))

@@ -37,6 +37,7 @@ class BernoulliBandit:
     """`bernoulli_bandit(arms)`: p ~ U(0, 1) per arm."""
 
     kind = "bandit"
+    dependent = False  # arms independent: the Bayes-optimal DP is over per-arm counts
 
     def __init__(self, arms: int = 5):
         self.arms = arms
@@ -57,6 +58,7 @@ class DependentBandit(BernoulliBandit):
     def __init__(self, difficulty: str = "uniform"):
         super().__init__(arms=2)
         self.difficulty = difficulty
+        self.dependent = difficulty != "independent"  # one coin: p2 = 1 − p1
 
     def sample(self, count: int, steps: int, gen: torch.Generator) -> bandits.BanditBatch:
         return bandits.dependent_bandits(count, self.difficulty, steps, gen)
