@@ -22,16 +22,24 @@ from .checker import Checked, bind_args
 from .formatter import format_arg
 
 # What the runtime implements today; everything else is reported as not built.
-BUILT_TASKS = {"bernoulli_bandit", "dependent_bandit", "tabular_mdp", "random_quadratic"}
+BUILT_TASKS = {"bernoulli_bandit", "dependent_bandit", "informative_arm_bandit", "tabular_mdp",
+               "random_quadratic", "gym"}
 BUILT_MODELS = {"recurrent"}
 BUILT_CORES = {"gru", "lstm"}
 BUILT_RULES = {"adam", "rmsprop"}
 BUILT_OPS = {"exp", "log", "sqrt", "abs", "tanh", "sigmoid", "mean", "sum", "std", "stop_grad",
              "normalize", "min", "max", "clamp", "where", "scan_back", "shift", "stack",
              "log_prob", "entropy", "kl", "rsample", "normal", "unit_normal", "anneal"}
-TRAJECTORY_OPS = {"shift", "anneal"}  # take the batch as their first argument
-BUILT_BASELINES = {"bayes_optimal", "gittins", "ucb1", "thompson", "greedy", "epsilon_greedy",
-                   "random", "psrl", "oracle"}
+# take the batch as their first argument (episode ends, progress, the padding mask)
+TRAJECTORY_OPS = {"shift", "anneal", "mean", "sum", "std", "normalize"}
+_BANDIT_BASELINES = {"bayes_optimal", "gittins", "ucb1", "thompson", "greedy", "epsilon_greedy",
+                     "random"}
+BUILT_BASELINES = {  # task family -> the baselines the runtime computes for it
+    "bernoulli_bandit": _BANDIT_BASELINES, "dependent_bandit": _BANDIT_BASELINES,
+    "informative_arm_bandit": {"bayes_optimal", "oracle", "random"},
+    "tabular_mdp": {"random", "oracle", "psrl"}, "random_quadratic": {"oracle"},
+    "gym": {"random"},
+}
 
 
 class NotBuilt(Exception):
@@ -93,6 +101,19 @@ def _value(expr: A.Expr) -> tuple[str, str] | None:
     if isinstance(expr, A.Name) and expr.id in ("true", "false"):
         return ("True" if expr.id == "true" else "False"), "bool"
     return None
+
+
+def _literal(expr: A.Expr) -> str | None:
+    """A constant list or dict argument (`{length: [0.5, 2.0]}`) as Python source, or None."""
+    if isinstance(expr, A.ListExpr):
+        items = [_literal(i) for i in expr.items]
+        return None if None in items else "[" + ", ".join(items) + "]"
+    if isinstance(expr, A.DictExpr):
+        items = [(k.id, _literal(v)) for k, v in expr.items]
+        return None if any(v is None for _, v in items) else \
+            "{" + ", ".join(f"{k!r}: {v}" for k, v in items) + "}"
+    const = _value(expr)
+    return const[0] if const else None
 
 
 # ---- expressions ----------------------------------------------------------------------
@@ -252,12 +273,18 @@ class Lowering:
         self.funcs = function_table(checked)
 
     def entry_hypers(self, prefix: str, call: A.Call, entry: R.Entry, skip=()) -> dict[str, str]:
-        """Args fields for a registry call's numeric/bool/str parameters; name → source."""
+        """Args fields for a registry call's numeric/bool/str parameters, and Python literals
+        for its constant lists and dicts (not overridable); name → source."""
         refs = {}
         for p in entry.params:
-            if p.name in skip or not _py_type(p):
-                continue
             given = bind_args(call, entry).get(p.name)
+            if p.name in skip:
+                continue
+            if not _py_type(p):
+                literal = _literal(given) if p.type in ("list", "dict") and given else None
+                if literal is not None:
+                    refs[p.name] = literal
+                continue
             const = _value(given) if given is not None else None
             if given is not None and const is None:
                 self.out.note(f"a non-constant `{p.name}` of {entry.name}")
@@ -310,7 +337,7 @@ class Lowering:
         for mem in c.memories.values():
             if mem.value is not None or mem.target.parts[0].endswith("'"):
                 self.out.note(f"memory {mem.target.text}")
-            elif mem.scope.id != "task":
+            elif mem.scope.id not in ("task", "episode"):
                 self.out.note(f"memory reset per {mem.scope.id}")
         if c.metas:
             self.out.note("meta-parameters")
@@ -351,7 +378,8 @@ class Lowering:
                  '`--set path=value` overrides one."""', ""]
         for h in self.out.hypers:
             lines.append(f"    {h.field}: {h.type} = {h.default}")
-            lines.append(f'    """{h.path}: {h.doc}"""')
+            doc = f"{h.path}: {h.doc}".replace("\\", "\\\\").replace('"', '\\"')
+            lines.append(f'    """{doc}"""')
         bounded = [h for h in self.out.hypers
                    if h.bounds is not None and (h.bounds.low is not None or h.bounds.high is not None)]
         lines += ["", "", "# The bounds the spec's checker enforces; `--set` overrides are held to them.",
@@ -400,8 +428,11 @@ class Lowering:
             lines.append(f"        {info.core.name!r}, {refs.get('hidden', '64')}, "
                          f"inputs={info.inputs!r},")
             heads = {h.id: k.id for h, k in _heads(info)}
+            scope = next((m.scope.id for m in c.memories.values()
+                          if m.value is None and m.target.parts[0] == name), "task")
+            reset = ', reset="episode"' if scope == "episode" else ""
             lines.append(f"        heads={heads!r}, obs_dim={family}.obs_dim, "
-                         f"n_actions={family}.n_actions)")
+                         f"n_actions={family}.n_actions{reset})")
             names.append(f"{py_name(name)}={py_name(name)}")
         for loop_name, loop in c.loops.items():
             for stmt in loop.decl.body:
@@ -446,9 +477,11 @@ class Lowering:
                     if stmt.unit.id == "samples":  # supervised: read in order, not acted
                         lines.append(f"    {py_name(stmt.output.id)} = rollout.samples(env)")
                     else:
+                        steps, episodes = (f"{count} * env.horizon", f", episodes={count}") \
+                            if stmt.unit.id == "episodes" else (count, "")
                         lines.append(f"    {py_name(stmt.output.id)} = rollout.collect("
-                                     f"state.{py_name(stmt.policy.id)}, env, "
-                                     f"{count} * env.horizon, state.gen)")
+                                     f"state.{py_name(stmt.policy.id)}, env, {steps}, "
+                                     f"state.gen{episodes})")
                     outputs.append(stmt.output.id)
             lines.append("    return {" + ", ".join(f'"{o}": {py_name(o)}' for o in outputs) + "}")
             return "\n".join(lines)
@@ -484,7 +517,7 @@ class Lowering:
                 metrics.append(f'"losses/{target}": loss_{py_name(target)}')
         first = next(iter(c.loops[inner].data.values()), None)
         if first is not None and first.unit.id != "samples":
-            metrics.insert(0, f'"charts/return": rollout.episode_return('
+            metrics.insert(0, f'"charts/return": state.{family}.score('
                               f'data["{first.output.id}"]).mean().item()')
         env_steps = f'data["{first.output.id}"]["done"].numel()' if first is not None else "0"
         lines.append(f"        run.log(iteration, {{{', '.join(metrics)}}}, env_steps={env_steps})")
@@ -511,9 +544,18 @@ class Lowering:
                        None)
         if collect is None:
             return "1"
-        family = py_name(self.task_family(inner))
-        return f"args.{py_name(inner)}__{py_name(collect.output.id)}__count * " \
-               f"state.{family}.horizon"
+        count = f"args.{py_name(inner)}__{py_name(collect.output.id)}__count"
+        if collect.unit.id == "steps":
+            return count
+        return f"{count} * state.{py_name(self.task_family(inner))}.horizon"
+
+    def episodes_of(self, inner: str) -> str:
+        """The trial's episode count, where the inner loop collects episodes."""
+        collect = next((s for s in self.c.loops[inner].decl.body if isinstance(s, A.Collect)),
+                       None)
+        if collect is None or collect.unit.id != "episodes":
+            return "None"
+        return f"args.{py_name(inner)}__{py_name(collect.output.id)}__count"
 
     def evaluate(self) -> str:
         c = self.c
@@ -529,12 +571,8 @@ class Lowering:
             count = next((int(a.value.value) for a in held_out.args if a.name == "count"), count)
         instances = self.out.hyper("evaluate.instances", str(count), "int",
                                    "held-out task instances", R.P("instances", "int", low=1))
-        against = []
-        for item in getattr(settings.get("against"), "items", ()):
-            name = item.func_name if isinstance(item, A.Call) else item.id
-            if name not in BUILT_BASELINES:
-                self.out.note(f"baseline {name}")
-            against.append(name)
+        against = [item.func_name if isinstance(item, A.Call) else item.id
+                   for item in getattr(settings.get("against"), "items", ())]
         families = []
         tasks_value = settings.get("tasks")
         items = tasks_value.items if isinstance(tasks_value, A.ListExpr) else \
@@ -543,15 +581,20 @@ class Lowering:
         for item in items:
             if isinstance(item, A.Call) and item.func_name == "held_out":
                 item = item.args[0].value
+            entry = None
             if isinstance(item, A.Name):
                 families.append((item.id, f"state.{py_name(item.id)}"))
+                entry = c.tasks[item.id][1] if item.id in c.tasks else None
             elif isinstance(item, A.Call):
                 entry = R.REGISTRY[item.func_name]
                 args = ", ".join(f"{k}={v}" for k, v in
-                                 ((a.name, _value(a.value)[0] if _value(a.value) else
-                                   repr(a.value.id)) for a in item.args))
+                                 ((a.name, _literal(a.value) or repr(a.value.id))
+                                  for a in item.args))
                 label = f"{item.func_name}({', '.join(format_arg(a) for a in item.args)})"
                 families.append((label, f"tasks.make({entry.name!r}, {args})"))
+            for name in against:
+                if entry is not None and name not in BUILT_BASELINES.get(entry.name, ()):
+                    self.out.note(f"baseline {name} on {entry.name} tasks")
         metric = getattr(settings.get("metric"), "id", "total_reward")
         model = next(iter(self.c.loops[inner].policies.values()), None)
         lines = ["def evaluate(args: Args, state: runs.State, run: runs.Run) -> None:",
@@ -563,7 +606,8 @@ class Lowering:
                  "    for label, family in held_out:",
                  "        results += evaluation.held_out(",
                  f"            SPEC, state.{py_name(model)}, family, label,",
-                 f"            steps={self.steps_of(inner)}, instances={instances},",
+                 f"            steps={self.steps_of(inner)}, episodes={self.episodes_of(inner)},",
+                 f"            instances={instances},",
                  f"            against={against!r}, metric={metric!r}, seed=args.seed + 1)",
                  "    run.write_eval(results)"]
         return "\n".join(lines)

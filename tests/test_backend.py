@@ -17,7 +17,8 @@ from metadsl.runtime import models, rules, runs
 
 from .conftest import ROOT, golden
 
-BUILT = ["hochreiter2001", "rl2_bandits", "rl2_tabular_mdp", "wang2016_dependent_bandits"]
+BUILT = ["hochreiter2001", "rl2_bandits", "rl2_cartpole", "rl2_tabular_mdp",
+         "wang2016_dependent_bandits", "wang2016_informative_arm"]
 # Small enough to train in seconds, large enough to beat random clearly (see test below).
 QUICK = ["--set", "agent.hidden=64", "--set", "meta.meta_batch=128", "--set",
          "meta.agent.lr=1e-3", "--set", "evaluate.instances=2000"]

@@ -26,9 +26,10 @@ def no_traceback(result: subprocess.CompletedProcess) -> None:
 
 
 def test_check_all_specs_clean():
-    r = metadsl("check", *[str(p.relative_to(ROOT)) for p in (ROOT / "specs").glob("*.mrl")])
+    specs = [str(p.relative_to(ROOT)) for p in (ROOT / "specs").glob("*.mrl")]
+    r = metadsl("check", *specs)
     assert r.returncode == 0, r.stderr
-    assert "ok: 18 specs checked" in r.stderr
+    assert f"ok: {len(specs)} specs checked" in r.stderr
 
 
 def test_check_reports_errors_with_exit_1():

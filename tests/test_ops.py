@@ -29,6 +29,6 @@ def test_distribution_ops_and_anneal():
     assert torch.allclose(ops.kl(d, ops.unit_normal(torch.zeros(3))), torch.zeros(3))
     assert ops.log_prob(d, torch.zeros(3)).shape == (3,)
     assert ops.anneal(BATCH, 1.0, 0.0, over=0.5) == 0.5
-    assert ops.normalize(torch.tensor([1.0, 3.0])).tolist() == [-0.7071067690849304,
+    assert ops.normalize(BATCH, torch.tensor([1.0, 3.0])).tolist() == [-0.7071067690849304,
                                                                  0.7071067690849304]
     assert ops.stack(torch.ones(2, 3), torch.zeros(2, 3)).shape == (2, 3, 2)

@@ -7,7 +7,7 @@ import math
 
 import torch
 
-from . import bandits, mdps, regression, rollout
+from . import bandits, informative, mdps, models, regression, rollout
 
 CHUNK = 5000  # instances evaluated at once (memory)
 
@@ -47,21 +47,27 @@ def baseline_policy(name: str, family, arms: int, pulls: int, seed: int):
     raise KeyError(name)
 
 
-def held_out(spec: str, model, family, label: str, steps: int, instances: int,
-             against: list[str], metric: str, seed: int) -> list[dict]:
+def held_out(spec: str, model, family, label: str, steps: int, episodes: int | None,
+             instances: int, against: list[str], metric: str, seed: int) -> list[dict]:
     """The learner and every baseline on the same held-out instances, one result row each."""
     gen = torch.Generator().manual_seed(seed)
     batch = family.sample(instances, steps, gen)
     if family.kind == "supervised":
         return _sequences(spec, model, family, batch, label, against, instances)
+    if family.kind == "gym":
+        return _gym(spec, model, family, batch, label, steps, episodes, against, metric, seed)
     learner = []
     for start in range(0, instances, CHUNK):
         part = _slice(batch, slice(start, start + CHUNK))
         traj = rollout.collect(model, family.env(part), steps,
                                torch.Generator().manual_seed(seed + start))
-        learner.append(traj["reward"].sum(0))
+        learner.append(family.score(traj))
     totals = {spec: torch.cat(learner)}
     torch.manual_seed(seed)
+    if family.kind == "informative":
+        for name in against:
+            totals[name] = informative.play(batch, name, torch.Generator().manual_seed(seed + 7))
+        return _rows(spec, totals, batch.best_mean() * steps, metric, instances, label)
     if family.kind == "mdp":
         for name in against:
             totals[name] = mdps.play(batch, name, torch.Generator().manual_seed(seed + 7), steps)
@@ -72,6 +78,19 @@ def held_out(spec: str, model, family, label: str, steps: int, instances: int,
         policy = baseline_policy(name, family, batch.arms, steps, seed)
         totals[name] = bandits.play(batch, policy, torch.Generator().manual_seed(seed + 7))
     return _rows(spec, totals, batch.best_mean() * steps, metric, instances, label)
+
+
+def _gym(spec, model, family, batch, label, steps, episodes, against, metric, seed) -> list[dict]:
+    """Mean episode return per instance, learner and `random` on the same env seeds."""
+    policies = {spec: model}
+    if "random" in against:
+        policies["random"] = models.UniformPolicy(family.n_actions)
+    totals = {}
+    for method, policy in policies.items():
+        traj = rollout.collect(policy, family.env(batch), steps,
+                               torch.Generator().manual_seed(seed), episodes)
+        totals[method] = family.score(traj)
+    return _rows(spec, totals, None, metric, batch.size, label)
 
 
 REPORTED = (0, 1, 2, 3, 4, 5, 6, 10, 20, 35)  # examples seen before the prediction
@@ -97,6 +116,8 @@ def _slice(batch, part: slice):
     """Instances `part` of a task batch (time-major draws keep their time axis)."""
     if isinstance(batch, bandits.BanditBatch):
         return bandits.BanditBatch(batch.p[part], batch.u[:, part])
+    if isinstance(batch, informative.InformativeBatch):
+        return informative.InformativeBatch(batch.target[part], batch.arms, batch.pulls)
     return mdps.MDPBatch(batch.mu[part], batch.P[part], batch.noise[:, part],
                          batch.u_next[:, part], batch.u_start[:, part], batch.horizon,
                          batch.reward_std)

@@ -1,8 +1,8 @@
 """The language's primitive expression ops in torch (registry kind `op`).
 
 Trajectory tensors are time-major, [T, B, ...]. Ops that need the trajectory itself
-(episode ends for `shift`, progress for `anneal`) take the batch as first argument; the
-lowering passes it.
+(episode ends for `shift`, progress for `anneal`, the padding mask for the reductions)
+take the batch as first argument; the lowering passes it.
 """
 
 from __future__ import annotations
@@ -20,25 +20,43 @@ def _t(x) -> torch.Tensor:
     return x if isinstance(x, torch.Tensor) else torch.tensor(float(x))
 
 
-def mean(x):
-    return _t(x).mean()
+def _valid(batch, x: torch.Tensor) -> torch.Tensor | None:
+    """The trajectory's `valid` mask shaped like x, where x is per step and the trajectory
+    is padded (episodes of varying length); None otherwise."""
+    valid = batch.get("valid")
+    if valid is None or x.dim() < 2 or x.shape[:2] != valid.shape:
+        return None
+    return valid.reshape(valid.shape + (1,) * (x.dim() - 2)).expand_as(x)
 
 
-def sum(x):  # noqa: A001 - the language's name
-    return _t(x).sum()
+def mean(batch, x):
+    x = _t(x)
+    w = _valid(batch, x)
+    return x.mean() if w is None else (x * w).sum() / w.sum()
 
 
-def std(x):
-    return _t(x).std()
+def sum(batch, x):  # noqa: A001 - the language's name
+    x = _t(x)
+    w = _valid(batch, x)
+    return x.sum() if w is None else (x * w).sum()
+
+
+def std(batch, x):
+    x = _t(x)
+    w = _valid(batch, x)
+    if w is None:
+        return x.std()
+    centred = (x - mean(batch, x)) * w
+    return torch.sqrt((centred ** 2).sum() / (w.sum() - 1).clamp(min=1))
 
 
 def stop_grad(x):
     return _t(x).detach()
 
 
-def normalize(x):
+def normalize(batch, x):
     x = _t(x)
-    return (x - x.mean()) / (x.std() + 1e-8)
+    return (x - mean(batch, x)) / (std(batch, x) + 1e-8)
 
 
 def min(a, b):  # noqa: A001

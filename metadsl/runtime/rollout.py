@@ -2,7 +2,8 @@
 
 Fields are time-major [T, B]. `done` marks where returns stop: the end of the learner's
 memory (a trial, for a learner whose memory resets per task), while `prev_done` — the
-environment's episode ends — is what the learner sees. `logp` and `value` are recorded
+environment's episode ends — is what the learner sees. A trial of N episodes whose
+lengths vary is padded, and `valid` marks its real steps. `logp` and `value` are recorded
 from the behaviour policy.
 """
 
@@ -12,16 +13,22 @@ import torch
 
 
 @torch.no_grad()
-def collect(model, env, steps: int, gen: torch.Generator) -> dict:
-    batch = env.reset().shape[0]
+def collect(model, env, steps: int, gen: torch.Generator, episodes: int | None = None) -> dict:
+    """Roll `model` out for at most `steps` steps. With `episodes`, an instance's trial ends
+    once it has completed that many episodes; where episodes vary in length (gymnasium),
+    instances that finish early are padded to the longest: `valid` is 0 on padding, whose
+    rewards are 0 and whose `done` is 1 (no return flows through it)."""
     obs = env.reset()
+    batch = obs.shape[0]
     prev_action = torch.full((batch,), -1, dtype=torch.long)
     prev_reward = torch.zeros(batch)
     prev_done = torch.zeros(batch)
+    finished = torch.zeros(batch)  # instances whose trial has ended
+    completed = torch.zeros(batch)
     state = model.initial_state(batch)
     record: dict[str, list] = {k: [] for k in ("obs", "action", "reward", "logp", "value",
                                                 "prev_action", "prev_reward", "prev_done",
-                                                "timestep", "episode_done")}
+                                                "timestep", "episode_done", "valid")}
     for t in range(steps):
         fields = {"obs": obs, "prev_action": prev_action, "prev_reward": prev_reward,
                   "prev_done": prev_done, "timestep": torch.full((batch,), t / steps)}
@@ -29,25 +36,44 @@ def collect(model, env, steps: int, gen: torch.Generator) -> dict:
         pi = heads["pi"]
         action = torch.multinomial(pi.probs, 1, generator=gen).squeeze(-1)
         next_obs, reward, episode_done = env.step(action)
-        for key, value in (("obs", obs), ("action", action), ("reward", reward),
+        valid = 1 - finished
+        for key, value in (("obs", obs), ("action", action), ("reward", reward * valid),
                            ("logp", pi.log_prob(action)),
                            ("value", heads.get("v", torch.zeros(batch))),
                            ("prev_action", prev_action), ("prev_reward", prev_reward),
                            ("prev_done", prev_done), ("timestep", fields["timestep"]),
-                           ("episode_done", episode_done)):
+                           ("episode_done", episode_done * valid), ("valid", valid)):
             record[key].append(value)
         obs, prev_action, prev_reward, prev_done = next_obs, action, reward, episode_done
+        if episodes is not None:
+            completed += episode_done * valid
+            finished = torch.maximum(finished, (completed >= episodes).float())
+            if bool(finished.all()):
+                break
     out = {k: torch.stack(v) for k, v in record.items()}
-    out["done"] = torch.zeros(steps, batch)
-    out["done"][-1] = 1.0  # the trial ends: returns do not run past the learner's memory
+    valid = out.pop("valid")
+    # the trial ends: returns do not run past the learner's memory, nor through padding
+    out["done"] = 1 - valid
+    out["done"][valid.sum(0).long() - 1, torch.arange(batch)] = 1.0
+    if not bool(valid.all()):
+        out["valid"] = valid  # reductions in losses (ops.mean, ...) skip the padding
     return out
-
 
 def samples(env) -> dict:
     """`collect N samples`: a supervised sequence, read in order (nothing is acted)."""
     return env.sequence()
 
 
-def episode_return(batch: dict) -> torch.Tensor:
-    """Total reward per trial [B]."""
+def trial_return(batch: dict) -> torch.Tensor:
+    """Total reward per trial [B]: the score of tasks whose trial is a fixed number of
+    fixed-length episodes (bandits, tabular MDPs)."""
     return batch["reward"].sum(0)
+
+
+def mean_episode_return(batch: dict) -> torch.Tensor:
+    """Mean return of each instance's completed episodes [B], for tasks whose episodes end
+    when they end (gymnasium); an instance that completed none counts its partial return."""
+    done = batch["episode_done"].bool()
+    finished = done.sum(0)
+    completed = (batch["reward"] * (done.flip(0).cumsum(0).flip(0) > 0)).sum(0)
+    return torch.where(finished > 0, completed / finished.clamp(min=1), batch["reward"].sum(0))

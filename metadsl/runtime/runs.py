@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from .rules import NonFiniteLoss
+from .tasks import TaskError
 
 
 class State:
@@ -172,6 +173,9 @@ class Run:
         if isinstance(error, NonFiniteLoss):
             sys.stderr.write(f"\nstopped: {error} at iteration {self.iteration}; the last good "
                              f"checkpoint is {self.folder / 'checkpoint.pt'}\n")
+            raise SystemExit(1)
+        if isinstance(error, TaskError):
+            sys.stderr.write(f"error: {error}\n")
             raise SystemExit(1)
         return False
 

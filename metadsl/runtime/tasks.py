@@ -10,7 +10,12 @@ from __future__ import annotations
 
 import torch
 
-from . import bandits, mdps, regression
+from . import bandits, informative, mdps, regression, rollout
+
+
+class TaskError(ValueError):
+    """A task source the installed environment cannot provide (an unknown gymnasium id, a
+    parameter it lacks): the run stops with this message, not a traceback."""
 
 
 class BanditEnv:
@@ -19,7 +24,7 @@ class BanditEnv:
     obs_dim = 1
     horizon = 1
 
-    def __init__(self, batch: bandits.BanditBatch):
+    def __init__(self, batch: bandits.BanditBatch | informative.InformativeBatch):
         self.batch = batch
         self.n_actions = batch.arms
         self.t = 0
@@ -51,6 +56,8 @@ class BernoulliBandit:
     def env(self, instances: bandits.BanditBatch) -> BanditEnv:
         return BanditEnv(instances)
 
+    score = staticmethod(rollout.trial_return)  # total reward per trial [B]
+
 
 class DependentBandit(BernoulliBandit):
     """`dependent_bandit(difficulty)`: Wang et al. 2016's two arms with p2 = 1 − p1."""
@@ -62,6 +69,24 @@ class DependentBandit(BernoulliBandit):
 
     def sample(self, count: int, steps: int, gen: torch.Generator) -> bandits.BanditBatch:
         return bandits.dependent_bandits(count, self.difficulty, steps, gen)
+
+
+class InformativeArmBandit:
+    """`informative_arm_bandit(arms)`: Wang et al. 2016's 11-armed task (see informative)."""
+
+    kind = "informative"
+
+    def __init__(self, arms: int = 11):
+        self.arms = self.n_actions = arms
+        self.obs_dim, self.horizon = BanditEnv.obs_dim, BanditEnv.horizon
+
+    def sample(self, count: int, steps: int, gen: torch.Generator) -> informative.InformativeBatch:
+        return informative.informative_bandits(count, self.arms, steps, gen)
+
+    def env(self, instances: informative.InformativeBatch) -> BanditEnv:
+        return BanditEnv(instances)
+
+    score = staticmethod(rollout.trial_return)  # total reward per trial [B]
 
 
 class MDPEnv:
@@ -107,6 +132,8 @@ class TabularMDP:
     def env(self, instances: mdps.MDPBatch) -> MDPEnv:
         return MDPEnv(instances)
 
+    score = staticmethod(rollout.trial_return)  # total reward per trial [B]
+
 
 class RandomQuadratic:
     """`random_quadratic(...)` (Hochreiter et al. 2001): sequences of (x, y) pairs."""
@@ -129,8 +156,12 @@ class RandomQuadratic:
 
 
 FAMILIES = {"bernoulli_bandit": BernoulliBandit, "dependent_bandit": DependentBandit,
+            "informative_arm_bandit": InformativeArmBandit,
             "tabular_mdp": TabularMDP, "random_quadratic": RandomQuadratic}
 
 
 def make(source: str, **args):
+    if source == "gym":  # gymnasium is imported only by specs that use it
+        from .gym_tasks import GymTasks
+        return GymTasks(**args)
     return FAMILIES[source](**args)

@@ -77,7 +77,7 @@ def mse(batch, heads, prediction=None, target=None):
         prediction = heads["pred"]
     if target is None:
         target = batch["y"]
-    return ops.mean((prediction - target) ** 2)
+    return ops.mean(batch, (prediction - target) ** 2)
 
 
 def build(args: Args) -> runs.State:
@@ -147,6 +147,7 @@ def evaluate(args: Args, state: runs.State, run: runs.Run) -> None:
             family,
             label,
             steps=args.sequence__examples__count * state.quadratics.horizon,
+            episodes=None,
             instances=args.evaluate__instances,
             against=["oracle"],
             metric="mse",

@@ -87,14 +87,17 @@ def gae(batch, heads, gamma=0.99, lam=0.95, v=None):
 
 def ppo(batch, heads, clip=0.2, gamma=0.99, lam=0.95, value_coef=0.5, entropy_coef=0.01):
     """`loss ppo` from stdlib/rl.mrl."""
-    advantage = ops.stop_grad(ops.normalize(gae(batch, heads, gamma, lam, batch["value"])))
+    advantage = ops.stop_grad(ops.normalize(batch, gae(batch, heads, gamma, lam, batch["value"])))
     ratio = ops.exp(ops.log_prob(heads["pi"], batch["action"]) - batch["logp"])
-    policy = -ops.mean(ops.min(ratio * advantage, ops.clamp(ratio, 1 - clip, 1 + clip) * advantage))
-    critic = ops.mean(
-        (heads["v"] - ops.stop_grad(gae(batch, heads, gamma, lam, batch["value"]) + batch["value"]))
-        ** 2
+    policy = -ops.mean(
+        batch, ops.min(ratio * advantage, ops.clamp(ratio, 1 - clip, 1 + clip) * advantage)
     )
-    return policy + value_coef * critic - entropy_coef * ops.mean(ops.entropy(heads["pi"]))
+    critic = ops.mean(
+        batch,
+        (heads["v"] - ops.stop_grad(gae(batch, heads, gamma, lam, batch["value"]) + batch["value"]))
+        ** 2,
+    )
+    return policy + value_coef * critic - entropy_coef * ops.mean(batch, ops.entropy(heads["pi"]))
 
 
 def build(args: Args) -> runs.State:
@@ -119,7 +122,13 @@ def build(args: Args) -> runs.State:
 def trial(args: Args, state: runs.State, instances) -> dict:
     """inner loop trial(task ~ bandits): one task batch; the learner's memory spans it."""
     env = state.bandits.env(instances)
-    tau = rollout.collect(state.agent, env, args.trial__tau__count * env.horizon, state.gen)
+    tau = rollout.collect(
+        state.agent,
+        env,
+        args.trial__tau__count * env.horizon,
+        state.gen,
+        episodes=args.trial__tau__count,
+    )
     return {"tau": tau}
 
 
@@ -150,7 +159,7 @@ def meta(args: Args, state: runs.State, run: runs.Run) -> None:
         run.log(
             iteration,
             {
-                "charts/return": rollout.episode_return(data["tau"]).mean().item(),
+                "charts/return": state.bandits.score(data["tau"]).mean().item(),
                 "losses/agent": loss_agent,
             },
             env_steps=data["tau"]["done"].numel(),
@@ -168,6 +177,7 @@ def evaluate(args: Args, state: runs.State, run: runs.Run) -> None:
             family,
             label,
             steps=args.trial__tau__count * state.bandits.horizon,
+            episodes=args.trial__tau__count,
             instances=args.evaluate__instances,
             against=[
                 "bayes_optimal",

@@ -94,12 +94,13 @@ def a2c(batch, heads, gamma=0.99, lam=1.0, value_coef=0.5, entropy_coef=0.01):
     """`loss a2c` from stdlib/rl.mrl."""
     advantage = ops.stop_grad(gae(batch, heads, gamma, lam, heads["v"]))
     critic = ops.mean(
-        (heads["v"] - ops.stop_grad(lambda_return(batch, heads, gamma, lam, heads["v"]))) ** 2
+        batch,
+        (heads["v"] - ops.stop_grad(lambda_return(batch, heads, gamma, lam, heads["v"]))) ** 2,
     )
     return (
-        -ops.mean(ops.log_prob(heads["pi"], batch["action"]) * advantage)
+        -ops.mean(batch, ops.log_prob(heads["pi"], batch["action"]) * advantage)
         + value_coef * critic
-        - entropy_coef * ops.mean(ops.entropy(heads["pi"]))
+        - entropy_coef * ops.mean(batch, ops.entropy(heads["pi"]))
     )
 
 
@@ -129,7 +130,13 @@ def build(args: Args) -> runs.State:
 def episode(args: Args, state: runs.State, instances) -> dict:
     """inner loop episode(task ~ bandits): one task batch; the learner's memory spans it."""
     env = state.bandits.env(instances)
-    tau = rollout.collect(state.agent, env, args.episode__tau__count * env.horizon, state.gen)
+    tau = rollout.collect(
+        state.agent,
+        env,
+        args.episode__tau__count * env.horizon,
+        state.gen,
+        episodes=args.episode__tau__count,
+    )
     return {"tau": tau}
 
 
@@ -158,7 +165,7 @@ def meta(args: Args, state: runs.State, run: runs.Run) -> None:
         run.log(
             iteration,
             {
-                "charts/return": rollout.episode_return(data["tau"]).mean().item(),
+                "charts/return": state.bandits.score(data["tau"]).mean().item(),
                 "losses/agent": loss_agent,
             },
             env_steps=data["tau"]["done"].numel(),
@@ -187,6 +194,7 @@ def evaluate(args: Args, state: runs.State, run: runs.Run) -> None:
             family,
             label,
             steps=args.episode__tau__count * state.bandits.horizon,
+            episodes=args.episode__tau__count,
             instances=args.evaluate__instances,
             against=["bayes_optimal", "gittins", "thompson", "ucb1"],
             metric="regret",

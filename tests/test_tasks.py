@@ -1,0 +1,120 @@
+"""Task sources beyond the bandit and MDP families: the gymnasium adapter, Wang et al.'s
+informative-arm bandit, and memories reset per episode."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from metadsl.runtime import informative, models, ops, rollout, tasks
+
+
+def test_gym_tasks_randomize_dynamics_per_instance():
+    family = tasks.make("gym", id="CartPole-v1", horizon=50,
+                        randomize={"length": [0.5, 2.0], "masspole": [0.5, 2.0]})
+    assert (family.obs_dim, family.n_actions, family.horizon) == (4, 2, 50)
+    batch = family.sample(3, 100, torch.Generator().manual_seed(0))
+    env = family.env(batch)
+    for i, sub in enumerate(env.vec.envs):
+        pole = sub.unwrapped
+        assert pole.length == pytest.approx(0.5 * batch.scales["length"][i].item())
+        assert pole.masspole == pytest.approx(0.1 * batch.scales["masspole"][i].item())
+        # CartPole caches these in __init__; the adapter recomputes them
+        assert pole.total_mass == pytest.approx(pole.masspole + pole.masscart)
+        assert pole.polemass_length == pytest.approx(pole.masspole * pole.length)
+    assert len({sub.unwrapped.length for sub in env.vec.envs}) == 3
+
+
+def test_gym_episodes_restart_in_place_and_are_scored_per_episode():
+    family = tasks.make("gym", id="CartPole-v1", horizon=20)
+    batch = family.sample(4, 60, torch.Generator().manual_seed(1))
+    traj = rollout.collect(models.UniformPolicy(2), family.env(batch), 60,
+                           torch.Generator().manual_seed(2))
+    assert traj["obs"].shape == (60, 4, 4) and "valid" not in traj
+    ends = traj["episode_done"]
+    assert (ends.sum(0) >= 3).all()  # at most 20 steps each: three or more episodes in 60
+    # the learner sees each end one step later, as prev_done
+    assert torch.equal(traj["prev_done"][1:], ends[:-1])
+    score = family.score(traj)
+    assert ((score > 0) & (score <= 20)).all()
+
+
+def test_a_trial_of_n_episodes_ends_each_instance_after_its_nth():
+    family = tasks.make("gym", id="CartPole-v1", horizon=200)
+    batch = family.sample(6, 400, torch.Generator().manual_seed(5))
+    traj = rollout.collect(models.UniformPolicy(2), family.env(batch), 400,
+                           torch.Generator().manual_seed(6), episodes=2)
+    valid = traj["valid"]
+    assert traj["obs"].shape[0] == int(valid.sum(0).max()) < 400  # stops when all are done
+    assert torch.equal(traj["episode_done"].sum(0), torch.full((6,), 2.0))
+    last = valid.sum(0).long() - 1
+    assert torch.equal(traj["episode_done"][last, torch.arange(6)], torch.ones(6))
+    assert (traj["reward"] * (1 - valid)).abs().sum() == 0 and (traj["done"] >= 1 - valid).all()
+    # masked reductions see only the real steps
+    x = torch.randn(valid.shape)
+    assert torch.allclose(ops.mean(traj, x), x[valid.bool()].mean())
+    assert torch.allclose(ops.std(traj, x), x[valid.bool()].std())
+    assert ops.mean({}, x) == x.mean()
+    assert torch.allclose(family.score(traj), traj["reward"].sum(0) / 2)
+
+
+def test_gym_same_seeds_give_the_same_episodes():
+    family = tasks.make("gym", id="CartPole-v1", horizon=30, randomize={"length": [0.5, 2]})
+    batch = family.sample(2, 30, torch.Generator().manual_seed(3))
+    runs = [rollout.collect(models.UniformPolicy(2), family.env(batch), 30,
+                            torch.Generator().manual_seed(4))["obs"] for _ in range(2)]
+    assert torch.equal(runs[0], runs[1])
+
+
+def test_mean_episode_return_counts_completed_episodes():
+    reward = torch.tensor([[1.0], [2.0], [3.0], [4.0], [5.0]])
+    done = torch.tensor([[0.0], [1.0], [0.0], [1.0], [0.0]])
+    # episodes (1 + 2) and (3 + 4) completed; the unfinished 5 is not counted
+    assert rollout.mean_episode_return({"reward": reward, "episode_done": done}).item() == 5.0
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"id": "CartPol-v1"}, "CartPole"),
+    ({"id": "CartPole-v1", "randomize": {"lenght": [0.5, 2]}}, "no numeric parameter 'lenght'"),
+    ({"id": "Pendulum-v1"}, "only discrete action spaces"),
+])
+def test_gym_task_errors_are_clear(kwargs, message):
+    with pytest.raises(tasks.TaskError, match=message):
+        tasks.make("gym", **kwargs)
+
+
+def test_informative_arm_baselines_match_the_computed_values():
+    gen = torch.Generator().manual_seed(0)
+    batch = informative.informative_bandits(40000, 11, 5, gen)
+    # ANCHORS.md: optimum 20.55 over 5 pulls (informative arm first)
+    assert informative.play(batch, "bayes_optimal", gen).mean().item() == pytest.approx(20.55, abs=0.03)
+    assert informative.play(batch, "oracle", gen).mean().item() == 25.0
+    # uniform pulls: (9·1 + 5 + 0.55) / 11 per pull
+    assert informative.play(batch, "random", gen).mean().item() == pytest.approx(5 * 14.55 / 11, abs=0.05)
+    cue = batch.reward(0, torch.full((40000,), 10))
+    assert torch.allclose(cue, (batch.target + 1).float() / 10)
+
+
+def _model(reset):
+    torch.manual_seed(0)
+    return models.Recurrent("lstm", 8, ["prev_reward", "prev_done"], {"v": "value"},
+                            obs_dim=1, n_actions=2, reset=reset)
+
+
+def test_memory_reset_per_episode_clears_the_state_where_an_episode_ended():
+    T, B = 6, 3
+    batch = {"prev_reward": torch.randn(T, B),
+             "prev_done": torch.tensor([0, 0, 1, 0, 1, 0.0])[:, None].expand(T, B)}
+    per_episode, per_task = _model("episode"), _model("task")
+    out = per_episode.sequence(batch)["v"]
+    # stepping one at a time gives the same values as the whole-sequence pass
+    state, stepped = None, []
+    for t in range(T):
+        heads, state = per_episode.step({k: v[t] for k, v in batch.items()}, state)
+        stepped.append(heads["v"])
+    assert torch.allclose(torch.stack(stepped), out, atol=1e-6)
+    # after a reset the output is that of a fresh memory fed the same input
+    fresh = per_episode.sequence({k: v[4:] for k, v in batch.items()})["v"]
+    assert torch.allclose(out[4:], fresh, atol=1e-6)
+    # a memory reset per task keeps its state across the same boundary
+    assert not torch.allclose(per_task.sequence(batch)["v"][4:], fresh, atol=1e-4)
