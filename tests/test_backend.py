@@ -150,3 +150,24 @@ def test_hochreiter_learner_learns_within_a_sequence(tmp_path):
     learner_first = rows[("hochreiter2001", "mse_after_0_examples")]
     learner_late = rows[("hochreiter2001", "mse_after_35_examples")]
     assert learner_late < 0.75 * learner_first  # it learns from the examples it has read
+
+
+def test_informative_arm_learner_beats_random(tmp_path):
+    out = tmp_path / "run"
+    r = metadsl("run", "specs/wang2016_informative_arm.mrl", "--iterations", "300", "--set",
+                "evaluate.instances=2000", "--out", str(out))
+    assert r.returncode == 0, r.stderr[-2000:]
+    by_method = {row["method"]: row for row in json.loads((out / "eval.json").read_text())["results"]}
+    assert by_method["bayes_optimal"]["mean"] == pytest.approx(20.55, abs=0.05)
+    gap = -by_method["random"]["diff_to_learner"]["mean"]
+    assert gap > 0.25 and gap > 4 * by_method["random"]["diff_to_learner"]["stderr"]
+
+
+def test_baselines_a_family_lacks_are_named(tmp_path):
+    spec = (ROOT / "specs" / "wang2016_informative_arm.mrl").read_text().replace(
+        "against = [bayes_optimal, oracle, random]", "against = [gittins, random]")
+    path = tmp_path / "informative_gittins.mrl"
+    path.write_text(spec)
+    with pytest.raises(NotBuilt) as info:
+        lower(front_end(str(path), "check").checked, str(path))
+    assert info.value.missing == ["baseline gittins on informative_arm_bandit tasks"]
