@@ -56,7 +56,7 @@ def metrics(folder):
 
 def test_rl2_learns_beyond_random(tmp_path):
     out = tmp_path / "run"
-    r = metadsl("run", "specs/rl2_bandits.mrl", "--iterations", "60", *QUICK, "--out", str(out))
+    r = metadsl("run", "specs/rl2_bandits.mrl", "--iterations", "100", *QUICK, "--out", str(out))
     assert r.returncode == 0, r.stderr[-2000:]
     result = json.loads((out / "eval.json").read_text())
     assert result["spec"] == "rl2_bandits" and result["seed"] == 1
@@ -71,7 +71,7 @@ def test_rl2_learns_beyond_random(tmp_path):
     assert gap > 0.25 and gap > 4 * by_method["random"]["diff_to_learner"]["stderr"]
     assert (out / "checkpoint.pt").is_file() and (out / "train.py").is_file()
     assert (out / "spec.mrl").read_text() == (ROOT / "specs" / "rl2_bandits.mrl").read_text()
-    assert json.loads((out / "args.json").read_text())["meta__iterations"] == 60
+    assert json.loads((out / "args.json").read_text())["meta__iterations"] == 100
     assert list((out / "tensorboard").glob("events.out.tfevents.*"))
     plotted = metadsl("plot", str(out))
     assert plotted.returncode == 0, plotted.stderr
