@@ -276,8 +276,9 @@ class Lowering:
         """Args fields for a registry call's numeric/bool/str parameters, and Python literals
         for its constant lists and dicts (not overridable); name → source."""
         refs = {}
+        bound = bind_args(call, entry)
         for p in entry.params:
-            given = bind_args(call, entry).get(p.name)
+            given = bound.get(p.name)
             if p.name in skip:
                 continue
             if not _py_type(p):
@@ -539,9 +540,11 @@ class Lowering:
                 parts.append(text if a.name is None else f"{a.name}={text}")
         return f"{py_name(loss.func_name)}(batch, heads{''.join(', ' + p for p in parts)})"
 
+    def first_collect(self, inner: str) -> A.Collect | None:
+        return next((s for s in self.c.loops[inner].decl.body if isinstance(s, A.Collect)), None)
+
     def steps_of(self, inner: str) -> str:
-        collect = next((s for s in self.c.loops[inner].decl.body if isinstance(s, A.Collect)),
-                       None)
+        collect = self.first_collect(inner)
         if collect is None:
             return "1"
         count = f"args.{py_name(inner)}__{py_name(collect.output.id)}__count"
@@ -551,8 +554,7 @@ class Lowering:
 
     def episodes_of(self, inner: str) -> str:
         """The trial's episode count, where the inner loop collects episodes."""
-        collect = next((s for s in self.c.loops[inner].decl.body if isinstance(s, A.Collect)),
-                       None)
+        collect = self.first_collect(inner)
         if collect is None or collect.unit.id != "episodes":
             return "None"
         return f"args.{py_name(inner)}__{py_name(collect.output.id)}__count"

@@ -97,7 +97,7 @@ class GymTasks:
         probe = _make(id, horizon)
         if not isinstance(probe.action_space, gymnasium.spaces.Discrete):
             raise TaskError(f"gym(id = {id!r}): only discrete action spaces are built so "
-                               f"far (this one is {type(probe.action_space).__name__})")
+                            f"far (this one is {type(probe.action_space).__name__})")
         self.id = id
         self.horizon = horizon or probe.spec.max_episode_steps or 1000
         self.obs_dim = int(np.prod(probe.observation_space.shape))

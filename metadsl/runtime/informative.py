@@ -41,6 +41,9 @@ def play(batch: InformativeBatch, name: str, gen: torch.Generator) -> torch.Tens
     """Total reward per instance [B] of a baseline: `oracle` pulls the target throughout;
     `bayes_optimal` reads the informative arm first (when two or more pulls remain, which
     is optimal for 11 arms) and then pulls the arm it names; `random` pulls uniformly."""
+    if name not in ("oracle", "random", "bayes_optimal"):
+        raise KeyError(name)
+    reads_cue = name == "bayes_optimal" and batch.pulls >= 2
     total = torch.zeros(batch.size)
     decoded = None
     for t in range(batch.pulls):
@@ -48,14 +51,12 @@ def play(batch: InformativeBatch, name: str, gen: torch.Generator) -> torch.Tens
             action = batch.target
         elif name == "random":
             action = torch.randint(0, batch.arms, (batch.size,), generator=gen)
-        elif name == "bayes_optimal" and batch.pulls >= 2:
+        elif reads_cue:
             action = torch.full_like(batch.target, batch.arms - 1) if decoded is None else decoded
-        elif name == "bayes_optimal":  # one pull: an ordinary arm beats the cue's mean
+        else:  # one pull: an ordinary arm beats the cue's mean
             action = torch.zeros_like(batch.target)
-        else:
-            raise KeyError(name)
         reward = batch.reward(t, action)
-        if decoded is None and name == "bayes_optimal" and batch.pulls >= 2:
+        if reads_cue and decoded is None:
             decoded = (reward * (batch.arms - 1)).round().long() - 1
         total += reward
     return total

@@ -59,6 +59,7 @@ def collect(model, env, steps: int, gen: torch.Generator, episodes: int | None =
         out["valid"] = valid  # reductions in losses (ops.mean, ...) skip the padding
     return out
 
+
 def samples(env) -> dict:
     """`collect N samples`: a supervised sequence, read in order (nothing is acted)."""
     return env.sequence()

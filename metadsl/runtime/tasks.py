@@ -71,22 +71,16 @@ class DependentBandit(BernoulliBandit):
         return bandits.dependent_bandits(count, self.difficulty, steps, gen)
 
 
-class InformativeArmBandit:
+class InformativeArmBandit(BernoulliBandit):
     """`informative_arm_bandit(arms)`: Wang et al. 2016's 11-armed task (see informative)."""
 
     kind = "informative"
 
     def __init__(self, arms: int = 11):
-        self.arms = self.n_actions = arms
-        self.obs_dim, self.horizon = BanditEnv.obs_dim, BanditEnv.horizon
+        super().__init__(arms=arms)
 
     def sample(self, count: int, steps: int, gen: torch.Generator) -> informative.InformativeBatch:
         return informative.informative_bandits(count, self.arms, steps, gen)
-
-    def env(self, instances: informative.InformativeBatch) -> BanditEnv:
-        return BanditEnv(instances)
-
-    score = staticmethod(rollout.trial_return)  # total reward per trial [B]
 
 
 class MDPEnv:
