@@ -56,6 +56,8 @@ def held_out(spec: str, model, family, label: str, steps: int, episodes: int | N
         return _sequences(spec, model, family, batch, label, against, instances)
     if family.kind == "gym":
         return _gym(spec, model, family, batch, label, steps, episodes, against, metric, seed)
+    if family.kind == "control":
+        return _control(spec, model, family, batch, label, against, metric, seed)
     learner = []
     for start in range(0, instances, CHUNK):
         part = _slice(batch, slice(start, start + CHUNK))
@@ -91,6 +93,38 @@ def _gym(spec, model, family, batch, label, steps, episodes, against, metric, se
                                torch.Generator().manual_seed(seed), episodes)
         totals[method] = family.score(traj)
     return _rows(spec, totals, None, metric, batch.size, label)
+
+
+def _control(spec, model, family, batch, label, against, metric, seed) -> list[dict]:
+    """One episode per instance, the learner and `random` on the same draws."""
+    policies = {spec: model}
+    if "random" in against:
+        policies["random"] = models.UniformPolicy(family.n_actions)
+    totals = {}
+    for method, policy in policies.items():
+        traj = rollout.collect(policy, family.env(batch), family.horizon,
+                               torch.Generator().manual_seed(seed))
+        totals[method] = family.score(traj)
+    return _rows(spec, totals, None, metric, batch.size, label)
+
+
+def after_adaptation(spec: str, scores: dict[str, list[torch.Tensor]], steps: list[int],
+                     tasks: int, metric: str, label: str) -> list[dict]:
+    """One row per method and inner-step count k: the mean over held-out tasks of each
+    task's score after k steps (`scores[method][k]`, rows task-major), with the paired
+    difference to the meta-learner on the same tasks and draws."""
+    rows = []
+    for k in steps:
+        per_task = {m: s[k].reshape(tasks, -1).mean(1) for m, s in scores.items()}
+        for method, value in per_task.items():
+            mean, stderr = _summary(value)
+            row = {"method": method, "metric": metric, "adapt_steps": k, "mean": mean,
+                   "stderr": stderr, "episodes": len(value), "tasks": label}
+            if method != spec:
+                d_mean, d_err = _summary(value - per_task[spec])
+                row["diff_to_learner"] = {"mean": d_mean, "stderr": d_err}
+            rows.append(row)
+    return rows
 
 
 REPORTED = (0, 1, 2, 3, 4, 5, 6, 10, 20, 35)  # examples seen before the prediction

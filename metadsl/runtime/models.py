@@ -1,15 +1,21 @@
 """Networks built from a spec's `model` declarations: cores, inputs and named heads.
 
 A model maps a trajectory batch (time-major fields, [T, B, ...]) to its heads: a
-distribution for `categorical` heads, a tensor [T, B] for `value` heads. The recurrent
-model also steps one time step at a time during rollouts, carrying its hidden state.
+distribution for `categorical` and `gaussian` heads, a tensor [T, B] for `value` and
+`regression` heads. The recurrent model also steps one time step at a time during
+rollouts, carrying its hidden state. The feed-forward model is also called with explicit
+parameters, one set per task (`torch.func.functional_call` under `vmap`), which is how
+gradient-based inner loops hold their adapted copies θ′.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 from torch.distributions import Categorical
+from torch.func import functional_call, vmap
 
 
 def input_size(name: str, obs_dim: int, n_actions: int) -> int:
@@ -25,26 +31,90 @@ def features(inputs: list[str], fields: dict, n_actions: int) -> torch.Tensor:
             parts.append(nn.functional.one_hot(x.clamp(min=0), n_actions).float() *
                          (x >= 0).unsqueeze(-1).float())
         elif name in ("obs", "x"):
-            parts.append(x.float())
+            parts.append(x if x.is_floating_point() else x.float())
         else:
             parts.append(x.float().unsqueeze(-1))
     return torch.cat(parts, dim=-1)
+
+
+class DiagGaussian:
+    """A diagonal Gaussian over action vectors; log-probabilities and entropies sum over the
+    action dimensions. Plain tensor arithmetic (no argument validation), so it works under
+    `vmap` and `grad`."""
+
+    def __init__(self, mean: torch.Tensor, log_std: torch.Tensor):
+        self.mean, self.log_std = mean, log_std.expand_as(mean)
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        z = (x - self.mean) * torch.exp(-self.log_std)
+        return (-0.5 * z ** 2 - self.log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+
+    def entropy(self) -> torch.Tensor:
+        return (self.log_std + 0.5 * math.log(2 * math.pi * math.e)).sum(-1)
+
+    def kl(self, other: "DiagGaussian") -> torch.Tensor:
+        """KL(self ‖ other)."""
+        var, other_var = torch.exp(2 * self.log_std), torch.exp(2 * other.log_std)
+        return (other.log_std - self.log_std + (var + (self.mean - other.mean) ** 2)
+                / (2 * other_var) - 0.5).sum(-1)
+
+    def sample(self, gen: torch.Generator) -> torch.Tensor:
+        noise = torch.randn(self.mean.shape, generator=gen)
+        return self.mean + torch.exp(self.log_std) * noise
+
+    def detach(self) -> "DiagGaussian":
+        return DiagGaussian(self.mean.detach(), self.log_std.detach())
+
+
+def sample(pi, gen: torch.Generator) -> torch.Tensor:
+    """An action from a policy head: Gaussian vectors [B, d] or categorical indices [B]."""
+    if isinstance(pi, DiagGaussian):
+        return pi.sample(gen)
+    return torch.multinomial(pi.probs, 1, generator=gen).squeeze(-1)
+
+
+def detach_head(head):
+    """A head with no gradient to the model's parameters (tensors and distributions)."""
+    if isinstance(head, DiagGaussian):
+        return head.detach()
+    if isinstance(head, Categorical):
+        return Categorical(logits=head.logits.detach())
+    return head.detach()
 
 
 class Heads(nn.Module):
     def __init__(self, hidden: int, heads: dict[str, str], n_actions: int):
         super().__init__()
         self.kinds = dict(heads)
-        sizes = {"categorical": n_actions, "value": 1, "regression": 1}
+        sizes = {"categorical": n_actions, "gaussian": n_actions, "value": 1, "regression": 1}
         self.layers = nn.ModuleDict({name: nn.Linear(hidden, sizes[kind])
                                      for name, kind in heads.items()})
+        # state-independent log standard deviations (MAML, TRPO), initialised to std 1
+        self.log_std = nn.ParameterDict({name: nn.Parameter(torch.zeros(n_actions))
+                                         for name, kind in heads.items() if kind == "gaussian"})
+
+    def raw(self, h: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The heads as plain tensors (what `vmap` can return): logits, means, values; a
+        Gaussian head's log std under `NAME.log_std`."""
+        out = {name: layer(h) for name, layer in self.layers.items()}
+        for name, log_std in self.log_std.items():
+            out[name + ".log_std"] = log_std.expand_as(out[name])
+        return out
+
+    def wrap(self, raw: dict[str, torch.Tensor]) -> dict:
+        """Plain tensors → heads: distributions for policy heads, [..] tensors for values."""
+        out = {}
+        for name, kind in self.kinds.items():
+            if kind == "categorical":
+                out[name] = Categorical(logits=raw[name])
+            elif kind == "gaussian":
+                out[name] = DiagGaussian(raw[name], raw[name + ".log_std"])
+            else:
+                out[name] = raw[name].squeeze(-1)
+        return out
 
     def forward(self, h: torch.Tensor) -> dict:
-        out = {}
-        for name, layer in self.layers.items():
-            y = layer(h)
-            out[name] = Categorical(logits=y) if self.kinds[name] == "categorical" else y.squeeze(-1)
-        return out
+        return self.wrap(self.raw(h))
 
 
 class Recurrent(nn.Module):
@@ -105,3 +175,57 @@ class UniformPolicy(nn.Module):
     def step(self, fields: dict, state):
         batch = fields["prev_reward"].shape[0]
         return {"pi": Categorical(logits=torch.zeros(batch, self.n_actions))}, state
+
+
+_ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "gelu": nn.GELU}
+
+
+class FeedForward(nn.Module):
+    """`policy(net = mlp(...), heads = {...})` and `regressor(...)`: no memory.
+
+    `parameters_per_task(n)` gives θ as a dict of [n, ...] tensors (views of θ, so
+    gradients reach it); `forward(fields, params)` then evaluates task i's rows with its
+    own parameters: fields are [..., B] with the tasks' rows contiguous along B, or, under
+    an outer `vmap` over tasks, one task's fields with unbatched parameters."""
+
+    def __init__(self, hidden: list[int], activation: str, inputs: list[str],
+                 heads: dict[str, str], obs_dim: int, n_actions: int):
+        super().__init__()
+        self.inputs, self.n_actions = list(inputs), n_actions
+        sizes = [sum(input_size(i, obs_dim, n_actions) for i in inputs)] + list(hidden)
+        layers = []
+        for a, b in zip(sizes, sizes[1:]):
+            layers += [nn.Linear(a, b), _ACTIVATIONS[activation]()]
+        self.net = nn.Sequential(*layers)
+        self.heads = Heads(sizes[-1], heads, n_actions)
+
+    def parameters_per_task(self, tasks: int) -> dict[str, torch.Tensor]:
+        return {name: p.unsqueeze(0).expand(tasks, *p.shape)
+                for name, p in self.named_parameters()}
+
+    def forward(self, fields: dict) -> dict[str, torch.Tensor]:
+        return self.heads.raw(self.net(features(self.inputs, fields, self.n_actions)))
+
+    def raw(self, params: dict[str, torch.Tensor] | None, fields: dict) -> dict:
+        """Heads as plain tensors for one task's fields (any leading shape) under `params`
+        (θ if None)."""
+        return self(fields) if params is None else functional_call(self, params, (fields,))
+
+    def apply(self, params: dict[str, torch.Tensor] | None, fields: dict) -> dict:
+        return self.heads.wrap(self.raw(params, fields))
+
+    def per_task(self, params: dict[str, torch.Tensor], fields: dict) -> dict:
+        """Heads of B = tasks × rows fields [B, ...], task i's rows under params[i]."""
+        tasks = next(iter(params.values())).shape[0]
+        split = {k: v.reshape(tasks, v.shape[0] // tasks, *v.shape[1:])
+                 for k, v in fields.items()}
+        raw = vmap(self.raw)(params, split)
+        return self.heads.wrap({k: v.reshape(-1, *v.shape[2:]) for k, v in raw.items()})
+
+    # -- the rollout interface shared with the recurrent model --
+    def initial_state(self, batch: int):
+        return None
+
+    def step(self, fields: dict, state, params: dict | None = None):
+        heads = self.apply(None, fields) if params is None else self.per_task(params, fields)
+        return heads, state

@@ -12,6 +12,8 @@ import builtins
 import torch
 from torch.distributions import Distribution, Normal
 
+from . import models
+
 exp, log, sqrt, abs, tanh, sigmoid = (torch.exp, torch.log, torch.sqrt, torch.abs, torch.tanh,
                                       torch.sigmoid)
 
@@ -50,8 +52,10 @@ def std(batch, x):
     return torch.sqrt((centred ** 2).sum() / (w.sum() - 1).clamp(min=1))
 
 
-def stop_grad(x):
-    return _t(x).detach()
+def detached(heads: dict) -> dict:
+    """The heads with no gradient to the model's parameters: what `stop_grad(...)` reads.
+    A meta-parameter inside it (a learned γ in the return) still gets its gradient."""
+    return {k: models.detach_head(v) for k, v in heads.items()}
 
 
 def normalize(batch, x):
@@ -77,15 +81,16 @@ def where(cond, a, b):
 
 
 def scan_back(x, decay, last=0.0):
-    """a_t = x_t + decay_t · a_{t+1} over the time axis, with a_T = last."""
+    """a_t = x_t + decay_t · a_{t+1} over the time axis, with a_T = last. Out of place, so
+    it runs under `vmap` and `grad` (and a decay with a learned γ is differentiated)."""
     x = _t(x)
     decay = torch.broadcast_to(_t(decay), x.shape)
-    out = torch.empty_like(x)
     acc = torch.broadcast_to(_t(last), x.shape[1:]).to(x.dtype)
+    out = []
     for t in range(x.shape[0] - 1, -1, -1):
         acc = x[t] + decay[t] * acc
-        out[t] = acc
-    return out
+        out.append(acc)
+    return torch.stack(out[::-1])
 
 
 def shift(batch, x, n):
@@ -99,8 +104,8 @@ def shift(batch, x, n):
     alive = torch.ones_like(not_done[: steps - n])
     for k in range(n):  # no episode end at t, t+1, ..., t+n-1
         alive = alive * not_done[k: steps - n + k]
-    out[: steps - n] = x[n:] * alive.reshape(alive.shape + (1,) * (x.dim() - alive.dim()))
-    return out
+    ahead = x[n:] * alive.reshape(alive.shape + (1,) * (x.dim() - alive.dim()))
+    return torch.cat([ahead, out[steps - n:]])
 
 
 def stack(*xs):
@@ -116,8 +121,9 @@ def entropy(d: Distribution):
     return d.entropy()
 
 
-def kl(p: Distribution, q: Distribution):
-    return torch.distributions.kl_divergence(p, q)
+def kl(p, q):
+    return p.kl(q) if isinstance(p, models.DiagGaussian) else \
+        torch.distributions.kl_divergence(p, q)
 
 
 def rsample(d: Distribution):
@@ -138,3 +144,21 @@ def anneal(batch, start, end, over=1.0):
     loop that runs the update."""
     frac = builtins.min(1.0, float(batch["progress"]) / over) if over > 0 else 1.0
     return start + (end - start) * frac
+
+
+def linear_baseline(batch, ret):
+    """rllab's linear feature baseline, fitted per task by ridge regression to `ret` on
+    (obs, obs², t, t², t³, 1) over all the task's steps (obs clipped to ±10, t the step's
+    position in its episode); its predictions. One task's batch: vmap it over tasks."""
+    ret = _t(ret).detach()
+    obs = batch["obs"].reshape(*ret.shape, -1).clamp(-10, 10)
+    t = batch["timestep"].reshape(ret.shape).unsqueeze(-1)
+    feats = torch.cat([obs, obs ** 2, t, t ** 2, t ** 3, torch.ones_like(t)], -1)
+    flat = feats.reshape(-1, feats.shape[-1]).double()
+    gram = flat.T @ flat
+    # rllab raises the ridge until the solve succeeds; one scaled ridge does it for every
+    # task at once (vmap cannot branch per task)
+    ridge = 1e-5 + 1e-6 * torch.diagonal(gram).mean()
+    weights = torch.linalg.solve(gram + ridge * torch.eye(flat.shape[-1], dtype=gram.dtype),
+                                 flat.T @ ret.reshape(-1, 1).double())
+    return (feats.double() @ weights).squeeze(-1).to(ret.dtype)

@@ -1,4 +1,5 @@
-"""Supervised task families (Hochreiter et al. 2001): random quadratics read as sequences.
+"""Supervised task families: random quadratics read as sequences (Hochreiter et al.
+2001), and sine waves sampled in batches (MAML §5.1, Reptile).
 
 A learner reads (x_t, y_{t-1}) and predicts y_t; within a sequence it can only learn by
 its state. The reference is Bayes-optimal in the quadratic's six features: the posterior
@@ -63,9 +64,38 @@ class SequenceEnv:
         self.batch = batch
         self.horizon = 1
 
-    def sequence(self) -> dict:
+    def sequence(self, gen: torch.Generator | None = None) -> dict:
+        """The batch's fixed sequences (drawn with the batch; `gen` is not needed)."""
         y = self.batch.y
         prev_y = torch.cat([torch.zeros(1, self.batch.size), y[:-1]])
         done = torch.zeros_like(y)
         done[-1] = 1.0
         return {"x": self.batch.x, "y": y, "prev_y": prev_y, "done": done}
+
+
+@dataclass
+class SineBatch:
+    amplitude: torch.Tensor  # [B]
+    phase: torch.Tensor  # [B]
+
+    @property
+    def size(self) -> int:
+        return self.amplitude.shape[0]
+
+
+class SineEnv:
+    """`copies` fresh points x ~ U[x_low, x_high] per task and draw, y = a·sin(x + b); one
+    draw is one step [1, B·copies] (rows task-major), as a feed-forward learner reads it."""
+
+    horizon = 1
+
+    def __init__(self, batch: SineBatch, copies: int, x_low: float, x_high: float):
+        self.batch, self.copies, self.x_low, self.x_high = batch, copies, x_low, x_high
+
+    def sequence(self, gen: torch.Generator | None = None) -> dict:
+        rows = self.batch.size * self.copies
+        x = self.x_low + (self.x_high - self.x_low) * torch.rand(1, rows, 1, generator=gen)
+        a = self.batch.amplitude.repeat_interleave(self.copies)
+        b = self.batch.phase.repeat_interleave(self.copies)
+        y = a * torch.sin(x[..., 0] + b)
+        return {"x": x, "y": y, "done": torch.ones(1, rows)}

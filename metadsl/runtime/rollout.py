@@ -11,16 +11,21 @@ from __future__ import annotations
 
 import torch
 
+from . import models
+
 
 @torch.no_grad()
-def collect(model, env, steps: int, gen: torch.Generator, episodes: int | None = None) -> dict:
+def collect(model, env, steps: int, gen: torch.Generator, episodes: int | None = None,
+            params: dict | None = None) -> dict:
     """Roll `model` out for at most `steps` steps. With `episodes`, an instance's trial ends
     once it has completed that many episodes; where episodes vary in length (gymnasium),
     instances that finish early are padded to the longest: `valid` is 0 on padding, whose
-    rewards are 0 and whose `done` is 1 (no return flows through it)."""
+    rewards are 0 and whose `done` is 1 (no return flows through it). `params` are a
+    feed-forward model's parameters per task (adapted copies θ′), rows task-major."""
     obs = env.reset()
     batch = obs.shape[0]
-    prev_action = torch.full((batch,), -1, dtype=torch.long)
+    prev_action = torch.zeros(batch, env.n_actions) if getattr(env, "continuous", False) \
+        else torch.full((batch,), -1, dtype=torch.long)  # -1: no action yet
     prev_reward = torch.zeros(batch)
     prev_done = torch.zeros(batch)
     finished = torch.zeros(batch)  # instances whose trial has ended
@@ -32,9 +37,10 @@ def collect(model, env, steps: int, gen: torch.Generator, episodes: int | None =
     for t in range(steps):
         fields = {"obs": obs, "prev_action": prev_action, "prev_reward": prev_reward,
                   "prev_done": prev_done, "timestep": torch.full((batch,), t / steps)}
-        heads, state = model.step(fields, state)
+        heads, state = model.step(fields, state) if params is None else \
+            model.step(fields, state, params)
         pi = heads["pi"]
-        action = torch.multinomial(pi.probs, 1, generator=gen).squeeze(-1)
+        action = models.sample(pi, gen)
         next_obs, reward, episode_done = env.step(action)
         valid = 1 - finished
         for key, value in (("obs", obs), ("action", action), ("reward", reward * valid),
@@ -60,9 +66,9 @@ def collect(model, env, steps: int, gen: torch.Generator, episodes: int | None =
     return out
 
 
-def samples(env) -> dict:
-    """`collect N samples`: a supervised sequence, read in order (nothing is acted)."""
-    return env.sequence()
+def samples(env, gen: torch.Generator) -> dict:
+    """`collect N samples`: supervised data, read in order (nothing is acted)."""
+    return env.sequence(gen)
 
 
 def trial_return(batch: dict) -> torch.Tensor:

@@ -6,12 +6,14 @@ import math
 
 import torch
 
+from . import models, ops
+
 
 class NonFiniteLoss(RuntimeError):
     """A loss became NaN or infinite: the run stops, keeping its last good checkpoint."""
 
 
-def optimizer(rule: str, params, lr: float, **options) -> torch.optim.Optimizer:
+def optimizer(rule: str, params, lr: float | None = None, **options) -> torch.optim.Optimizer:
     if rule == "adam":
         return torch.optim.Adam(params, lr=lr, weight_decay=options.get("l2", 0.0))
     if rule == "rmsprop":
@@ -19,6 +21,8 @@ def optimizer(rule: str, params, lr: float, **options) -> torch.optim.Optimizer:
                                    eps=options.get("eps", 1e-5))
     if rule == "sgd":
         return torch.optim.SGD(params, lr=lr)
+    if rule == "trpo":
+        return TRPO(params, **options)
     raise ValueError(f"no optimizer for rule {rule}")
 
 
@@ -44,3 +48,98 @@ def minimize(opt: torch.optim.Optimizer, model, batch: dict, loss_fn, epochs: in
             opt.step()
             losses.append(loss.item())
     return sum(losses) / len(losses) if losses else math.nan
+
+
+def outer_step(opt: torch.optim.Optimizer, closure, max_grad_norm: float = 0.0) -> float:
+    """`update M by RULE on LOSS over DATA through INNER`: one outer step on the loss that
+    `closure()` recomputes from θ (re-adapting θ′ on the same trajectories, so that TRPO's
+    line search can evaluate candidate θ). Returns the loss before the step."""
+    if isinstance(opt, TRPO):
+        return opt.step(closure)
+    out = closure()
+    if not torch.isfinite(out.loss):
+        raise NonFiniteLoss(f"the loss is {out.loss.item()}")
+    opt.zero_grad()
+    out.loss.backward()
+    if max_grad_norm > 0:
+        torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]],
+                                       max_grad_norm)
+    opt.step()
+    return out.loss.item()
+
+
+def conjugate_gradient(matvec, b: torch.Tensor, iters: int, tol: float = 1e-10) -> torch.Tensor:
+    """x ≈ A⁻¹ b for a symmetric positive definite A given as a matrix-vector product."""
+    x = torch.zeros_like(b)
+    r, p = b.clone(), b.clone()
+    rr = r @ r
+    for _ in range(iters):
+        ap = matvec(p)
+        alpha = rr / (p @ ap)
+        x, r = x + alpha * p, r - alpha * ap
+        rr_new = r @ r
+        if rr_new < tol:
+            break
+        p, rr = r + (rr_new / rr) * p, rr_new
+    return x
+
+
+class TRPO(torch.optim.Optimizer):
+    """Trust-region policy optimisation (Schulman et al. 2015) as MAML's outer step: the
+    natural-gradient direction by conjugate gradient on Fisher-vector products (Hessians
+    of the mean KL(π_old ‖ π) on the outer batch, through the inner adaptation), scaled
+    to the KL radius, then a backtracking line search that accepts the first step with
+    KL ≤ max_kl and a lower loss. `step(closure)`: the closure returns the outer loss and
+    the policy heads it was computed from (see adaptation.Outer)."""
+
+    def __init__(self, params, max_kl: float = 0.01, cg_iters: int = 10, damping: float = 1e-5,
+                 backtrack: float = 0.8, line_search_steps: int = 15):
+        super().__init__(params, dict(max_kl=max_kl, cg_iters=cg_iters, damping=damping,
+                                      backtrack=backtrack, line_search_steps=line_search_steps))
+
+    def _params(self) -> list[torch.Tensor]:
+        return [p for g in self.param_groups for p in g["params"]]
+
+    def step(self, closure) -> float:  # noqa: D102 - see the class
+
+        opts = self.param_groups[0]
+        params = self._params()
+        out = closure()
+        if not torch.isfinite(out.loss):
+            raise NonFiniteLoss(f"the loss is {out.loss.item()}")
+        old = models.detach_head(out.heads["pi"])
+        kl = ops.kl(old, out.heads["pi"]).mean()
+        g = _flat(torch.autograd.grad(out.loss, params, retain_graph=True))
+        kl_grad = _flat(torch.autograd.grad(kl, params, create_graph=True))
+
+        def fisher(v: torch.Tensor) -> torch.Tensor:
+            return _flat(torch.autograd.grad(kl_grad @ v, params, retain_graph=True)) + \
+                opts["damping"] * v
+
+        direction = conjugate_gradient(fisher, -g, opts["cg_iters"])
+        curvature = direction @ fisher(direction)
+        if not torch.isfinite(curvature) or curvature <= 0:
+            return out.loss.item()
+        full = direction * torch.sqrt(2 * opts["max_kl"] / curvature)
+        start = _flat(params).detach()
+        with torch.no_grad():
+            for k in range(opts["line_search_steps"]):
+                _assign(params, start + opts["backtrack"] ** k * full)
+                trial = closure()
+                trial_kl = ops.kl(old, trial.heads["pi"]).mean()
+                if trial_kl <= opts["max_kl"] and trial.loss < out.loss:
+                    break
+            else:
+                _assign(params, start)  # no step kept the policy in the trust region
+        return out.loss.item()
+
+
+def _flat(tensors) -> torch.Tensor:
+    return torch.cat([t.reshape(-1) for t in tensors])
+
+
+def _assign(params: list[torch.Tensor], flat: torch.Tensor) -> None:
+    offset = 0
+    for p in params:
+        p.copy_(flat[offset: offset + p.numel()].view_as(p))
+        offset += p.numel()

@@ -31,6 +31,10 @@ class State:
     def __init__(self, **parts):
         self.__dict__.update(parts)
 
+    def replace(self, **parts) -> "State":
+        """A state sharing every part but those given (an evaluation's own generator)."""
+        return State(**{**self.__dict__, **parts})
+
     def state_dict(self) -> dict:
         out = {}
         for name, part in self.__dict__.items():
@@ -252,12 +256,15 @@ class Run:
                 "tasks": sorted({r["tasks"] for r in results}), "results": results}
         (self.folder / "eval.json").write_text(json.dumps(data, indent=2))
         table = Table(title=f"{self.spec}: held-out evaluation")
-        for column in ("tasks", "method", "metric", "mean", "stderr", "episodes",
-                       "paired diff to learner"):
+        steps = any("adapt_steps" in r for r in results)  # evaluations after k inner steps
+        columns = ["tasks", "method", "metric"] + (["adapt steps"] if steps else []) + \
+            ["mean", "stderr", "episodes", "paired diff to learner"]
+        for column in columns:
             table.add_column(column, justify="right" if column in ("mean", "stderr") else "left")
         for r in results:
             diff = r.get("diff_to_learner")
-            table.add_row(r["tasks"], r["method"], r["metric"], f"{r['mean']:.3f}",
+            table.add_row(r["tasks"], r["method"], r["metric"],
+                          *([str(r["adapt_steps"])] if steps else []), f"{r['mean']:.3f}",
                           f"{r['stderr']:.3f}", str(r["episodes"]),
                           f"{diff['mean']:+.3f} ± {diff['stderr']:.3f}" if diff else "")
         Console(width=max(120, Console().width)).print(table)

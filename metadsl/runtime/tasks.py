@@ -8,9 +8,11 @@ so that learner and baselines see the same draws.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
-from . import bandits, informative, mdps, regression, rollout
+from . import bandits, control, informative, mdps, regression, rollout
 
 
 class TaskError(ValueError):
@@ -149,9 +151,80 @@ class RandomQuadratic:
         return regression.SequenceEnv(instances)
 
 
+class Sine:
+    """`sine(amp_low, amp_high, phase_low, phase_high, x_low, x_high)`: y = a·sin(x + b)."""
+
+    kind = "supervised"
+    obs_dim = 1  # the input x
+    n_actions = 0
+    horizon = 1
+
+    def __init__(self, amp_low=0.1, amp_high=5.0, phase_low=0.0, phase_high=math.pi,
+                 x_low=-5.0, x_high=5.0):
+        self.amp, self.phase, self.x = (amp_low, amp_high), (phase_low, phase_high), \
+            (x_low, x_high)
+
+    def sample(self, count: int, steps: int, gen: torch.Generator) -> regression.SineBatch:
+        (a0, a1), (b0, b1) = self.amp, self.phase
+        return regression.SineBatch(a0 + (a1 - a0) * torch.rand(count, generator=gen),
+                                    b0 + (b1 - b0) * torch.rand(count, generator=gen))
+
+    def env(self, instances: regression.SineBatch, copies: int = 1) -> regression.SineEnv:
+        return regression.SineEnv(instances, copies, *self.x)
+
+
+def episode_return(batch: dict) -> torch.Tensor:
+    """Return of each row's one episode [B] (fixed-length parallel episodes)."""
+    return batch["reward"].sum(0)
+
+
+class Nav2D:
+    """`nav2d(goal_low, goal_high, horizon, action_clip)`: goals U([low, high]²)."""
+
+    kind = "control"
+    obs_dim, n_actions = control.NavEnv.obs_dim, control.NavEnv.n_actions
+
+    def __init__(self, goal_low=-0.5, goal_high=0.5, horizon=100, action_clip=0.1,
+                 sparse=False, goal_radius=0.2):
+        if sparse:
+            raise TaskError("nav2d(sparse = true) is not built yet (MAESN's sparse reward)")
+        self.low, self.high, self.horizon, self.action_clip = goal_low, goal_high, horizon, \
+            action_clip
+
+    def sample(self, count: int, steps: int, gen: torch.Generator) -> control.NavBatch:
+        return control.NavBatch(self.low + (self.high - self.low) *
+                                torch.rand(count, 2, generator=gen))
+
+    def env(self, instances: control.NavBatch, copies: int = 1) -> control.NavEnv:
+        return control.NavEnv(instances, copies, self.horizon, self.action_clip)
+
+    score = staticmethod(episode_return)
+
+
+class Chain:
+    """`chain(length, horizon, near_reward, far_reward, slip)` (see control.ChainEnv)."""
+
+    kind = "control"
+    n_actions = 2
+
+    def __init__(self, length=30, horizon=60, near_reward=0.1, far_reward=10.0, slip=0.1):
+        self.length, self.horizon, self.obs_dim = length, horizon, length
+        self.rewards, self.slip = (near_reward, far_reward), slip
+
+    def sample(self, count: int, steps: int, gen: torch.Generator) -> control.ChainBatch:
+        return control.ChainBatch(torch.randint(0, 2**31 - 1, (count,), generator=gen))
+
+    def env(self, instances: control.ChainBatch, copies: int = 1) -> control.ChainEnv:
+        return control.ChainEnv(instances, copies, self.length, self.horizon, *self.rewards,
+                                self.slip)
+
+    score = staticmethod(episode_return)
+
+
 FAMILIES = {"bernoulli_bandit": BernoulliBandit, "dependent_bandit": DependentBandit,
             "informative_arm_bandit": InformativeArmBandit,
-            "tabular_mdp": TabularMDP, "random_quadratic": RandomQuadratic}
+            "tabular_mdp": TabularMDP, "random_quadratic": RandomQuadratic, "sine": Sine,
+            "nav2d": Nav2D, "chain": Chain}
 
 
 def make(source: str, **args):

@@ -1,0 +1,83 @@
+"""Gradient-based inner loops (MAML, FO-MAML, Reptile, Meta-SGD, meta-gradient RL).
+
+Parameters are explicit tensors, one set per task: θ expanded to [tasks, ...] views, so
+that every gradient of an adapted copy θ′_i reaches θ. A data batch from `collect` is
+time-major with the tasks' rows contiguous ([T, tasks·copies, ...]); `split_tasks` makes
+it [tasks, T, copies, ...] and each task's loss and gradient are computed under
+`torch.func.vmap`. Second order keeps the inner gradient in the graph (the outer
+backward goes through it); first order treats it as a constant.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.func import grad_and_value, vmap
+
+
+def split_tasks(batch: dict, tasks: int) -> tuple[dict, dict]:
+    """(per-task tensors [tasks, T, copies, ...], everything else shared), from [T, B, ...]."""
+    split, shared = {}, {}
+    for key, value in batch.items():
+        if isinstance(value, torch.Tensor) and value.dim() >= 2:
+            steps, rows = value.shape[:2]
+            split[key] = value.reshape(steps, tasks, rows // tasks, *value.shape[2:]).movedim(1, 0)
+        else:
+            shared[key] = value
+    return split, shared
+
+
+def _per_task(model, loss_fn, shared: dict):
+    """One task's (loss, raw heads) under its parameters: the function vmapped over tasks."""
+    def one(params, data):
+        data = dict(data, **shared)
+        raw = model.raw(params, data)
+        return loss_fn(data, model.heads.wrap(raw)), raw
+    return one
+
+
+class Outer:
+    """An outer loss and the adapted heads it was computed from, [tasks, T, copies, ...]
+    (TRPO takes its KL over them)."""
+
+    def __init__(self, loss: torch.Tensor, heads: dict):
+        self.loss, self.heads = loss, heads
+
+
+def objective(model, params: dict, batch: dict, loss_fn) -> Outer:
+    """The outer objective: the mean over tasks of each task's loss under its adapted
+    parameters."""
+    tasks = next(iter(params.values())).shape[0]
+    split, shared = split_tasks(batch, tasks)
+    losses, raw = vmap(_per_task(model, loss_fn, shared))(params, split)
+    return Outer(losses.mean(), model.heads.wrap(raw))
+
+
+def sgd(model, params: dict, batch: dict, loss_fn, lr, order: int) -> tuple[dict, torch.Tensor]:
+    """One gradient step per task: θ′_i = θ_i − α ∇ L_i(θ_i), and each task's loss before
+    it [tasks]. `lr` is a number, a learned scalar (a meta-parameter) or a dict of
+    per-parameter step sizes (Meta-SGD). With order 1 the gradient is a constant to
+    whatever differentiates θ′ afterwards."""
+    tasks = next(iter(params.values())).shape[0]
+    split, shared = split_tasks(batch, tasks)
+    grads, (losses, _) = vmap(grad_and_value(_per_task(model, loss_fn, shared), has_aux=True))(
+        params, split)
+    if order == 1:
+        grads = {k: g.detach() for k, g in grads.items()}
+    step = lr if isinstance(lr, dict) else {k: lr for k in params}
+    return {k: params[k] - step[k] * grads[k] for k in params}, losses.detach()
+
+
+@torch.no_grad()
+def carry_over(model, params: dict) -> None:
+    """θ ← the tasks' mean θ′: the adapted parameters become the model's own (a memory
+    that is never reset; the pretrained baseline's multi-task training)."""
+    for name, p in model.named_parameters():
+        p.copy_(params[name].mean(0))
+        p.grad = None
+
+
+@torch.no_grad()
+def reptile(model, params: dict, lr: float) -> None:
+    """Reptile's outer step θ ← θ + ε (mean_i θ′_i − θ)."""
+    for name, p in model.named_parameters():
+        p.add_(lr * (params[name].mean(0) - p))
