@@ -19,27 +19,31 @@ from . import __version__
 from . import ast as A
 from . import registry as R
 from .checker import Checked, bind_args
-from .formatter import format_arg
+from .formatter import format_arg, format_expr
 
 # What the runtime implements today; everything else is reported as not built.
 BUILT_TASKS = {"bernoulli_bandit", "dependent_bandit", "informative_arm_bandit", "tabular_mdp",
-               "random_quadratic", "gym"}
-BUILT_MODELS = {"recurrent"}
-BUILT_CORES = {"gru", "lstm"}
-BUILT_RULES = {"adam", "rmsprop"}
+               "random_quadratic", "gym", "sine", "nav2d", "chain"}
+BUILT_MODELS = {"recurrent", "policy", "regressor"}
+BUILT_CORES = {"gru", "lstm", "mlp"}
+BUILT_RULES = {"adam", "rmsprop", "trpo"}  # optimizers an update builds
+INNER_RULES = {"sgd", "meta_sgd"}  # what `adapt` steps with
+BUILT_METAS = {"bounded", "positive", "step_sizes"}
 BUILT_OPS = {"exp", "log", "sqrt", "abs", "tanh", "sigmoid", "mean", "sum", "std", "stop_grad",
              "normalize", "min", "max", "clamp", "where", "scan_back", "shift", "stack",
-             "log_prob", "entropy", "kl", "rsample", "normal", "unit_normal", "anneal"}
-# take the batch as their first argument (episode ends, progress, the padding mask)
-TRAJECTORY_OPS = {"shift", "anneal", "mean", "sum", "std", "normalize"}
+             "log_prob", "entropy", "kl", "rsample", "normal", "unit_normal", "anneal",
+             "linear_baseline"}
+# take the batch as their first argument (episode ends, progress, the padding mask, obs)
+TRAJECTORY_OPS = {"shift", "anneal", "mean", "sum", "std", "normalize", "linear_baseline"}
 _BANDIT_BASELINES = {"bayes_optimal", "gittins", "ucb1", "thompson", "greedy", "epsilon_greedy",
                      "random"}
 BUILT_BASELINES = {  # task family -> the baselines the runtime computes for it
     "bernoulli_bandit": _BANDIT_BASELINES, "dependent_bandit": _BANDIT_BASELINES,
     "informative_arm_bandit": {"bayes_optimal", "oracle", "random"},
     "tabular_mdp": {"random", "oracle", "psrl"}, "random_quadratic": {"oracle"},
-    "gym": {"random"},
+    "gym": {"random"}, "chain": {"random"}, "nav2d": {"random"},
 }
+ADAPTATION_BASELINES = {"pretrained", "random_init"}  # for evaluations after k inner steps
 
 
 class NotBuilt(Exception):
@@ -125,10 +129,15 @@ _PREC = {"or": 1, "and": 2, "not": 3, "==": 4, "!=": 4, "<": 4, "<=": 4, ">": 4,
 class Expr:
     """Lowers one function body or objective: names to Python, ops to `ops.*`."""
 
-    def __init__(self, checked: Checked, out: Module, local: set[str], funcs: dict):
+    def __init__(self, checked: Checked, out: Module, local: set[str], funcs: dict,
+                 metas: bool = False, heads: str = "heads"):
         self.c, self.out, self.local, self.funcs = checked, out, local, funcs
+        self.metas = metas  # meta-parameters are readable (from `state`) where a loss is called
+        self.heads = heads  # "ops.detached(heads)" inside stop_grad(...)
 
     def prec(self, e) -> int:
+        if isinstance(e, A.Call) and e.func_name == "stop_grad" and len(e.args) == 1:
+            return self.prec(e.args[0].value)  # lowered as its argument (see call)
         if isinstance(e, A.BinOp):
             return _PREC[e.op]
         if isinstance(e, A.UnaryOp):
@@ -171,20 +180,28 @@ class Expr:
         if n in R.TRAJECTORY_FIELDS:
             return f'batch["{n}"]'
         if n in self.c.metas:
-            self.out.note(f"meta-parameter '{n}' in a loss")
+            if self.metas:
+                return f"state.{py_name(n)}()"
+            self.out.note(f"meta-parameter '{n}' in a function body")
             return "None"
         heads = {h for m in self.c.models.values() for h in m.heads} | set(R.HEAD_SLOTS)
         if n in heads:
-            return f'heads["{n}"]'
+            return f'{self.heads}["{n}"]'
         self.out.note(f"name '{n}' in a loss")
         return "None"
 
     def call(self, e: A.Call) -> str:
         name = e.func_name
+        if name == "stop_grad" and len(e.args) == 1:
+            # no gradient to the model: its heads are read detached; a meta-parameter in
+            # the expression (a learned γ) keeps its gradient, which meta-gradients need
+            inner = Expr(self.c, self.out, self.local, self.funcs, self.metas,
+                         "ops.detached(heads)")
+            return inner.lower(e.args[0].value)
         args = [self.lower(a.value) if a.name is None else f"{a.name}={self.lower(a.value)}"
                 for a in e.args]
         if name in self.funcs and name not in self.local:
-            return f"{py_name(name)}(batch, heads{''.join(', ' + a for a in args)})"
+            return f"{py_name(name)}(batch, {self.heads}{''.join(', ' + a for a in args)})"
         if name in R.REGISTRY and R.REGISTRY[name].kind == "op":
             if name not in BUILT_OPS:
                 self.out.note(f"op '{name}'")
@@ -318,13 +335,21 @@ class Lowering:
         for loop in c.loops.values():
             for stmt in loop.decl.body:
                 if isinstance(stmt, A.Adapt):
-                    self.out.note("`adapt` (gradient-based inner loops)")
+                    rule = stmt.rule.func_name
+                    if rule not in INNER_RULES or not isinstance(stmt.objective, A.Minimize):
+                        self.out.note(f"`adapt` by {rule}")
                 if isinstance(stmt, A.Store):
                     self.out.note("`store` (buffers)")
                 if isinstance(stmt, A.Collect) and stmt.source == "from":
                     self.out.note("`collect ... from` (buffers)")
-                if isinstance(stmt, A.Update) and not isinstance(stmt.objective, A.Minimize):
-                    self.out.note("evolutionary and interpolating updates")
+                if isinstance(stmt, A.Update) and isinstance(stmt.objective, A.Maximize):
+                    self.out.note("evolutionary updates")
+                if isinstance(stmt, A.Update) and isinstance(stmt.objective, A.Toward) and \
+                        stmt.rule.func_name != "reptile":
+                    self.out.note(f"interpolating update by {stmt.rule.func_name}")
+                if isinstance(stmt, A.Update) and stmt.through is not None and \
+                        through_setting(stmt, "trace", False):
+                    self.out.note("the meta-gradient trace (`trace = true`)")
             if loop.decl.kind == "outer" and loop.decl.over is None:
                 self.out.note(f"an outer loop without an inner loop ('{loop.decl.name.id}')")
         for decl, entry in c.tasks.values():
@@ -336,18 +361,22 @@ class Lowering:
             if info.core and info.core.name not in BUILT_CORES:
                 self.out.note(f"core {info.core.name}")
         for mem in c.memories.values():
-            if mem.value is not None or mem.target.parts[0].endswith("'"):
+            if mem.target.parts[0].endswith("'"):  # adapted parameters carried over
+                if mem.scope.id != "never":
+                    self.out.note(f"memory {mem.target.text} reset per {mem.scope.id}")
+            elif mem.value is not None:
                 self.out.note(f"memory {mem.target.text}")
             elif mem.scope.id not in ("task", "episode"):
                 self.out.note(f"memory reset per {mem.scope.id}")
-        if c.metas:
-            self.out.note("meta-parameters")
+        for decl in c.metas.values():
+            if decl.value.func_name not in BUILT_METAS:
+                self.out.note(f"meta-parameter {decl.value.func_name}")
         build = self.build()
         loops = [self.loop(name) for name, l in c.loops.items() if l.decl.kind == "inner"]
         loops += [self.loop(name) for name, l in c.loops.items() if l.decl.kind == "outer"]
         evaluate = self.evaluate()
         roots = [s.objective.loss for l in c.loops.values() for s in l.decl.body
-                 if isinstance(s, A.Update) and isinstance(s.objective, A.Minimize)]
+                 if isinstance(s, (A.Update, A.Adapt)) and isinstance(s.objective, A.Minimize)]
         functions = [lower_function(c, self.out, self.funcs, f)
                      for f in used_functions(self.funcs, roots)]
         if self.out.missing:
@@ -370,7 +399,7 @@ class Lowering:
                 "from __future__ import annotations\n\n"
                 "from dataclasses import dataclass\n\n"
                 "import torch\n\n"
-                "from metadsl.runtime import evaluation, models, ops, rollout, rules, runs, tasks"
+                f"from metadsl.runtime import {', '.join(self.runtime_modules())}"
                 f"\n\nSPEC = {c.module.name.id!r}\nSPEC_SHA256 = {digest!r}")
 
     def args_class(self) -> str:
@@ -393,6 +422,14 @@ class Lowering:
             lines.append(f"    {h.path!r}: runs.Bounds({keywords}),")
         lines.append("}")
         return "\n".join(lines)
+
+    def runtime_modules(self) -> list[str]:
+        base = ["evaluation", "models", "ops", "rollout", "rules", "runs", "tasks"]
+        if any(self.adapts(name) for name in self.c.loops):
+            base.append("adaptation")
+        if self.c.metas:
+            base.append("metaparams")
+        return sorted(base)
 
     def task_family(self, loop_name: str) -> str:
         return self.c.loops[loop_name].decl.task_source.id
@@ -422,46 +459,82 @@ class Lowering:
         for name, info in c.models.items():
             if info.core is None or name not in family_of_model:
                 continue
-            core_call = next(a.value for a in info.decl.value.args if a.name in ("core", "net"))
-            refs = self.entry_hypers(name, core_call, info.core)
-            family = py_name(family_of_model[name])
-            lines.append(f"    {py_name(name)} = models.Recurrent(")
-            lines.append(f"        {info.core.name!r}, {refs.get('hidden', '64')}, "
-                         f"inputs={info.inputs!r},")
-            heads = {h.id: k.id for h, k in _heads(info)}
-            scope = next((m.scope.id for m in c.memories.values()
-                          if m.value is None and m.target.parts[0] == name), "task")
-            reset = ', reset="episode"' if scope == "episode" else ""
-            lines.append(f"        heads={heads!r}, obs_dim={family}.obs_dim, "
-                         f"n_actions={family}.n_actions{reset})")
+            lines += self.model(name, info, py_name(family_of_model[name]))
+            names.append(f"{py_name(name)}={py_name(name)}")
+        for name, decl in c.metas.items():
+            entry = R.REGISTRY.get(decl.value.func_name or "")
+            if entry is None or entry.name not in BUILT_METAS:
+                continue
+            refs = self.entry_hypers(name, decl.value, entry)
+            if entry.name == "step_sizes":
+                model = bind_args(decl.value, entry)["model"].id
+                lines.append(f"    {py_name(name)} = metaparams.StepSizes({py_name(model)}, "
+                             f"init={refs['init']})")
+            else:
+                kwargs = ", ".join(f"{k}={v}" for k, v in refs.items())
+                lines.append(f"    {py_name(name)} = metaparams.{_class_name(entry.name)}"
+                             f"({kwargs})")
             names.append(f"{py_name(name)}={py_name(name)}")
         for loop_name, loop in c.loops.items():
             for stmt in loop.decl.body:
-                if isinstance(stmt, A.Update):
-                    rule = R.REGISTRY.get(stmt.rule.func_name or "")
-                    if rule is None or rule.name not in BUILT_RULES:
-                        self.out.note(f"update rule {stmt.rule.func_name}")
-                        continue
-                    target = stmt.targets[0].parts[0]
-                    polyak = bind_args(stmt.rule, rule).get("polyak")
-                    if polyak is not None and _value(polyak) not in (None, ("0", "int")) and \
-                            float(_value(polyak)[0]) != 0:
-                        self.out.note("target networks (polyak)")
-                    refs = self.entry_hypers(f"{loop_name}.{target}", stmt.rule, rule,
-                                             skip=("polyak",))
-                    opt = f"opt_{py_name(target)}"
+                if not isinstance(stmt, A.Update) or isinstance(stmt.objective, A.Toward):
+                    continue
+                rule = R.REGISTRY.get(stmt.rule.func_name or "")
+                if rule is None or rule.name not in BUILT_RULES:
+                    self.out.note(f"update rule {stmt.rule.func_name}")
+                    continue
+                target = stmt.targets[0].parts[0]
+                polyak = bind_args(stmt.rule, rule).get("polyak")
+                if polyak is not None and _value(polyak) not in (None, ("0", "int")) and \
+                        float(_value(polyak)[0]) != 0:
+                    self.out.note("target networks (polyak)")
+                # an outer step after adaptation is one step on one batch: no epochs
+                skip = ("polyak", "epochs", "minibatches") if self.adapts(loop_name) else \
+                    ("polyak",)
+                refs = self.entry_hypers(f"{loop_name}.{target}", stmt.rule, rule, skip=skip)
+                opt = f"opt_{py_name(target)}"
+                params = " + ".join(f"list({py_name(t.parts[0])}.parameters())"
+                                    for t in stmt.targets) if len(stmt.targets) > 1 else \
+                    f"{py_name(target)}.parameters()"
+                if rule.name == "trpo":
+                    options = "".join(f", {k}={v}" for k, v in refs.items())
+                    lines.append(f"    {opt} = rules.optimizer({rule.name!r}, {params}{options})")
+                else:
                     options = "".join(f", {k}={refs[k]}" for k in ("l2", "alpha", "eps")
                                       if k in refs)
                     lines.append(f"    {opt} = rules.optimizer({rule.name!r}, "
-                                 f"{py_name(target)}.parameters(), lr={refs['lr']}{options})")
-                    names.append(f"{opt}={opt}")
+                                 f"{params}, lr={refs['lr']}{options})")
+                names.append(f"{opt}={opt}")
         lines.append(f"    return runs.State({', '.join(names)})")
         return "\n".join(lines)
+
+    def model(self, name: str, info, family: str) -> list[str]:
+        """The constructor lines of a model the loops use."""
+        core_call = next(a.value for a in info.decl.value.args if a.name in ("core", "net"))
+        refs = self.entry_hypers(name, core_call, info.core)
+        heads = {h.id: k.id for h, k in _heads(info)}
+        if info.core.name == "mlp":
+            activation = bind_args(core_call, info.core).get("activation")
+            activation = activation.id if isinstance(activation, A.Name) else "tanh"
+            return [f"    {py_name(name)} = models.FeedForward(",
+                    f"        {refs.get('hidden', '[64, 64]')}, {activation!r}, "
+                    f"inputs={info.inputs!r}, heads={heads!r},",
+                    f"        obs_dim={family}.obs_dim, n_actions={family}.n_actions)"]
+        scope = next((m.scope.id for m in self.c.memories.values()
+                      if m.value is None and m.target.parts[0] == name), "task")
+        reset = ', reset="episode"' if scope == "episode" else ""
+        return [f"    {py_name(name)} = models.Recurrent(",
+                f"        {info.core.name!r}, {refs.get('hidden', '64')}, "
+                f"inputs={info.inputs!r},",
+                f"        heads={heads!r}, obs_dim={family}.obs_dim, "
+                f"n_actions={family}.n_actions{reset})"]
 
     def loop(self, name: str) -> str:
         c = self.c
         loop = c.loops[name]
         d = loop.decl
+        if self.adapts(name):
+            return self.adapt_inner(name) if d.kind == "inner" else self.adapt_outer(name)
         if d.kind == "inner":
             family = py_name(self.task_family(name))
             lines = [f"def {py_name(name)}(args: Args, state: runs.State, instances) -> dict:",
@@ -476,7 +549,10 @@ class Lowering:
                                            f"collect N {stmt.unit.id} per task",
                                            R.P("count", "int", low=1))
                     if stmt.unit.id == "samples":  # supervised: read in order, not acted
-                        lines.append(f"    {py_name(stmt.output.id)} = rollout.samples(env)")
+                        lines.append(f"    {py_name(stmt.output.id)} = rollout.samples(env, "
+                                     "state.gen)")
+                    elif not isinstance(stmt.policy, A.Name):
+                        self.out.note(f"behaviour policy {stmt.policy.func_name}")
                     else:
                         steps, episodes = (f"{count} * env.horizon", f", episodes={count}") \
                             if stmt.unit.id == "episodes" else (count, "")
@@ -525,9 +601,10 @@ class Lowering:
         return "\n".join(lines)
 
     def objective(self, loop: str, target: str, loss: A.Expr) -> str:
-        """The loss call, its constant arguments made Args fields."""
+        """The loss call, its constant arguments made Args fields; meta-parameters among its
+        arguments are read from the state."""
         if not isinstance(loss, A.Call) or loss.func_name not in self.funcs:
-            return Expr(self.c, self.out, set(), self.funcs).lower(loss)
+            return Expr(self.c, self.out, set(), self.funcs, metas=True).lower(loss)
         parts = []
         for a in loss.args:
             const = _value(a.value)
@@ -536,9 +613,250 @@ class Lowering:
                     f"{loop}.{target}.{loss.func_name}.{a.name}", const[0], const[1],
                     f"argument of {loss.func_name}"))
             else:
-                text = Expr(self.c, self.out, set(), self.funcs).lower(a.value)
+                text = Expr(self.c, self.out, set(), self.funcs, metas=True).lower(a.value)
                 parts.append(text if a.name is None else f"{a.name}={text}")
         return f"{py_name(loss.func_name)}(batch, heads{''.join(', ' + p for p in parts)})"
+
+    # -- gradient-based adaptation (MAML, FO-MAML, Reptile, Meta-SGD, meta-gradients) --
+
+    def adapts(self, loop_name: str) -> bool:
+        """Whether a loop is (or runs) an inner loop that adapts parameters by gradient."""
+        loop = self.c.loops[loop_name].decl
+        inner = loop_name if loop.kind == "inner" else (loop.over.id if loop.over else None)
+        return inner is not None and \
+            any(isinstance(s, A.Adapt) for s in self.c.loops[inner].decl.body)
+
+    def adapted_models(self, inner: str) -> list[str]:
+        return [s.targets[0].parts[0] for s in self.c.loops[inner].decl.body
+                if isinstance(s, A.Adapt)]
+
+    def theta(self, inner: str, tasks: str, state: str = "state") -> str:
+        """θ per task, a dict of the inner loop's adapted models' parameters [tasks, ...]."""
+        return "{" + ", ".join(f"{m!r}: {state}.{py_name(m)}.parameters_per_task({tasks})"
+                               for m in self.adapted_models(inner)) + "}"
+
+    def collect_lines(self, loop: str, stmt: A.Collect, params: str, indent: str) -> list[str]:
+        """One `collect` with per-task parameters: episodes are parallel copies of each
+        task (feed-forward policies have no memory to carry between them)."""
+        decl = self.c.loops[loop].decl
+        family = f"state.{py_name(self.task_family(decl.over.id if decl.over else loop))}"
+        out = py_name(stmt.output.id)
+        count = self.out.hyper(f"{loop}.{stmt.output.id}.count", str(int(stmt.count.value)),
+                               "int", f"collect N {stmt.unit.id} per task",
+                               R.P("count", "int", low=1))
+        if not isinstance(stmt.policy, A.Name):
+            self.out.note(f"behaviour policy {stmt.policy.func_name}")
+            return []
+        model = f"state.{py_name(stmt.policy.id.rstrip(chr(39)))}"
+        if stmt.unit.id == "samples":
+            return [f"{indent}{out} = rollout.samples({family}.env(instances, copies={count}), "
+                    "state.gen)"]
+        if stmt.unit.id == "episodes":
+            return [f"{indent}env = {family}.env(instances, copies={count})",
+                    f"{indent}{out} = rollout.collect({model}, env, env.horizon, state.gen, "
+                    f"params={params})"]
+        return [f"{indent}env = {family}.env(instances)",
+                f"{indent}{out} = rollout.collect({model}, env, {count}, state.gen, "
+                f"params={params})"]
+
+    def inner_rate(self, loop: str, stmt: A.Adapt) -> str:
+        """The step size of an `adapt`: a number (an Args field) or a meta-parameter."""
+        rule = R.REGISTRY[stmt.rule.func_name]
+        lr = bind_args(stmt.rule, rule).get("lr")
+        if isinstance(lr, A.Name) and lr.id in self.c.metas:
+            return f"state.{py_name(lr.id)}()"
+        return self.entry_hypers(f"{loop}.{stmt.targets[0].parts[0]}", stmt.rule, rule)["lr"]
+
+    def adapt_inner(self, name: str) -> str:
+        loop = self.c.loops[name]
+        steps = self.out.hyper(f"{name}.steps", str(loop_setting(loop, "steps")), "int",
+                               "inner steps per task (collect, then adapt)",
+                               R.SETTINGS["inner"][0])
+        collects = [s for s in loop.decl.body if isinstance(s, A.Collect)]
+        lines = [f"def {py_name(name)}(args: Args, state: runs.State, instances, params: dict, "
+                 "steps: int, order: int, replay: list | None = None) -> tuple[dict, list]:",
+                 f'    """inner loop {name}(task ~ {self.task_family(name)}): `steps` rounds of '
+                 "collect-then-adapt per task, from `params` (one set per task, the tasks "
+                 "vmapped); order 1 makes each gradient a constant. `replay` re-adapts on the "
+                 'trajectories of an earlier call (the outer step recomputes θ′ from θ)."""',
+                 f"    params, rounds = dict(params), []",
+                 f"    for k in range(steps):"]
+        adapted = {m: f"params[{m!r}]" for m in self.adapted_models(name)}
+        if collects:
+            lines.append("        if replay is None:")
+            for stmt in collects:
+                lines += self.collect_lines(name, stmt, adapted.get(stmt.policy.id, "None"),
+                                            " " * 12)
+            lines.append("        else:")
+            lines += [f"            {py_name(c.output.id)} = replay[k][{c.output.id!r}]"
+                      for c in collects]
+        losses = []
+        for stmt in loop.decl.body:
+            if not isinstance(stmt, A.Adapt) or not isinstance(stmt.objective, A.Minimize):
+                continue
+            target = stmt.targets[0].parts[0]
+            loss = self.objective(name, target, stmt.objective.loss)
+            lines += [f"        params[{target!r}], loss_{py_name(target)} = adaptation.sgd(",
+                      f"            state.{py_name(target)}, params[{target!r}], "
+                      f"{py_name(stmt.objective.data.id)},",
+                      f"            lambda batch, heads: {loss},",
+                      f"            lr={self.inner_rate(name, stmt)}, order=order)"]
+            losses.append(f'"loss_{target}": loss_{py_name(target)}')
+        record = [f"{c.output.id!r}: {py_name(c.output.id)}" for c in collects] + losses
+        lines += ["        rounds.append({" + ", ".join(record) + "})",
+                  "    return params, rounds"]
+        return "\n".join(lines)
+
+    def adapt_outer(self, name: str) -> str:
+        c = self.c
+        loop = c.loops[name]
+        inner = loop.decl.over.id
+        family = f"state.{py_name(self.task_family(inner))}"
+        settings = {p.name: p for p in R.SETTINGS["outer"]}
+        iterations = self.out.hyper(f"{name}.iterations", str(loop_setting(loop, "iterations")),
+                                    "int", "outer iterations", settings["iterations"])
+        batch = self.out.hyper(f"{name}.meta_batch", str(loop_setting(loop, "meta_batch")),
+                               "int", "task instances per iteration", settings["meta_batch"])
+        inner_steps = f"args.{py_name(inner)}__steps"
+        models = self.adapted_models(inner)
+        lines = [f"def {py_name(name)}(args: Args, state: runs.State, run: runs.Run) -> None:",
+                 f'    """outer loop {name} over {inner}: adapt θ to each task of the batch, '
+                 'then update from the adapted θ′."""',
+                 f"    for iteration in run.iterations({name!r}, {iterations}):",
+                 f"        instances = {family}.sample({batch}, {family}.horizon, state.gen)",
+                 f"        adapted, rounds = {py_name(inner)}(args, state, instances, "
+                 f"{self.theta(inner, batch)}, {inner_steps}, order=1)"]
+        outer_data = []
+        for stmt in loop.decl.body:
+            if isinstance(stmt, A.Collect):
+                model = stmt.policy.id.rstrip("'")
+                params = f'adapted["{model}"]' if stmt.policy.id.endswith("'") else "None"
+                lines += self.collect_lines(name, stmt, params, " " * 8)
+                outer_data.append(stmt.output.id)
+        metrics = []
+        for stmt in loop.decl.body:
+            if not isinstance(stmt, A.Update):
+                continue
+            target = stmt.targets[0].parts[0]
+            rule = R.REGISTRY[stmt.rule.func_name]
+            refs = self.entry_hypers(f"{name}.{target}", stmt.rule, rule,
+                                     skip=("polyak", "epochs", "minibatches"))
+            if isinstance(stmt.objective, A.Toward):
+                anneal = f" * (1 - run.progress if {refs['anneal']} else 0)" \
+                    if "anneal" in refs else ""
+                lines.append(f"        adaptation.reptile(state.{py_name(target)}, "
+                             f"adapted[{target!r}], lr={refs['lr']}{anneal})")
+                continue
+            if stmt.through is None:
+                self.out.note("an update without `through` after gradient adaptation")
+                continue
+            order = self.out.hyper(f"{name}.through.order",
+                                   str(through_setting(stmt, "order", 2)), "int",
+                                   "2: differentiate through the inner steps; 1: first order",
+                                   R.THROUGH.params[0])
+            loss = self.objective(name, target, stmt.objective.loss)
+            data = stmt.objective.data.id
+            model = models[0]
+            options = "".join(f", {k}={refs[k]}" for k in ("max_grad_norm",) if k in refs)
+            lines += [
+                "",
+                "        def outer() -> adaptation.Outer:",
+                '            """θ′ recomputed from θ on the same trajectories, so that the outer '
+                'gradient goes through the inner steps."""',
+                f"            adapted, _ = {py_name(inner)}(args, state, instances, "
+                f"{self.theta(inner, batch)},",
+                f"                {inner_steps}, order={order}, replay=rounds)",
+                f"            return adaptation.objective(state.{py_name(model)}, "
+                f"adapted[{model!r}], {py_name(data)},",
+                f"                lambda batch, heads: {loss})",
+                "",
+                f"        loss_{py_name(target)} = rules.outer_step(state.opt_{py_name(target)}, "
+                f"outer{options})"]
+            metrics.append(f'"losses/{target}": loss_{py_name(target)}')
+        for mem in c.memories.values():  # `memory agent' reset never`: θ ← θ′, online
+            model = mem.target.parts[0].rstrip("'")
+            if mem.target.parts[0].endswith("'") and model in models:
+                lines.append(f"        adaptation.carry_over(state.{py_name(model)}, "
+                             f"adapted[{model!r}])")
+        for meta_name, decl in c.metas.items():
+            if decl.value.func_name in ("bounded", "positive"):
+                metrics.append(f'"charts/{meta_name}": state.{py_name(meta_name)}().item()')
+        first = self.first_collect(inner)
+        if first is not None and first.unit.id != "samples":
+            metrics.insert(0, f'"charts/return": {family}.score(rounds[0][{first.output.id!r}])'
+                              ".mean().item()")
+            for data in outer_data:
+                metrics.insert(1, f'"charts/adapted_return": {family}.score({py_name(data)})'
+                                  ".mean().item()")
+            steps = [f'rounds[0][{first.output.id!r}]["done"].numel() * {inner_steps}'] + \
+                [f'{py_name(d)}["done"].numel()' for d in outer_data]
+        else:
+            metrics += [f'"losses/{m}_inner": rounds[0]["loss_{m}"].mean().item()'
+                        for m in models]
+            steps = ["0"]
+        lines.append(f"        run.log(iteration, {{{', '.join(metrics)}}}, "
+                     f"env_steps={' + '.join(steps)})")
+        return "\n".join(lines)
+
+    def adapt_evaluate(self, settings: dict, against: list[str], label: str,
+                       metric: str) -> str:
+        """After k inner steps on held-out tasks: the meta-learned θ, a θ pretrained on the
+        task mixture, and the initial θ, each adapted on the same tasks and draws."""
+        inner = next(n for n, l in self.c.loops.items() if l.decl.kind == "inner")
+        outer = next(n for n, l in self.c.loops.items() if l.decl.kind == "outer")
+        family = f"state.{py_name(self.task_family(inner))}"
+        steps = [int(i.value) for i in getattr(settings.get("adapt_steps"), "items", ())] or \
+            [0, 1, 2, 3]
+        for name in against:
+            if name not in ADAPTATION_BASELINES:
+                self.out.note(f"baseline {name} for an adaptation evaluation")
+        self.out.hyper("evaluate.instances", str(held_out_count(settings)), "int",
+                       "held-out task instances", R.P("instances", "int", low=1))
+        if "pretrained" in against:
+            self.out.hyper("evaluate.pretrain_iterations",
+                           str(loop_setting(self.c.loops[outer], "iterations")), "int",
+                           "iterations of the pretrained baseline's multi-task training",
+                           R.P("iterations", "int", low=0))
+        first = self.first_collect(inner)
+        score = 'r["loss_' + self.adapted_models(inner)[0] + '"]' if first.unit.id == "samples" \
+            else f"{family}.score(r[{first.output.id!r}])"
+        models = self.adapted_models(inner)
+        learners = [f"SPEC: state"] + [f"{b!r}: pretrain(args)" if b == "pretrained" else
+                                       f"{b!r}: build(args)" for b in against]
+        pretrain = [
+            "def pretrain(args: Args) -> runs.State:",
+            '    """The `pretrained` baseline: θ from the same initialisation, trained on the '
+            "task mixture by the inner loop's own rule (θ ← the tasks' mean θ′ each "
+            'iteration): multi-task learning, no meta-learning."""',
+            "    state = build(args)",
+            "    for _ in range(args.evaluate__pretrain_iterations):",
+            f"        instances = {family}.sample(args.{py_name(outer)}__meta_batch, "
+            f"{family}.horizon, state.gen)",
+            f"        adapted, _ = {py_name(inner)}(args, state, instances, "
+            f"{self.theta(inner, f'args.{py_name(outer)}__meta_batch')}, 1, order=1)",
+        ] + [f"        adaptation.carry_over(state.{py_name(m)}, adapted[{m!r}])" for m in models] \
+            + ["    return state"]
+        lines = [
+            "def evaluate(args: Args, state: runs.State, run: runs.Run) -> None:",
+            '    """Held-out tasks: the score after k inner steps from the meta-learned θ and '
+            'from each baseline, on the same tasks and random draws."""',
+            "    learners = {" + ", ".join(learners) + "}",
+            f"    instances = {family}.sample(args.evaluate__instances, {family}.horizon, "
+            "torch.Generator().manual_seed(args.seed + 1))",
+            f"    steps = {steps!r}",
+            "    scores = {}",
+            "    for method, learner in learners.items():",
+            "        learner = learner.replace(gen=torch.Generator().manual_seed(args.seed + 2))",
+            f"        _, rounds = {py_name(inner)}(args, learner, instances, "
+            f"{self.theta(inner, 'args.evaluate__instances', 'learner')},",
+            "            max(steps) + 1, order=1)",
+            f"        scores[method] = [{score} for r in rounds]",
+            "    run.write_eval(evaluation.after_adaptation(",
+            f"        SPEC, scores, steps, tasks=args.evaluate__instances, metric={metric!r},",
+            f"        label={label!r}))"]
+        if "pretrained" not in against:
+            return "\n".join(lines)
+        return "\n".join(pretrain) + "\n\n\n" + "\n".join(lines)
 
     def first_collect(self, inner: str) -> A.Collect | None:
         return next((s for s in self.c.loops[inner].decl.body if isinstance(s, A.Collect)), None)
@@ -567,14 +885,15 @@ class Lowering:
             return ("def evaluate(args: Args, state: runs.State, run: runs.Run) -> None:\n"
                     '    """The spec has no evaluate block."""')
         settings = {s.name.id: s.value for s in block.body if isinstance(s, A.Setting)}
-        held_out = settings.get("tasks")
-        count = _count(settings, "instances", 1000)
-        if isinstance(held_out, A.Call) and held_out.func_name == "held_out":
-            count = next((int(a.value.value) for a in held_out.args if a.name == "count"), count)
-        instances = self.out.hyper("evaluate.instances", str(count), "int",
-                                   "held-out task instances", R.P("instances", "int", low=1))
         against = [item.func_name if isinstance(item, A.Call) else item.id
                    for item in getattr(settings.get("against"), "items", ())]
+        metric = getattr(settings.get("metric"), "id", "total_reward")
+        if self.adapts(inner) and "adapt_steps" in settings:
+            held_out = settings.get("tasks")
+            label = format_expr(held_out) if held_out is not None else self.task_family(inner)
+            return self.adapt_evaluate(settings, against, label, metric)
+        instances = self.out.hyper("evaluate.instances", str(held_out_count(settings)), "int",
+                                   "held-out task instances", R.P("instances", "int", low=1))
         families = []
         tasks_value = settings.get("tasks")
         items = tasks_value.items if isinstance(tasks_value, A.ListExpr) else \
@@ -597,8 +916,9 @@ class Lowering:
             for name in against:
                 if entry is not None and name not in BUILT_BASELINES.get(entry.name, ()):
                     self.out.note(f"baseline {name} on {entry.name} tasks")
-        metric = getattr(settings.get("metric"), "id", "total_reward")
         model = next(iter(self.c.loops[inner].policies.values()), None)
+        if model is None:  # the missing behaviour policy is already noted
+            model = "None"
         lines = ["def evaluate(args: Args, state: runs.State, run: runs.Run) -> None:",
                  '    """Held-out tasks: the learner and each baseline on the same instances and '
                  'reward draws."""',
@@ -646,6 +966,32 @@ def _heads(info):
 def _count(settings: dict, name: str, default: int) -> int:
     value = settings.get(name)
     return int(value.value) if isinstance(value, A.Number) else default
+
+
+def held_out_count(settings: dict) -> int:
+    """An evaluate block's instance count: `held_out(tasks, count = N)`, or `instances`."""
+    count = _count(settings, "instances", 1000)
+    held_out = settings.get("tasks")
+    if isinstance(held_out, A.Call) and held_out.func_name == "held_out":
+        count = next((int(a.value.value) for a in held_out.args if a.name == "count"), count)
+    return count
+
+
+def through_setting(stmt: A.Update, name: str, default):
+    """A constant argument of an update's `through INNER(order = 1, trace = false)`."""
+    if isinstance(stmt.through, A.Call):
+        for arg in stmt.through.args:
+            if arg.name == name:
+                const = _value(arg.value)
+                if const is not None:
+                    return {"True": True, "False": False}.get(const[0], None) \
+                        if const[1] == "bool" else int(const[0])
+    return default
+
+
+def _class_name(entry: str) -> str:
+    """The runtime class of a registry entry: step_sizes → StepSizes."""
+    return "".join(part.title() for part in entry.split("_"))
 
 
 def loop_setting(loop, name: str):

@@ -18,7 +18,8 @@ from metadsl.runtime import models, rules, runs
 from .conftest import ROOT, golden
 
 BUILT = ["hochreiter2001", "rl2_bandits", "rl2_cartpole", "rl2_tabular_mdp",
-         "wang2016_dependent_bandits", "wang2016_informative_arm"]
+         "wang2016_dependent_bandits", "wang2016_informative_arm", "maml_nav2d", "fomaml_nav2d",
+         "maml_sine", "reptile_sine", "metagrad"]
 # Small enough to train in seconds, large enough to beat random clearly (see test below).
 QUICK = ["--set", "agent.hidden=64", "--set", "meta.meta_batch=128", "--set",
          "meta.agent.lr=1e-3", "--set", "evaluate.instances=2000"]
@@ -39,9 +40,12 @@ def test_generated_code_is_golden_and_deterministic(spec):
 
 def test_unbuilt_constructs_are_named():
     with pytest.raises(NotBuilt) as info:
-        compiled("maml_nav2d")
-    assert "`adapt` (gradient-based inner loops)" in info.value.missing
-    assert "update rule trpo" in info.value.missing
+        compiled("nec")
+    assert "behaviour policy q_greedy" in info.value.missing
+    assert "`store` (buffers)" in info.value.missing
+    with pytest.raises(NotBuilt) as info:
+        compiled("maml_cheetah_vel")
+    assert info.value.missing == ["tasks cheetah_vel"]
 
 
 def metadsl(*args, cwd=ROOT):

@@ -108,7 +108,7 @@ def build(args: Args) -> runs.State:
 def sequence(args: Args, state: runs.State, instances) -> dict:
     """inner loop sequence(task ~ quadratics): one task batch; the learner's memory spans it."""
     env = state.quadratics.env(instances)
-    examples = rollout.samples(env)
+    examples = rollout.samples(env, state.gen)
     return {"examples": examples}
 
 

@@ -92,10 +92,14 @@ def gae(batch, heads, gamma=0.99, lam=0.95, v=None):
 
 def a2c(batch, heads, gamma=0.99, lam=1.0, value_coef=0.5, entropy_coef=0.01):
     """`loss a2c` from stdlib/rl.mrl."""
-    advantage = ops.stop_grad(gae(batch, heads, gamma, lam, heads["v"]))
+    advantage = gae(batch, ops.detached(heads), gamma, lam, ops.detached(heads)["v"])
     critic = ops.mean(
         batch,
-        (heads["v"] - ops.stop_grad(lambda_return(batch, heads, gamma, lam, heads["v"]))) ** 2,
+        (
+            heads["v"]
+            - lambda_return(batch, ops.detached(heads), gamma, lam, ops.detached(heads)["v"])
+        )
+        ** 2,
     )
     return (
         -ops.mean(batch, ops.log_prob(heads["pi"], batch["action"]) * advantage)
