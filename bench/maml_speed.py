@@ -57,7 +57,7 @@ def hand_rollout(policy, params, goals, gen):
         for _ in range(HORIZON):
             mean, log_std = vmap(lambda p, o: functional_call(policy, p, (o,)))(
                 params, pos.reshape(TASKS, EPISODES, 2))
-            mean, log_std = mean.reshape(rows, 2), log_std.reshape(rows, 2)
+            mean, log_std = mean.reshape(rows, 2), log_std.repeat_interleave(EPISODES, 0)
             action = mean + torch.exp(log_std) * torch.randn(rows, 2, generator=gen)
             obs_l.append(pos)
             pos = pos + action.clamp(-0.1, 0.1)
@@ -89,7 +89,7 @@ def advantages(obs, reward, normalize):
 
 def inner_loss(policy, params, data):
     mean, log_std = functional_call(policy, params, (data["obs"],))
-    adv = advantages(data["obs"], data["reward"], normalize=False)
+    adv = advantages(data["obs"], data["reward"], normalize=True)
     return -(log_prob(mean, log_std, data["action"]) * adv).mean()
 
 
