@@ -1,5 +1,5 @@
-"""MAML speed: the compiled spec against a plain hand-written torch.func MAML, and the
-inner step vmapped over tasks against a Python loop over tasks.
+"""MAML speed: the compiled spec against a plain hand-written torch.func MAML, and
+per-task computations vmapped over the task batch against a Python loop over tasks.
 
     python bench/maml_speed.py [--iterations 10]
 
@@ -7,7 +7,9 @@ Both trainers run second-order MAML on 2-D navigation at the same sizes (2×100 
 Gaussian policy, meta-batch 20, 20 episodes of 100 steps per task before and after one
 vanilla policy-gradient step with a linear feature baseline, Adam outer step through the
 adaptation: bench/specs/maml_nav2d_adam.mrl). Targets (issue 4): compiled / hand-written
-seconds per meta-iteration ≤ 1.05; vmap faster than the loop at meta-batch 20.
+seconds per meta-iteration ≤ 1.05; vmap faster than the loop at meta-batch 20, measured
+for the inner step with the outer gradient through it (navigation, 2,000 steps per task;
+sine regression, 10 points per task) and for a rollout of 20 adapted policies.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from torch import nn
 from torch.func import functional_call, grad, vmap
 
 ROOT = Path(__file__).resolve().parent.parent
-TASKS, EPISODES, HORIZON, ALPHA, GAMMA = 20, 20, 100, 0.1, 0.99
+TASKS, EPISODES, HORIZON, ALPHA, GAMMA = 20, 20, 100, 0.5, 0.99
+ACTION_SCALE = 0.1  # the spec's nav2d(action_scale): rllab's normalize()
 
 
 # ---- a plain MAML, written by hand --------------------------------------------------------
@@ -60,7 +63,7 @@ def hand_rollout(policy, params, goals, gen):
             mean, log_std = mean.reshape(rows, 2), log_std.repeat_interleave(EPISODES, 0)
             action = mean + torch.exp(log_std) * torch.randn(rows, 2, generator=gen)
             obs_l.append(pos)
-            pos = pos + action.clamp(-0.1, 0.1)
+            pos = pos + (ACTION_SCALE * action).clamp(-0.1, 0.1)
             act_l.append(action)
             rew_l.append(-torch.linalg.vector_norm(pos - goal, dim=-1))
             logp_l.append(log_prob(mean, log_std, action))
@@ -169,44 +172,93 @@ def compiled_seconds(module, iterations: int) -> float:
 # ---- vmap against a loop over tasks ---------------------------------------------------------
 
 
-def inner_step_seconds(module, vmapped: bool, repeats: int = 5) -> float:
-    """One second-order inner step and the outer gradient through it, meta-batch 20."""
+def _timed(once, repeats: int = 5) -> float:
+    once()  # warm-up
+    start = time.perf_counter()
+    for _ in range(repeats):
+        once()
+    return (time.perf_counter() - start) / repeats
+
+
+def inner_step_seconds(model, data: dict, loss_fn, vmapped: bool) -> float:
+    """One second-order inner step per task and the outer gradient through it."""
     from metadsl.runtime import adaptation
+
+    def once():
+        if vmapped:
+            adapted, _ = adaptation.sgd(model, model.parameters_per_task(TASKS), data,
+                                        loss_fn, lr=ALPHA, order=2)
+            adaptation.objective(model, adapted, data, loss_fn).loss.backward()
+            return
+        split, shared = adaptation.split_tasks(data, TASKS)
+        total = 0.0
+        for i in range(TASKS):  # the same computation, one task at a time
+            one = dict({k: v[i] for k, v in split.items()}, **shared)
+            theta = dict(model.named_parameters())
+            g = torch.autograd.grad(loss_fn(one, model.apply(theta, one)),
+                                    list(theta.values()), create_graph=True)
+            adapted = {k: v - ALPHA * gi for (k, v), gi in zip(theta.items(), g)}
+            total = total + loss_fn(one, model.apply(adapted, one))
+        (total / TASKS).backward()
+
+    return _timed(once)
+
+
+def rollout_seconds(module, vmapped: bool) -> float:
+    """A rollout of 20 episodes per task, each task acting with its own adapted θ′."""
+    from metadsl.runtime import rollout
+
+    args = module.Args()
+    state = module.build(args)
+    instances = state.nav.sample(TASKS, HORIZON, state.gen)
+    params = {k: v + 0.01 * torch.randn(v.shape) for k, v in
+              state.pi.parameters_per_task(TASKS).items()}
+
+    class Looped:
+        """The policy evaluated task by task (a loop over the rows of each task)."""
+
+        def initial_state(self, batch):
+            return None
+
+        def step(self, fields, memory, params):
+            parts = [state.pi.apply({k: v[i] for k, v in params.items()},
+                                    {k: v[i * EPISODES:(i + 1) * EPISODES]
+                                     for k, v in fields.items()})["pi"] for i in range(TASKS)]
+            return {"pi": type(parts[0])(torch.cat([p.mean for p in parts]),
+                                         torch.cat([p.log_std for p in parts]))}, memory
+
+    policy = state.pi if vmapped else Looped()
+
+    def once():
+        env = state.nav.env(instances, copies=EPISODES)
+        rollout.collect(policy, env, env.horizon, state.gen, params=params)
+
+    return _timed(once, repeats=3)
+
+
+def nav_data(module):
+    from metadsl.runtime import rollout
 
     args = module.Args()
     state = module.build(args)
     instances = state.nav.sample(TASKS, HORIZON, state.gen)
     env = state.nav.env(instances, copies=EPISODES)
-    from metadsl.runtime import rollout
-
     tau = rollout.collect(state.pi, env, env.horizon, state.gen,
                           params=state.pi.parameters_per_task(TASKS))
+    return state.pi, tau, lambda batch, heads: module.reinforce_linear(batch, heads)
 
-    def loss_fn(batch, heads):
-        return module.reinforce_linear(batch, heads)
 
-    def once():
-        if vmapped:
-            adapted, _ = adaptation.sgd(state.pi, state.pi.parameters_per_task(TASKS), tau,
-                                        loss_fn, lr=ALPHA, order=2)
-            adaptation.objective(state.pi, adapted, tau, loss_fn).loss.backward()
-            return
-        split, shared = adaptation.split_tasks(tau, TASKS)
-        total = 0.0
-        for i in range(TASKS):  # the same computation, one task at a time
-            one = dict({k: v[i] for k, v in split.items()}, **shared)
-            theta = dict(state.pi.named_parameters())
-            g = torch.autograd.grad(loss_fn(one, state.pi.apply(theta, one)),
-                                    list(theta.values()), create_graph=True)
-            adapted = {k: v - ALPHA * gi for (k, v), gi in zip(theta.items(), g)}
-            total = total + loss_fn(one, state.pi.apply(adapted, one))
-        (total / TASKS).backward()
+def sine_data():
+    """MAML's sine regression (specs/maml_sine.mrl sizes), meta-batch 20, 10 points each."""
+    from metadsl.runtime import models, ops, rollout, tasks
 
-    once()
-    start = time.perf_counter()
-    for _ in range(repeats):
-        once()
-    return (time.perf_counter() - start) / repeats
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(0)
+    family = tasks.make("sine")
+    model = models.FeedForward([40, 40], "relu", inputs=["x"], heads={"pred": "regression"},
+                               obs_dim=1, n_actions=0)
+    data = rollout.samples(family.env(family.sample(TASKS, 1, gen), copies=10), gen)
+    return model, data, lambda batch, heads: ops.mean(batch, (heads["pred"] - batch["y"]) ** 2)
 
 
 def main() -> None:
@@ -219,9 +271,17 @@ def main() -> None:
     print(f"hand-written torch.func MAML: {hand:.3f} s per meta-iteration")
     print(f"compiled MAML:                {compiled:.3f} s per meta-iteration  "
           f"(ratio {compiled / hand:.3f}, target ≤ 1.05)")
-    loop, vmapped = inner_step_seconds(module, False), inner_step_seconds(module, True)
-    print(f"inner step + outer gradient, meta-batch {TASKS}: loop {loop:.3f} s, "
-          f"vmap {vmapped:.3f} s  (vmap is {loop / vmapped:.2f}× faster)")
+    print(f"vmap over the task batch against a Python loop over tasks, meta-batch {TASKS}:")
+    for what, (model, data, loss_fn) in (("navigation inner step + outer gradient",
+                                          nav_data(module)),
+                                         ("sine inner step + outer gradient", sine_data())):
+        loop = inner_step_seconds(model, data, loss_fn, False)
+        vmapped = inner_step_seconds(model, data, loss_fn, True)
+        print(f"  {what}: loop {loop * 1e3:.1f} ms, vmap {vmapped * 1e3:.1f} ms "
+              f"({loop / vmapped:.2f}×)")
+    loop, vmapped = rollout_seconds(module, False), rollout_seconds(module, True)
+    print(f"  navigation rollout of 20 adapted policies: loop {loop * 1e3:.0f} ms, "
+          f"vmap {vmapped * 1e3:.0f} ms ({loop / vmapped:.2f}×)")
 
 
 if __name__ == "__main__":

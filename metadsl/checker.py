@@ -988,16 +988,25 @@ class Checker:
                            f"{'categorical' if R.HEAD_SLOTS.get(name) == 'dist' else 'value'}}}`")
 
     def check_through(self, stmt: A.Update, inner: str) -> None:
-        order = 2
+        order, trace = 2, None
         if isinstance(stmt.through, A.Call):
             for arg in stmt.through.args:
                 if arg.name == "order" and self.const(arg.value) is not None:
                     order = int(self.const(arg.value))
+                if arg.name == "trace" and getattr(arg.value, "id", None) == "true":
+                    trace = arg
         adapts = [s for s in self.loops[inner].decl.body if isinstance(s, A.Adapt)]
         if not adapts:
             self.error("E0213", f"`through {inner}` has no effect: '{inner}' adapts nothing",
                        stmt.through.span, hint="remove `through`, or `adapt` in the inner loop")
             return
+        carried = {d.target.parts[0].rstrip("'") for d in self.memories.values()
+                   if d.target.parts[0].endswith("'") and d.scope.id == "never"}
+        if trace is not None and not any(a.targets[0].parts[0] in carried for a in adapts):
+            model = adapts[0].targets[0].parts[0]
+            self.error("E0213", "`trace = true` has no effect: the adapted parameters do not "
+                       "carry over from update to update, so θ never depends on earlier η",
+                       trace.span, hint=f"add `memory {model}' reset never`, or remove the trace")
         if order == 2:
             for a in adapts:
                 name = a.rule.func_name if isinstance(a.rule, A.Call) else None
@@ -1154,9 +1163,10 @@ class Checker:
                 self.error("E0213", "`workers` has no effect unless backend = ray",
                            schedule["workers"].span, hint="set `backend = ray` or remove it")
         evaluate = getattr(self, "evaluate_settings", {})
-        if "adapt_steps" in evaluate and not any(l.adapted for l in self.loops.values()):
-            self.error("E0213", "`adapt_steps` has no effect: no inner loop adapts parameters",
-                       evaluate["adapt_steps"].span)
+        for name in ("adapt_steps", "later_lr_scale"):
+            if name in evaluate and not any(l.adapted for l in self.loops.values()):
+                self.error("E0213", f"`{name}` has no effect: no inner loop adapts parameters",
+                           evaluate[name].span)
         for loop in self.loops.values():
             if "meta_batch" in loop.settings and loop.decl.over is None:
                 self.error("E0213", "`meta_batch` has no effect in an outer loop that runs no "

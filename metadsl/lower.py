@@ -23,7 +23,8 @@ from .formatter import format_arg, format_expr
 
 # What the runtime implements today; everything else is reported as not built.
 BUILT_TASKS = {"bernoulli_bandit", "dependent_bandit", "informative_arm_bandit", "tabular_mdp",
-               "random_quadratic", "gym", "sine", "nav2d", "chain"}
+               "random_quadratic", "gym", "cheetah_vel", "cheetah_dir", "sine", "nav2d",
+               "chain"}
 BUILT_MODELS = {"recurrent", "policy", "regressor"}
 BUILT_CORES = {"gru", "lstm", "mlp"}
 BUILT_RULES = {"adam", "rmsprop", "trpo"}  # optimizers an update builds
@@ -41,7 +42,8 @@ BUILT_BASELINES = {  # task family -> the baselines the runtime computes for it
     "bernoulli_bandit": _BANDIT_BASELINES, "dependent_bandit": _BANDIT_BASELINES,
     "informative_arm_bandit": {"bayes_optimal", "oracle", "random"},
     "tabular_mdp": {"random", "oracle", "psrl"}, "random_quadratic": {"oracle"},
-    "gym": {"random"}, "chain": {"random"}, "nav2d": {"random"},
+    "gym": {"random"}, "cheetah_vel": {"random"}, "cheetah_dir": {"random"},
+    "chain": {"random"}, "nav2d": {"random"},
 }
 ADAPTATION_BASELINES = {"pretrained", "random_init"}  # for evaluations after k inner steps
 
@@ -348,8 +350,10 @@ class Lowering:
                         stmt.rule.func_name != "reptile":
                     self.out.note(f"interpolating update by {stmt.rule.func_name}")
                 if isinstance(stmt, A.Update) and stmt.through is not None and \
-                        through_setting(stmt, "trace", False):
-                    self.out.note("the meta-gradient trace (`trace = true`)")
+                        through_setting(stmt, "trace", False) and \
+                        self.traced(loop.decl.name.id, stmt) is None:
+                    self.out.note("a meta-gradient trace (`trace = true`) on anything but "
+                                  "scalar meta-parameters updated by adam or rmsprop")
             if loop.decl.kind == "outer" and loop.decl.over is None:
                 self.out.note(f"an outer loop without an inner loop ('{loop.decl.name.id}')")
         for decl, entry in c.tasks.values():
@@ -505,6 +509,12 @@ class Lowering:
                     lines.append(f"    {opt} = rules.optimizer({rule.name!r}, "
                                  f"{params}, lr={refs['lr']}{options})")
                 names.append(f"{opt}={opt}")
+                model = self.traced(loop_name, stmt)
+                if model is not None:
+                    metas = ", ".join(py_name(t.parts[0]) for t in stmt.targets)
+                    lines.append(f"    trace_{py_name(model)} = adaptation.Trace("
+                                 f"{py_name(model)}, [{metas}])")
+                    names.append(f"trace_{py_name(model)}=trace_{py_name(model)}")
         lines.append(f"    return runs.State({', '.join(names)})")
         return "\n".join(lines)
 
@@ -626,6 +636,23 @@ class Lowering:
         return inner is not None and \
             any(isinstance(s, A.Adapt) for s in self.c.loops[inner].decl.body)
 
+    def traced(self, loop_name: str, stmt: A.Update) -> str | None:
+        """The model whose meta-gradient trace an outer update keeps (see adaptation.Trace),
+        if it can keep one: the update steps scalar meta-parameters by a gradient
+        optimizer through the inner loop, whose adapted model carries over (`memory M'
+        reset never`, so that θ depends on η from earlier updates)."""
+        decl = self.c.loops[loop_name].decl
+        if stmt.through is None or decl.over is None or \
+                stmt.rule.func_name not in ("adam", "rmsprop") or \
+                any(t.parts[0] not in self.c.metas or
+                    self.c.metas[t.parts[0]].value.func_name not in ("bounded", "positive")
+                    for t in stmt.targets):
+            return None
+        carried = {m.target.parts[0].rstrip("'") for m in self.c.memories.values()
+                   if m.target.parts[0].endswith("'") and m.scope.id == "never"}
+        models = [m for m in self.adapted_models(decl.over.id) if m in carried]
+        return models[0] if len(models) == 1 else None
+
     def adapted_models(self, inner: str) -> list[str]:
         return [s.targets[0].parts[0] for s in self.c.loops[inner].decl.body
                 if isinstance(s, A.Adapt)]
@@ -674,13 +701,16 @@ class Lowering:
                                R.SETTINGS["inner"][0])
         collects = [s for s in loop.decl.body if isinstance(s, A.Collect)]
         lines = [f"def {py_name(name)}(args: Args, state: runs.State, instances, params: dict, "
-                 "steps: int, order: int, replay: list | None = None) -> tuple[dict, list]:",
+                 "steps: int, order: int, replay: list | None = None, "
+                 "later_lr_scale: float = 1.0) -> tuple[dict, list]:",
                  f'    """inner loop {name}(task ~ {self.task_family(name)}): `steps` rounds of '
                  "collect-then-adapt per task, from `params` (one set per task, the tasks "
                  "vmapped); order 1 makes each gradient a constant. `replay` re-adapts on the "
-                 'trajectories of an earlier call (the outer step recomputes θ′ from θ)."""',
+                 "trajectories of an earlier call (the outer step recomputes θ′ from θ); "
+                 'steps after the first take `later_lr_scale` times the step size."""',
                  f"    params, rounds = dict(params), []",
-                 f"    for k in range(steps):"]
+                 f"    for k in range(steps):",
+                 f"        scale = 1.0 if k == 0 else later_lr_scale"]
         adapted = {m: f"params[{m!r}]" for m in self.adapted_models(name)}
         if collects:
             lines.append("        if replay is None:")
@@ -700,7 +730,7 @@ class Lowering:
                       f"            state.{py_name(target)}, params[{target!r}], "
                       f"{py_name(stmt.objective.data.id)},",
                       f"            lambda batch, heads: {loss},",
-                      f"            lr={self.inner_rate(name, stmt)}, order=order)"]
+                      f"            lr={self.inner_rate(name, stmt)}, order=order, scale=scale)"]
             losses.append(f'"loss_{target}": loss_{py_name(target)}')
         record = [f"{c.output.id!r}: {py_name(c.output.id)}" for c in collects] + losses
         lines += ["        rounds.append({" + ", ".join(record) + "})",
@@ -742,7 +772,7 @@ class Lowering:
             refs = self.entry_hypers(f"{name}.{target}", stmt.rule, rule,
                                      skip=("polyak", "epochs", "minibatches"))
             if isinstance(stmt.objective, A.Toward):
-                anneal = f" * (1 - run.progress if {refs['anneal']} else 0)" \
+                anneal = f" * ((1 - run.progress) if {refs['anneal']} else 1)" \
                     if "anneal" in refs else ""
                 lines.append(f"        adaptation.reptile(state.{py_name(target)}, "
                              f"adapted[{target!r}], lr={refs['lr']}{anneal})")
@@ -758,13 +788,23 @@ class Lowering:
             data = stmt.objective.data.id
             model = models[0]
             options = "".join(f", {k}={refs[k]}" for k in ("max_grad_norm",) if k in refs)
+            theta = self.theta(inner, batch)
+            traced = self.traced(name, stmt)
+            if traced is not None:  # θ whose gradient to η is the trace
+                trace = self.out.hyper(
+                    f"{name}.through.trace", str(bool(through_setting(stmt, "trace", False))),
+                    "bool", "keep the meta-gradient trace dθ/dη across updates (exact); "
+                    "false drops it, as Xu et al. do", R.THROUGH.params[1])
+                theta = (f"{{{traced!r}: state.trace_{py_name(traced)}.theta("
+                         f"state.{py_name(traced)}, {batch})}}")
+                options += f", trace=state.trace_{py_name(traced)} if {trace} else None"
             lines += [
                 "",
                 "        def outer() -> adaptation.Outer:",
                 '            """θ′ recomputed from θ on the same trajectories, so that the outer '
                 'gradient goes through the inner steps."""',
                 f"            adapted, _ = {py_name(inner)}(args, state, instances, "
-                f"{self.theta(inner, batch)},",
+                f"{theta},",
                 f"                {inner_steps}, order={order}, replay=rounds)",
                 f"            return adaptation.objective(state.{py_name(model)}, "
                 f"adapted[{model!r}], {py_name(data)},",
@@ -788,6 +828,9 @@ class Lowering:
             for data in outer_data:
                 metrics.insert(1, f'"charts/adapted_return": {family}.score({py_name(data)})'
                                   ".mean().item()")
+            if not outer_data:  # Reptile: the last inner round is the most adapted one
+                metrics.insert(1, f'"charts/last_round_return": {family}.score(rounds[-1]'
+                                  f'[{first.output.id!r}]).mean().item()')
             steps = [f'rounds[0][{first.output.id!r}]["done"].numel() * {inner_steps}'] + \
                 [f'{py_name(d)}["done"].numel()' for d in outer_data]
         else:
@@ -801,7 +844,8 @@ class Lowering:
     def adapt_evaluate(self, settings: dict, against: list[str], label: str,
                        metric: str) -> str:
         """After k inner steps on held-out tasks: the meta-learned θ, a θ pretrained on the
-        task mixture, and the initial θ, each adapted on the same tasks and draws."""
+        task mixture, and the initial θ, each adapted on the same tasks and draws. `label`
+        names the held-out family; the results name the run's instance count."""
         inner = next(n for n, l in self.c.loops.items() if l.decl.kind == "inner")
         outer = next(n for n, l in self.c.loops.items() if l.decl.kind == "outer")
         family = f"state.{py_name(self.task_family(inner))}"
@@ -812,6 +856,10 @@ class Lowering:
                 self.out.note(f"baseline {name} for an adaptation evaluation")
         self.out.hyper("evaluate.instances", str(held_out_count(settings)), "int",
                        "held-out task instances", R.P("instances", "int", low=1))
+        later = next(p for p in R.SETTINGS["evaluate"] if p.name == "later_lr_scale")
+        scale = _value(settings["later_lr_scale"])[0] if "later_lr_scale" in settings else "1.0"
+        self.out.hyper("evaluate.later_lr_scale", scale if "." in scale or "e" in scale
+                       else scale + ".0", "float", later.doc, later)
         if "pretrained" in against:
             self.out.hyper("evaluate.pretrain_iterations",
                            str(loop_setting(self.c.loops[outer], "iterations")), "int",
@@ -849,11 +897,11 @@ class Lowering:
             "        learner = learner.replace(gen=torch.Generator().manual_seed(args.seed + 2))",
             f"        _, rounds = {py_name(inner)}(args, learner, instances, "
             f"{self.theta(inner, 'args.evaluate__instances', 'learner')},",
-            "            max(steps) + 1, order=1)",
+            "            max(steps) + 1, order=1, later_lr_scale=args.evaluate__later_lr_scale)",
             f"        scores[method] = [{score} for r in rounds]",
             "    run.write_eval(evaluation.after_adaptation(",
             f"        SPEC, scores, steps, tasks=args.evaluate__instances, metric={metric!r},",
-            f"        label={label!r}))"]
+            f'        label=f"held_out({label}, count = {{args.evaluate__instances}})"))']
         if "pretrained" not in against:
             return "\n".join(lines)
         return "\n".join(pretrain) + "\n\n\n" + "\n".join(lines)
@@ -890,8 +938,9 @@ class Lowering:
         metric = getattr(settings.get("metric"), "id", "total_reward")
         if self.adapts(inner) and "adapt_steps" in settings:
             held_out = settings.get("tasks")
-            label = format_expr(held_out) if held_out is not None else self.task_family(inner)
-            return self.adapt_evaluate(settings, against, label, metric)
+            family = held_out.args[0].value if isinstance(held_out, A.Call) else held_out
+            name = format_expr(family) if family is not None else self.task_family(inner)
+            return self.adapt_evaluate(settings, against, name, metric)
         instances = self.out.hyper("evaluate.instances", str(held_out_count(settings)), "int",
                                    "held-out task instances", R.P("instances", "int", low=1))
         families = []

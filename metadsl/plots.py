@@ -57,16 +57,16 @@ def _evaluation(folder: Path) -> Path:
         by_task.setdefault(r.get("tasks", ""), []).append(r)
     fig, axes = plt.subplots(len(by_task), 1, figsize=(8, 3.2 * len(by_task)), squeeze=False)
     for ax, (task, rows) in zip(axes[:, 0], by_task.items()):
-        curve = [r for r in rows if re.match(r"mse_after_(\d+)_examples", r["metric"])]
-        if curve:  # error against the number of examples seen, one line per method
-            for method in dict.fromkeys(r["method"] for r in curve):
-                pts = sorted((int(re.findall(r"\d+", r["metric"])[0]), r["mean"], r["stderr"])
-                             for r in curve if r["method"] == method)
-                ax.errorbar([p[0] for p in pts], [p[1] for p in pts], [p[2] for p in pts],
-                            marker="o", label=method, capsize=2)
+        examples = [r for r in rows if re.match(r"mse_after_(\d+)_examples", r["metric"])]
+        if examples:  # error against the number of examples seen, one line per method
+            _lines(ax, examples, lambda r: int(re.findall(r"\d+", r["metric"])[0]))
             ax.set_xlabel("examples seen")
             ax.set_ylabel("squared error of the next prediction")
-            ax.legend()
+        elif "adapt_steps" in rows[0]:  # score against inner steps, one line per method
+            _lines(ax, rows, lambda r: r["adapt_steps"])
+            ax.set_xlabel("inner adaptation steps")
+            ax.set_xticks(sorted({r["adapt_steps"] for r in rows}))
+            ax.set_ylabel(rows[0]["metric"])
         else:
             names = [r["method"] for r in rows]
             ax.barh(names, [r["mean"] for r in rows], xerr=[r["stderr"] for r in rows],
@@ -84,3 +84,12 @@ def _evaluation(folder: Path) -> Path:
     fig.savefig(out, dpi=120)
     plt.close(fig)
     return out
+
+
+def _lines(ax, rows: list[dict], x) -> None:
+    """One line with error bars per method, over x(row)."""
+    for method in dict.fromkeys(r["method"] for r in rows):
+        pts = sorted((x(r), r["mean"], r["stderr"]) for r in rows if r["method"] == method)
+        ax.errorbar([p[0] for p in pts], [p[1] for p in pts], [p[2] for p in pts],
+                    marker="o", label=method, capsize=2)
+    ax.legend()

@@ -130,6 +130,9 @@ _add("sine", "tasks", [
 _add("nav2d", "tasks", [
     P("goal_low", "num", -0.5), P("goal_high", "num", 0.5, doc="goal ~ U([goal_low, goal_high]²)"),
     _count("horizon", 100), _gt0("action_clip", "num", 0.1, "actions clipped to ±action_clip"),
+    _gt0("action_scale", "num", 1.0, "the policy's action is multiplied by this before clipping "
+                                      "(0.1 with clip 0.1 is rllab's normalize(): the policy acts "
+                                      "in [−1, 1], as in MAML's point-env code)"),
     P("sparse", "bool", False, doc="reward only inside goal_radius (MAESN)"),
     _gt0("goal_radius", "num", 0.2, "radius of the sparse reward region"),
 ], "tasks", "2-D point navigation from the origin, reward −‖pos − goal‖ (MAML §5.3).",
@@ -445,6 +448,9 @@ SETTINGS: dict[str, tuple[P, ...]] = {
         _count("instances", 1000, "task instances evaluated"),
         P("against", "list", [], doc="baselines run on the same tasks and random draws"),
         P("adapt_steps", "list", [0, 1, 2, 3], doc="returns reported after these inner steps"),
+        _gt0("later_lr_scale", "num", 1.0, "inner step size of every step after the first, as "
+                                           "a fraction of the inner rule's (MAML's evaluation "
+                                           "halves it: 0.5)"),
         P("metric", "symbol", "total_reward", choices=("total_reward", "regret", "return",
                                                        "mse", "success")),
     ),

@@ -107,6 +107,58 @@ def test_meta_sgd_step_sizes_are_per_parameter_and_learned():
     assert all(s.grad is not None and s.grad.abs().sum() > 0 for s in sizes.sizes)
 
 
+def test_later_steps_take_the_scaled_step_size():
+    model = _regressor()
+    train = _data(tasks=3)
+    theta = model.parameters_per_task(3)
+    full, _ = adaptation.sgd(model, theta, train, _mse, lr=0.2, order=1)
+    half, _ = adaptation.sgd(model, theta, train, _mse, lr=0.2, order=1, scale=0.5)
+    for name in theta:
+        torch.testing.assert_close(half[name] - theta[name], 0.5 * (full[name] - theta[name]))
+
+
+def _weighted_loss(eta):
+    """The meta-gradient setting in miniature: the update's loss is shaped by η."""
+    def loss(batch, heads):
+        return eta() * _mse(batch, heads) + (1 - eta()) * ops.mean(batch, heads["pred"] ** 2)
+    return loss
+
+
+def test_meta_gradient_trace_is_the_exact_derivative_through_earlier_updates():
+    """Two online updates θ1 = θ0 + f(θ0, η), θ2 = θ1 + f(θ1, η): with the trace, the
+    meta-gradient at the second update is dJ(θ2)/dη through both updates (unrolled by
+    autograd as reference); without it, only through the last one."""
+    model = _regressor()
+    eta = metaparams.Bounded(init=0.3).double()
+    first, second, test = _data(tasks=1, seed=1), _data(tasks=1, seed=2), _data(tasks=1, seed=3)
+    loss = _weighted_loss(eta)
+    theta0 = {k: v.detach().clone() for k, v in model.named_parameters()}
+
+    # reference: unrolled through both updates
+    th = {k: v.unsqueeze(0) for k, v in theta0.items()}
+    th, _ = adaptation.sgd(model, th, first, loss, lr=0.5, order=2)
+    th, _ = adaptation.sgd(model, th, second, loss, lr=0.5, order=2)
+    unrolled, = torch.autograd.grad(adaptation.objective(model, th, test, _mse).loss, eta.logit)
+
+    def meta_gradient(with_trace: bool) -> torch.Tensor:
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                p.copy_(theta0[name])
+        trace = adaptation.Trace(model, [eta])
+        for data, final in ((first, False), (second, True)):
+            adapted, _ = adaptation.sgd(model, trace.theta(model, 1), data, loss, lr=0.5,
+                                        order=2)
+            if final:
+                objective = adaptation.objective(model, adapted, test, _mse).loss
+                return torch.autograd.grad(objective, eta.logit)[0]
+            if with_trace:
+                trace.z = trace.advanced(adapted)
+            adaptation.carry_over(model, adapted)
+
+    assert meta_gradient(True).item() == pytest.approx(unrolled.item(), rel=1e-8)
+    assert meta_gradient(False).item() != pytest.approx(unrolled.item(), rel=1e-3)
+
+
 def test_bounded_meta_parameter_stays_in_its_interval():
     gamma = metaparams.Bounded(init=0.5, low=0.0, high=1.0)
     assert gamma().item() == pytest.approx(0.5)

@@ -19,7 +19,8 @@ from .conftest import ROOT, golden
 
 BUILT = ["hochreiter2001", "rl2_bandits", "rl2_cartpole", "rl2_tabular_mdp",
          "wang2016_dependent_bandits", "wang2016_informative_arm", "maml_nav2d", "fomaml_nav2d",
-         "maml_sine", "reptile_sine", "metagrad"]
+         "reptile_nav2d", "maml_cheetah_vel", "maml_cheetah_dir", "maml_sine", "reptile_sine",
+         "metagrad"]
 # Small enough to train in seconds, large enough to beat random clearly (see test below).
 QUICK = ["--set", "agent.hidden=64", "--set", "meta.meta_batch=128", "--set",
          "meta.agent.lr=1e-3", "--set", "evaluate.instances=2000"]
@@ -44,8 +45,8 @@ def test_unbuilt_constructs_are_named():
     assert "behaviour policy q_greedy" in info.value.missing
     assert "`store` (buffers)" in info.value.missing
     with pytest.raises(NotBuilt) as info:
-        compiled("maml_cheetah_vel")
-    assert info.value.missing == ["tasks cheetah_vel"]
+        compiled("maesn")
+    assert info.value.missing == ["memory z", "meta-parameter vector"]
 
 
 def metadsl(*args, cwd=ROOT):
@@ -121,6 +122,20 @@ def test_bad_overrides_are_errors(override, message):
     r = metadsl("run", "specs/rl2_bandits.mrl", "--set", override)
     assert r.returncode == 1
     assert message in r.stderr and "Traceback" not in r.stderr
+
+
+@dataclasses.dataclass
+class _PrimedArgs:
+    meta__tau_prime__count: int = 20
+
+
+@pytest.mark.parametrize("path", ["meta.tau'.count", "meta.tau_prime.count"])
+def test_a_primed_name_is_set_by_its_spec_spelling_and_held_to_its_bounds(path):
+    bounds = {"meta.tau'.count": runs.Bounds(low=1)}
+    args, _ = runs.parse(_PrimedArgs, ["--set", f"{path}=5"], bounds=bounds)
+    assert args.meta__tau_prime__count == 5
+    with pytest.raises(runs.UsageError, match=r"meta.tau'.count=0: out of bounds"):
+        runs.parse(_PrimedArgs, ["--set", f"{path}=0"], bounds=bounds)
 
 
 def test_non_finite_loss_stops_the_run(tmp_path, capsys):

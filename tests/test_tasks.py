@@ -76,11 +76,49 @@ def test_mean_episode_return_counts_completed_episodes():
 @pytest.mark.parametrize("kwargs, message", [
     ({"id": "CartPol-v1"}, "CartPole"),
     ({"id": "CartPole-v1", "randomize": {"lenght": [0.5, 2]}}, "no numeric parameter 'lenght'"),
-    ({"id": "Pendulum-v1"}, "only discrete action spaces"),
 ])
 def test_gym_task_errors_are_clear(kwargs, message):
     with pytest.raises(tasks.TaskError, match=message):
         tasks.make("gym", **kwargs)
+
+
+def test_gym_continuous_actions_are_clipped_and_copies_differ():
+    family = tasks.make("gym", id="Pendulum-v1", horizon=10)
+    assert family.continuous and (family.obs_dim, family.n_actions) == (3, 1)
+    batch = family.sample(2, 10, torch.Generator().manual_seed(0))
+    env = family.env(batch, copies=3)
+    first = env.reset()
+    assert first.shape == (6, 3)
+    assert not torch.equal(first[0], first[1])  # copies of one task start apart
+    _, reward, _ = env.step(torch.full((6, 1), 100.0))  # far outside [−2, 2]: clipped
+    assert torch.isfinite(reward).all()
+    assert family.env(batch, copies=3).vec is env.vec  # the vector env is reused
+
+
+@pytest.mark.parametrize("source", ["cheetah_vel", "cheetah_dir"])
+def test_cheetah_tasks_pay_the_maml_reward_of_their_goal(source):
+    family = tasks.make(source, horizon=5)
+    assert family.continuous and (family.obs_dim, family.n_actions) == (17, 6)
+    batch = family.sample(400, 5, torch.Generator().manual_seed(0))
+    if source == "cheetah_dir":
+        assert set(batch.goal.tolist()) == {-1.0, 1.0}
+        assert 150 < int((batch.goal > 0).sum()) < 250
+    else:
+        assert 0.0 <= batch.goal.min() and batch.goal.max() <= 2.0
+    few = tasks.make(source, horizon=5)
+    small = type(batch)(batch.seeds[:2], {}, batch.goal[:2])
+    env = few.env(small, copies=2)
+    env.reset()
+    before = [sub.unwrapped.data.qpos[0] for sub in env.vec.envs]
+    action = torch.rand(4, 6) * 3 - 1.5
+    _, reward, _ = env.step(action)
+    for row, sub in enumerate(env.vec.envs):
+        velocity = (sub.unwrapped.data.qpos[0] - before[row]) / sub.unwrapped.dt  # forward
+        goal = small.goal[row // 2].item()
+        assert sub.goal == goal
+        control = 0.05 * (action[row].clamp(-1, 1) ** 2).sum().item()
+        expected = (-abs(velocity - goal) if source == "cheetah_vel" else goal * velocity)
+        assert reward[row].item() == pytest.approx(expected - control, rel=1e-5)
 
 
 def test_informative_arm_baselines_match_the_computed_values():

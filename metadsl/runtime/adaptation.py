@@ -36,11 +36,11 @@ def _per_task(model, loss_fn, shared: dict):
 
 
 class Outer:
-    """An outer loss and the adapted heads it was computed from, [tasks, T, copies, ...]
-    (TRPO takes its KL over them)."""
+    """An outer loss, the adapted heads it was computed from, [tasks, T, copies, ...]
+    (TRPO takes its KL over them), and the adapted parameters θ′ (a trace follows them)."""
 
-    def __init__(self, loss: torch.Tensor, heads: dict):
-        self.loss, self.heads = loss, heads
+    def __init__(self, loss: torch.Tensor, heads: dict, params: dict):
+        self.loss, self.heads, self.params = loss, heads, params
 
 
 def objective(model, params: dict, batch: dict, loss_fn) -> Outer:
@@ -49,14 +49,61 @@ def objective(model, params: dict, batch: dict, loss_fn) -> Outer:
     tasks = next(iter(params.values())).shape[0]
     split, shared = split_tasks(batch, tasks)
     losses, raw = vmap(_per_task(model, loss_fn, shared))(params, split)
-    return Outer(losses.mean(), model.heads.wrap(raw))
+    return Outer(losses.mean(), model.heads.wrap(raw), params)
 
 
-def sgd(model, params: dict, batch: dict, loss_fn, lr, order: int) -> tuple[dict, torch.Tensor]:
-    """One gradient step per task: θ′_i = θ_i − α ∇ L_i(θ_i), and each task's loss before
-    it [tasks]. `lr` is a number, a learned scalar (a meta-parameter) or a dict of
-    per-parameter step sizes (Meta-SGD). With order 1 the gradient is a constant to
-    whatever differentiates θ′ afterwards."""
+class Trace:
+    """The meta-gradient trace z = dθ/dη of Xu, van Hasselt, Silver (2018), for a model
+    whose adapted parameters carry over from update to update (`through INNER(trace =
+    true)`): dθ′/dη = (I + ∂f/∂θ) z + ∂f/∂η, so the meta-gradient ∂J/∂θ′ · dθ′/dη counts
+    how η shaped every earlier update too. The paper drops the first term (z = 0, the
+    default `trace = false`). η are scalar meta-parameters (γ, λ): z holds one copy of θ
+    per meta-parameter."""
+
+    def __init__(self, model, metas: list):
+        self.etas = [p for m in metas for p in m.parameters()]
+        self.z = {name: p.new_zeros(len(self.etas), *p.shape)
+                  for name, p in model.named_parameters()}
+
+    def theta(self, model, tasks: int) -> dict:
+        """θ per task [tasks, ...]: valued θ, with gradient z to η (θ + z·(η − stop_grad η)),
+        so differentiating the adapted θ′ by η takes the trace's term in."""
+        shift = torch.stack([e.reshape(()) - e.detach().reshape(()) for e in self.etas])
+        return {name: (p + torch.tensordot(shift, self.z[name], dims=1))
+                .unsqueeze(0).expand(tasks, *p.shape) for name, p in model.named_parameters()}
+
+    def advanced(self, adapted: dict) -> dict:
+        """z′ = d(mean_i θ′_i)/dη, from the graph of θ′ (which must keep its second-order
+        terms): one backward pass builds g(u) = uᵀ dθ′/dη, linear in a probe u, and one
+        more per meta-parameter reads its column back, dg_j/du."""
+        names = list(adapted)
+        mean = [adapted[n].mean(0) for n in names]
+        probes = [torch.zeros_like(m, requires_grad=True) for m in mean]
+        g = torch.autograd.grad(mean, self.etas, grad_outputs=probes, create_graph=True,
+                                allow_unused=True)
+        columns = []
+        for g_j in g:
+            column = [None] * len(names)
+            if g_j is not None and g_j.requires_grad:
+                column = torch.autograd.grad(g_j, probes, retain_graph=True, allow_unused=True)
+            columns.append([c if c is not None else torch.zeros_like(m)
+                            for c, m in zip(column, mean)])
+        return {n: torch.stack([col[i] for col in columns]).detach()
+                for i, n in enumerate(names)}
+
+    def state_dict(self) -> dict:
+        return {"z": self.z}
+
+    def load_state_dict(self, saved: dict) -> None:
+        self.z = saved["z"]
+
+
+def sgd(model, params: dict, batch: dict, loss_fn, lr, order: int,
+        scale: float = 1.0) -> tuple[dict, torch.Tensor]:
+    """One gradient step per task: θ′_i = θ_i − scale·α ∇ L_i(θ_i), and each task's loss
+    before it [tasks]. `lr` is a number, a learned scalar (a meta-parameter) or a dict of
+    per-parameter step sizes (Meta-SGD); `scale` shrinks later steps at evaluation. With
+    order 1 the gradient is a constant to whatever differentiates θ′ afterwards."""
     tasks = next(iter(params.values())).shape[0]
     split, shared = split_tasks(batch, tasks)
     grads, (losses, _) = vmap(grad_and_value(_per_task(model, loss_fn, shared), has_aux=True))(
@@ -64,7 +111,7 @@ def sgd(model, params: dict, batch: dict, loss_fn, lr, order: int) -> tuple[dict
     if order == 1:
         grads = {k: g.detach() for k, g in grads.items()}
     step = lr if isinstance(lr, dict) else {k: lr for k in params}
-    return {k: params[k] - step[k] * grads[k] for k in params}, losses.detach()
+    return {k: params[k] - scale * step[k] * grads[k] for k in params}, losses.detach()
 
 
 @torch.no_grad()

@@ -23,15 +23,16 @@ class NavBatch:
 
 
 class NavEnv:
-    """A point at the origin moves by clipped actions; reward −‖position − goal‖."""
+    """A point at the origin moves by its scaled, clipped actions; reward −‖position − goal‖."""
 
     obs_dim = 2
     n_actions = 2  # the action vector's dimension
     continuous = True
 
-    def __init__(self, batch: NavBatch, copies: int, horizon: int, action_clip: float):
+    def __init__(self, batch: NavBatch, copies: int, horizon: int, action_clip: float,
+                 action_scale: float = 1.0):
         self.goal = batch.goal.repeat_interleave(copies, 0)
-        self.horizon, self.action_clip = horizon, action_clip
+        self.horizon, self.action_clip, self.action_scale = horizon, action_clip, action_scale
         self.t = 0
         self.pos = torch.zeros_like(self.goal)
 
@@ -41,7 +42,8 @@ class NavEnv:
         return self.pos.clone()
 
     def step(self, action: torch.Tensor):
-        self.pos = self.pos + action.clamp(-self.action_clip, self.action_clip)
+        move = action * self.action_scale
+        self.pos = self.pos + move.clamp(-self.action_clip, self.action_clip)
         reward = -torch.linalg.vector_norm(self.pos - self.goal, dim=-1)
         self.t += 1
         done = torch.full((self.goal.shape[0],), float(self.t % self.horizon == 0))

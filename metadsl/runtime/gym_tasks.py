@@ -1,14 +1,19 @@
-"""Any registered gymnasium environment as a task source (`gym(id, horizon, randomize)`).
+"""Any registered gymnasium environment as a task source (`gym(id, horizon, randomize)`),
+and MAML's HalfCheetah goal-velocity and direction tasks built on it.
 
-A task instance is an environment seed plus one scale factor per randomized physical
-parameter; a batch of B instances is stepped as one gymnasium vector env (B copies in
-one process, same-step autoreset), so a trial's episodes follow one another in place and
-the learner sees `prev_done` where one ends. Observations, rewards and flags come back
-as tensors [B, ...], like the runtime's own task families.
+A task instance is an environment seed, one scale factor per randomized physical
+parameter, and (for goal-conditioned families) a goal. A batch of B instances, each in
+`copies` parallel episodes, is stepped as one gymnasium vector env (same-step autoreset),
+so a trial's episodes follow one another in place and the learner sees `prev_done`
+where one ends. Observations, rewards and flags come back as tensors [B·copies, ...],
+rows task-major, like the runtime's own task families. Vector envs are kept per size and
+reused from batch to batch: a MuJoCo model takes milliseconds to load, and MAML asks for
+hundreds of copies every iteration.
 
 `randomize = {name: [low, high]}` multiplies a parameter by U[low, high] per task. A
 name is an attribute of the unwrapped env (CartPole's `length`, `masspole`, ...) or,
 for MuJoCo envs, an array of the model (`body_mass`, `dof_damping`, `geom_friction`).
+Continuous actions are clipped to the action space's bounds (gymnasium's ClipAction).
 """
 
 from __future__ import annotations
@@ -33,17 +38,34 @@ _DERIVED = {
 class GymBatch:
     seeds: list[int]  # one environment seed per instance
     scales: dict[str, torch.Tensor]  # randomized parameter -> [B] scale factors
+    goal: torch.Tensor | None = None  # [B] per-task goal of a goal-conditioned family
 
     @property
     def size(self) -> int:
         return len(self.seeds)
 
 
-def _make(env_id: str, horizon: int):
+class TaskReward(gymnasium.Wrapper):
+    """Replaces an env's reward by a task's: `reward(goal, info, action)` of the step's
+    info (MuJoCo locomotion envs report `x_velocity`) and the clipped action."""
+
+    def __init__(self, env, reward):
+        super().__init__(env)
+        self.reward, self.goal = reward, 0.0
+
+    def step(self, action):
+        obs, _, terminated, truncated, info = self.env.step(action)
+        return obs, self.reward(self.goal, info, action), terminated, truncated, info
+
+
+def _make(env_id: str, horizon: int, reward=None):
     try:
-        return gymnasium.make(env_id, max_episode_steps=horizon or None)
+        env = gymnasium.make(env_id, max_episode_steps=horizon or None)
     except gymnasium.error.Error as e:
         raise TaskError(f"gym(id = {env_id!r}): {e}") from None
+    if isinstance(env.action_space, gymnasium.spaces.Box):
+        env = gymnasium.wrappers.ClipAction(env)
+    return TaskReward(env, reward) if reward is not None else env
 
 
 def _parameter(env, name: str):
@@ -57,33 +79,37 @@ def _parameter(env, name: str):
 
 
 class GymEnv:
-    """B instances of one env as a gymnasium SyncVectorEnv; tensors in and out."""
+    """B instances × copies of one env as a gymnasium SyncVectorEnv; tensors in and out."""
 
-    def __init__(self, family: "GymTasks", batch: GymBatch):
-        self.batch, self.horizon = batch, family.horizon
+    def __init__(self, family: "GymTasks", batch: GymBatch, copies: int = 1):
+        self.horizon, self.continuous = family.horizon, family.continuous
         self.obs_dim, self.n_actions = family.obs_dim, family.n_actions
-        self.vec = gymnasium.vector.SyncVectorEnv(
-            [lambda: _make(family.id, family.horizon) for _ in range(batch.size)],
-            autoreset_mode=gymnasium.vector.AutoresetMode.SAME_STEP)
-        for i, env in enumerate(self.vec.envs):
+        self.rows = batch.size * copies
+        # copy c of task i gets its own seed: parallel episodes of one task differ
+        self.seeds = [(seed * 1_000_003 + c) % 2**31 for seed in batch.seeds for c in range(copies)]
+        self.vec = family.vector_env(self.rows)
+        for row, env in enumerate(self.vec.envs):
+            task = row // copies
             inner = env.unwrapped
             for name, scale in batch.scales.items():
                 holder, attr = _parameter(inner, name)
-                value = family.nominal[name] * scale[i].item()
+                value = family.nominal[name] * scale[task].item()
                 if isinstance(value, np.ndarray):
                     getattr(holder, attr)[...] = value  # MuJoCo arrays are written in place
                 else:
                     setattr(holder, attr, float(value))
             if type(inner).__name__ in _DERIVED:
                 _DERIVED[type(inner).__name__](inner)
+            if batch.goal is not None:  # the family's TaskReward is the outermost wrapper
+                env.goal = batch.goal[task].item()
 
     def reset(self) -> torch.Tensor:
-        obs, _ = self.vec.reset(seed=self.batch.seeds)
-        return torch.as_tensor(obs, dtype=torch.float32).reshape(self.batch.size, -1)
+        obs, _ = self.vec.reset(seed=self.seeds)
+        return torch.as_tensor(obs, dtype=torch.float32).reshape(self.rows, -1)
 
     def step(self, action: torch.Tensor):
         obs, reward, terminated, truncated, _ = self.vec.step(action.numpy())
-        return (torch.as_tensor(obs, dtype=torch.float32).reshape(self.batch.size, -1),
+        return (torch.as_tensor(obs, dtype=torch.float32).reshape(self.rows, -1),
                 torch.as_tensor(reward, dtype=torch.float32),
                 torch.as_tensor(terminated | truncated, dtype=torch.float32))
 
@@ -92,16 +118,21 @@ class GymTasks:
     """`gym(id, horizon, randomize)`: tasks are seeds and parameter scales of one env."""
 
     kind = "gym"
+    reward = None  # a goal-conditioned family's task reward (see TaskReward)
 
     def __init__(self, id: str, horizon: int = 0, randomize: dict | None = None):
         probe = _make(id, horizon)
-        if not isinstance(probe.action_space, gymnasium.spaces.Discrete):
-            raise TaskError(f"gym(id = {id!r}): only discrete action spaces are built so "
-                            f"far (this one is {type(probe.action_space).__name__})")
+        space = probe.action_space
+        if isinstance(space, gymnasium.spaces.Discrete):
+            self.continuous, self.n_actions = False, int(space.n)
+        elif isinstance(space, gymnasium.spaces.Box) and len(space.shape) == 1:
+            self.continuous, self.n_actions = True, int(space.shape[0])
+        else:
+            raise TaskError(f"gym(id = {id!r}): action space {space} is neither discrete nor "
+                            "a vector of reals")
         self.id = id
         self.horizon = horizon or probe.spec.max_episode_steps or 1000
         self.obs_dim = int(np.prod(probe.observation_space.shape))
-        self.n_actions = int(probe.action_space.n)
         self.randomize = {name: (float(low), float(high))
                           for name, (low, high) in (randomize or {}).items()}
         self.nominal = {}
@@ -110,6 +141,15 @@ class GymTasks:
             nominal = getattr(holder, attr)
             self.nominal[name] = np.copy(nominal) if isinstance(nominal, np.ndarray) else nominal
         probe.close()
+        self._vectors: dict[int, gymnasium.vector.SyncVectorEnv] = {}
+
+    def vector_env(self, size: int) -> gymnasium.vector.SyncVectorEnv:
+        """The vector env of `size` copies, made once and reused (reset reseeds it)."""
+        if size not in self._vectors:
+            self._vectors[size] = gymnasium.vector.SyncVectorEnv(
+                [lambda: _make(self.id, self.horizon, self.reward) for _ in range(size)],
+                autoreset_mode=gymnasium.vector.AutoresetMode.SAME_STEP)
+        return self._vectors[size]
 
     def sample(self, count: int, steps: int, gen: torch.Generator) -> GymBatch:
         seeds = torch.randint(0, 2**31 - 1, (count,), generator=gen).tolist()
@@ -117,8 +157,50 @@ class GymTasks:
                   for name, (low, high) in self.randomize.items()}
         return GymBatch(seeds, scales)
 
-    def env(self, instances: GymBatch) -> GymEnv:
-        return GymEnv(self, instances)
+    def env(self, instances: GymBatch, copies: int = 1) -> GymEnv:
+        return GymEnv(self, instances, copies)
 
     score = staticmethod(rollout.mean_episode_return)
 
+
+def _control_cost(action) -> float:
+    """MAML's locomotion control cost 0.05‖a‖², on the action clipped to [−1, 1]."""
+    return 0.05 * float(np.sum(np.square(np.clip(action, -1.0, 1.0))))
+
+
+class CheetahVelocity(GymTasks):
+    """`cheetah_vel(low, high, horizon)` (MAML §5.3): HalfCheetah-v5 rewarded
+    −|v − v_goal| − 0.05‖a‖², v the forward velocity, v_goal ~ U[low, high] per task."""
+
+    def __init__(self, low: float = 0.0, high: float = 2.0, horizon: int = 200):
+        super().__init__("HalfCheetah-v5", horizon)
+        self.low, self.high = low, high
+
+    @staticmethod
+    def reward(goal: float, info: dict, action) -> float:
+        return -abs(float(info["x_velocity"]) - goal) - _control_cost(action)
+
+    def sample(self, count: int, steps: int, gen: torch.Generator) -> GymBatch:
+        batch = super().sample(count, steps, gen)
+        batch.goal = self.low + (self.high - self.low) * torch.rand(count, generator=gen)
+        return batch
+
+
+class CheetahDirection(GymTasks):
+    """`cheetah_dir(horizon)` (MAML §5.3): HalfCheetah-v5 rewarded d·v − 0.05‖a‖² for a
+    direction d = ±1 drawn per task with equal probability."""
+
+    def __init__(self, horizon: int = 200):
+        super().__init__("HalfCheetah-v5", horizon)
+
+    @staticmethod
+    def reward(goal: float, info: dict, action) -> float:
+        return goal * float(info["x_velocity"]) - _control_cost(action)
+
+    def sample(self, count: int, steps: int, gen: torch.Generator) -> GymBatch:
+        batch = super().sample(count, steps, gen)
+        batch.goal = torch.randint(0, 2, (count,), generator=gen).float() * 2 - 1
+        return batch
+
+
+FAMILIES = {"gym": GymTasks, "cheetah_vel": CheetahVelocity, "cheetah_dir": CheetahDirection}

@@ -50,21 +50,27 @@ def minimize(opt: torch.optim.Optimizer, model, batch: dict, loss_fn, epochs: in
     return sum(losses) / len(losses) if losses else math.nan
 
 
-def outer_step(opt: torch.optim.Optimizer, closure, max_grad_norm: float = 0.0) -> float:
+def outer_step(opt: torch.optim.Optimizer, closure, max_grad_norm: float = 0.0,
+               trace=None) -> float:
     """`update M by RULE on LOSS over DATA through INNER`: one outer step on the loss that
     `closure()` recomputes from θ (re-adapting θ′ on the same trajectories, so that TRPO's
-    line search can evaluate candidate θ). Returns the loss before the step."""
+    line search can evaluate candidate θ). A meta-gradient `trace` (adaptation.Trace) is
+    advanced from the same graph, at the meta-parameters the step started from. Returns
+    the loss before the step."""
     if isinstance(opt, TRPO):
         return opt.step(closure)
     out = closure()
     if not torch.isfinite(out.loss):
         raise NonFiniteLoss(f"the loss is {out.loss.item()}")
+    advanced = trace.advanced(out.params) if trace is not None else None
     opt.zero_grad()
     out.loss.backward()
     if max_grad_norm > 0:
         torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]],
                                        max_grad_norm)
     opt.step()
+    if trace is not None:
+        trace.z = advanced
     return out.loss.item()
 
 

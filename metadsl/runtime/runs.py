@@ -38,7 +38,7 @@ class State:
     def state_dict(self) -> dict:
         out = {}
         for name, part in self.__dict__.items():
-            if isinstance(part, (torch.nn.Module, torch.optim.Optimizer)):
+            if hasattr(part, "state_dict"):  # modules, optimizers, meta-gradient traces
                 out[name] = part.state_dict()
             elif isinstance(part, torch.Generator):
                 out[name] = part.get_state()
@@ -84,7 +84,10 @@ def _fields(args_cls) -> dict[str, dataclasses.Field]:
 
 
 def _path(field_name: str) -> str:
-    return field_name.replace("__", ".")
+    """The dotted path of an Args field, in the spec's own names: `meta__tau_prime__count`
+    is `meta.tau'.count` (the lowering writes a prime as `_prime`)."""
+    return ".".join(part[: -len("_prime")] + "'" if part.endswith("_prime") else part
+                    for part in field_name.split("__"))
 
 
 def _convert(text: str, type_name: str, path: str):
@@ -125,7 +128,9 @@ def parse(args_cls, argv=None, iterations: str | None = None, bounds: dict | Non
         path, text = item.split("=", 1)
         overrides.append((path.strip(), text.strip()))
     paths = {_path(name): name for name in fields}
+    spelled = {name.replace("__", "."): name for name in fields}  # tau_prime for tau'
     for path, text in overrides:
+        path = _path(spelled[path]) if path in spelled else path
         if path not in paths:
             close = difflib.get_close_matches(path, list(paths), n=1)
             hint = f"; did you mean '{close[0]}'?" if close else ""

@@ -179,24 +179,25 @@ def episode_return(batch: dict) -> torch.Tensor:
 
 
 class Nav2D:
-    """`nav2d(goal_low, goal_high, horizon, action_clip)`: goals U([low, high]²)."""
+    """`nav2d(goal_low, goal_high, horizon, action_clip, action_scale)`: goals U([low, high]²)."""
 
     kind = "control"
     obs_dim, n_actions = control.NavEnv.obs_dim, control.NavEnv.n_actions
 
     def __init__(self, goal_low=-0.5, goal_high=0.5, horizon=100, action_clip=0.1,
-                 sparse=False, goal_radius=0.2):
+                 action_scale=1.0, sparse=False, goal_radius=0.2):
         if sparse:
             raise TaskError("nav2d(sparse = true) is not built yet (MAESN's sparse reward)")
-        self.low, self.high, self.horizon, self.action_clip = goal_low, goal_high, horizon, \
-            action_clip
+        self.low, self.high, self.horizon = goal_low, goal_high, horizon
+        self.action_clip, self.action_scale = action_clip, action_scale
 
     def sample(self, count: int, steps: int, gen: torch.Generator) -> control.NavBatch:
         return control.NavBatch(self.low + (self.high - self.low) *
                                 torch.rand(count, 2, generator=gen))
 
     def env(self, instances: control.NavBatch, copies: int = 1) -> control.NavEnv:
-        return control.NavEnv(instances, copies, self.horizon, self.action_clip)
+        return control.NavEnv(instances, copies, self.horizon, self.action_clip,
+                              self.action_scale)
 
     score = staticmethod(episode_return)
 
@@ -227,8 +228,11 @@ FAMILIES = {"bernoulli_bandit": BernoulliBandit, "dependent_bandit": DependentBa
             "nav2d": Nav2D, "chain": Chain}
 
 
+GYM_FAMILIES = ("gym", "cheetah_vel", "cheetah_dir")  # in gym_tasks
+
+
 def make(source: str, **args):
-    if source == "gym":  # gymnasium is imported only by specs that use it
-        from .gym_tasks import GymTasks
-        return GymTasks(**args)
+    if source in GYM_FAMILIES:  # gymnasium is imported only by specs that use it
+        from . import gym_tasks
+        return gym_tasks.FAMILIES[source](**args)
     return FAMILIES[source](**args)

@@ -57,6 +57,8 @@ class Args:
     """meta.through.order: 2: differentiate through the inner steps; 1: first order"""
     evaluate__instances: int = 1000
     """evaluate.instances: held-out task instances"""
+    evaluate__later_lr_scale: float = 1.0
+    """evaluate.later_lr_scale: inner step size of every step after the first, as a fraction of the inner rule's (MAML's evaluation halves it: 0.5)"""
     evaluate__pretrain_iterations: int = 5000
     """evaluate.pretrain_iterations: iterations of the pretrained baseline's multi-task training"""
 
@@ -76,6 +78,7 @@ BOUNDS = {
     "meta.test.count": runs.Bounds(low=1),
     "meta.through.order": runs.Bounds(low=1, high=2),
     "evaluate.instances": runs.Bounds(low=1),
+    "evaluate.later_lr_scale": runs.Bounds(low=0, low_open=True),
     "evaluate.pretrain_iterations": runs.Bounds(low=0),
 }
 
@@ -122,10 +125,12 @@ def adapt(
     steps: int,
     order: int,
     replay: list | None = None,
+    later_lr_scale: float = 1.0,
 ) -> tuple[dict, list]:
-    """inner loop adapt(task ~ sines): `steps` rounds of collect-then-adapt per task, from `params` (one set per task, the tasks vmapped); order 1 makes each gradient a constant. `replay` re-adapts on the trajectories of an earlier call (the outer step recomputes θ′ from θ)."""
+    """inner loop adapt(task ~ sines): `steps` rounds of collect-then-adapt per task, from `params` (one set per task, the tasks vmapped); order 1 makes each gradient a constant. `replay` re-adapts on the trajectories of an earlier call (the outer step recomputes θ′ from θ); steps after the first take `later_lr_scale` times the step size."""
     params, rounds = dict(params), []
     for k in range(steps):
+        scale = 1.0 if k == 0 else later_lr_scale
         if replay is None:
             train = rollout.samples(
                 state.sines.env(instances, copies=args.adapt__train__count), state.gen
@@ -139,6 +144,7 @@ def adapt(
             lambda batch, heads: mse(batch, heads),
             lr=args.adapt__f__lr,
             order=order,
+            scale=scale,
         )
         rounds.append({"train": train, "loss_f": loss_f})
     return params, rounds
@@ -215,6 +221,7 @@ def evaluate(args: Args, state: runs.State, run: runs.Run) -> None:
             {"f": learner.f.parameters_per_task(args.evaluate__instances)},
             max(steps) + 1,
             order=1,
+            later_lr_scale=args.evaluate__later_lr_scale,
         )
         scores[method] = [r["loss_f"] for r in rounds]
     run.write_eval(
@@ -224,7 +231,7 @@ def evaluate(args: Args, state: runs.State, run: runs.Run) -> None:
             steps,
             tasks=args.evaluate__instances,
             metric="mse",
-            label="held_out(sines, count = 1000)",
+            label=f"held_out(sines, count = {args.evaluate__instances})",
         )
     )
 

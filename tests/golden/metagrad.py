@@ -79,6 +79,8 @@ class Args:
     """meta.gamma.a2c.gamma: argument of a2c"""
     meta__gamma__a2c__lam: float = 1.0
     """meta.gamma.a2c.lam: argument of a2c"""
+    meta__through__trace: bool = False
+    """meta.through.trace: keep the meta-gradient trace dθ/dη across updates (exact); false drops it, as Xu et al. do"""
     evaluate__instances: int = 1000
     """evaluate.instances: held-out task instances"""
 
@@ -172,8 +174,15 @@ def build(args: Args) -> runs.State:
         lr=args.meta__gamma__lr,
         l2=args.meta__gamma__l2,
     )
+    trace_agent = adaptation.Trace(agent, [gamma, lam])
     return runs.State(
-        gen=gen, chain_mdp=chain_mdp, agent=agent, gamma=gamma, lam=lam, opt_gamma=opt_gamma
+        gen=gen,
+        chain_mdp=chain_mdp,
+        agent=agent,
+        gamma=gamma,
+        lam=lam,
+        opt_gamma=opt_gamma,
+        trace_agent=trace_agent,
     )
 
 
@@ -185,10 +194,12 @@ def step(
     steps: int,
     order: int,
     replay: list | None = None,
+    later_lr_scale: float = 1.0,
 ) -> tuple[dict, list]:
-    """inner loop step(task ~ chain_mdp): `steps` rounds of collect-then-adapt per task, from `params` (one set per task, the tasks vmapped); order 1 makes each gradient a constant. `replay` re-adapts on the trajectories of an earlier call (the outer step recomputes θ′ from θ)."""
+    """inner loop step(task ~ chain_mdp): `steps` rounds of collect-then-adapt per task, from `params` (one set per task, the tasks vmapped); order 1 makes each gradient a constant. `replay` re-adapts on the trajectories of an earlier call (the outer step recomputes θ′ from θ); steps after the first take `later_lr_scale` times the step size."""
     params, rounds = dict(params), []
     for k in range(steps):
+        scale = 1.0 if k == 0 else later_lr_scale
         if replay is None:
             env = state.chain_mdp.env(instances, copies=args.step__tau__count)
             tau = rollout.collect(state.agent, env, env.horizon, state.gen, params=params["agent"])
@@ -201,6 +212,7 @@ def step(
             lambda batch, heads: a2c(batch, heads, gamma=state.gamma(), lam=state.lam()),
             lr=args.step__agent__lr,
             order=order,
+            scale=scale,
         )
         rounds.append({"tau": tau, "loss_agent": loss_agent})
     return params, rounds
@@ -231,7 +243,7 @@ def meta(args: Args, state: runs.State, run: runs.Run) -> None:
                 args,
                 state,
                 instances,
-                {"agent": state.agent.parameters_per_task(args.meta__meta_batch)},
+                {"agent": state.trace_agent.theta(state.agent, args.meta__meta_batch)},
                 args.step__steps,
                 order=args.meta__through__order,
                 replay=rounds,
@@ -246,7 +258,10 @@ def meta(args: Args, state: runs.State, run: runs.Run) -> None:
             )
 
         loss_gamma = rules.outer_step(
-            state.opt_gamma, outer, max_grad_norm=args.meta__gamma__max_grad_norm
+            state.opt_gamma,
+            outer,
+            max_grad_norm=args.meta__gamma__max_grad_norm,
+            trace=state.trace_agent if args.meta__through__trace else None,
         )
         adaptation.carry_over(state.agent, adapted["agent"])
         run.log(

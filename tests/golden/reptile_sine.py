@@ -51,6 +51,8 @@ class Args:
     """meta.f.anneal: reptile(anneal): decay ε linearly to 0 over training"""
     evaluate__instances: int = 1000
     """evaluate.instances: held-out task instances"""
+    evaluate__later_lr_scale: float = 1.0
+    """evaluate.later_lr_scale: inner step size of every step after the first, as a fraction of the inner rule's (MAML's evaluation halves it: 0.5)"""
     evaluate__pretrain_iterations: int = 30000
     """evaluate.pretrain_iterations: iterations of the pretrained baseline's multi-task training"""
 
@@ -66,6 +68,7 @@ BOUNDS = {
     "meta.meta_batch": runs.Bounds(low=1),
     "meta.f.lr": runs.Bounds(low=0, low_open=True),
     "evaluate.instances": runs.Bounds(low=1),
+    "evaluate.later_lr_scale": runs.Bounds(low=0, low_open=True),
     "evaluate.pretrain_iterations": runs.Bounds(low=0),
 }
 
@@ -111,10 +114,12 @@ def adapt(
     steps: int,
     order: int,
     replay: list | None = None,
+    later_lr_scale: float = 1.0,
 ) -> tuple[dict, list]:
-    """inner loop adapt(task ~ sines): `steps` rounds of collect-then-adapt per task, from `params` (one set per task, the tasks vmapped); order 1 makes each gradient a constant. `replay` re-adapts on the trajectories of an earlier call (the outer step recomputes θ′ from θ)."""
+    """inner loop adapt(task ~ sines): `steps` rounds of collect-then-adapt per task, from `params` (one set per task, the tasks vmapped); order 1 makes each gradient a constant. `replay` re-adapts on the trajectories of an earlier call (the outer step recomputes θ′ from θ); steps after the first take `later_lr_scale` times the step size."""
     params, rounds = dict(params), []
     for k in range(steps):
+        scale = 1.0 if k == 0 else later_lr_scale
         if replay is None:
             batch = rollout.samples(
                 state.sines.env(instances, copies=args.adapt__batch__count), state.gen
@@ -128,6 +133,7 @@ def adapt(
             lambda batch, heads: mse(batch, heads),
             lr=args.adapt__f__lr,
             order=order,
+            scale=scale,
         )
         rounds.append({"batch": batch, "loss_f": loss_f})
     return params, rounds
@@ -148,7 +154,7 @@ def meta(args: Args, state: runs.State, run: runs.Run) -> None:
         adaptation.reptile(
             state.f,
             adapted["f"],
-            lr=args.meta__f__lr * (1 - run.progress if args.meta__f__anneal else 0),
+            lr=args.meta__f__lr * ((1 - run.progress) if args.meta__f__anneal else 1),
         )
         run.log(iteration, {"losses/f_inner": rounds[0]["loss_f"].mean().item()}, env_steps=0)
 
@@ -187,6 +193,7 @@ def evaluate(args: Args, state: runs.State, run: runs.Run) -> None:
             {"f": learner.f.parameters_per_task(args.evaluate__instances)},
             max(steps) + 1,
             order=1,
+            later_lr_scale=args.evaluate__later_lr_scale,
         )
         scores[method] = [r["loss_f"] for r in rounds]
     run.write_eval(
@@ -196,7 +203,7 @@ def evaluate(args: Args, state: runs.State, run: runs.Run) -> None:
             steps,
             tasks=args.evaluate__instances,
             metric="mse",
-            label="held_out(sines, count = 1000)",
+            label=f"held_out(sines, count = {args.evaluate__instances})",
         )
     )
 
