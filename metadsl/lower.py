@@ -732,7 +732,8 @@ class Lowering:
                       f"            lambda batch, heads: {loss},",
                       f"            lr={self.inner_rate(name, stmt)}, order=order, scale=scale)"]
             losses.append(f'"loss_{target}": loss_{py_name(target)}')
-        record = [f"{c.output.id!r}: {py_name(c.output.id)}" for c in collects] + losses
+        record = [f"{c.output.id!r}: {py_name(c.output.id)}" for c in collects] + losses + \
+            ['"params": dict(params)']
         lines += ["        rounds.append({" + ", ".join(record) + "})",
                   "    return params, rounds"]
         return "\n".join(lines)
@@ -866,8 +867,6 @@ class Lowering:
                            "iterations of the pretrained baseline's multi-task training",
                            R.P("iterations", "int", low=0))
         first = self.first_collect(inner)
-        score = 'r["loss_' + self.adapted_models(inner)[0] + '"]' if first.unit.id == "samples" \
-            else f"{family}.score(r[{first.output.id!r}])"
         models = self.adapted_models(inner)
         learners = [f"SPEC: state"] + [f"{b!r}: pretrain(args)" if b == "pretrained" else
                                        f"{b!r}: build(args)" for b in against]
@@ -884,10 +883,40 @@ class Lowering:
             f"{self.theta(inner, f'args.{py_name(outer)}__meta_batch')}, 1, order=1)",
         ] + [f"        adaptation.carry_over(state.{py_name(m)}, adapted[{m!r}])" for m in models] \
             + ["    return state"]
+        theta = self.theta(inner, "args.evaluate__instances", "learner")
+        if first.unit.id == "samples":  # K-shot: every step re-reads the first K samples
+            model = models[0]
+            adapt = next(s for s in self.c.loops[inner].decl.body
+                         if isinstance(s, A.Adapt) and s.targets[0].parts[0] == model)
+            loss = self.objective(inner, model, adapt.objective.loss)
+            count = f"args.{py_name(inner)}__{py_name(first.output.id)}__count"
+            doc = ('    """Held-out tasks, K-shot: from the meta-learned θ and from each '
+                   "baseline, k inner steps on the same K samples of a task, each θ′_k "
+                   'scored on fresh samples of it; the same tasks and draws for all."""')
+            body = [
+                f"        params = {theta}",
+                f"        _, shots = {py_name(inner)}(args, learner, instances, params, 1, "
+                "order=1)",
+                f"        test = rollout.samples({family}.env(instances, copies={count}), "
+                "learner.gen)",
+                f"        _, rounds = {py_name(inner)}(args, learner, instances, params, "
+                "max(steps), order=1,",
+                "            replay=shots * max(steps), "
+                "later_lr_scale=args.evaluate__later_lr_scale)",
+                f"        thetas = [params[{model!r}]] + [r[\"params\"][{model!r}] for r in rounds]",
+                f"        scores[method] = [adaptation.losses(learner.{py_name(model)}, theta, "
+                "test,",
+                f"            lambda batch, heads: {loss}) for theta in thetas]"]
+        else:  # RL: every step collects fresh trajectories with the policy it adapted
+            doc = ('    """Held-out tasks: the score after k inner steps from the meta-learned '
+                   'θ and from each baseline, on the same tasks and random draws."""')
+            body = [
+                f"        _, rounds = {py_name(inner)}(args, learner, instances, {theta},",
+                "            max(steps) + 1, order=1, later_lr_scale=args.evaluate__later_lr_scale)",
+                f"        scores[method] = [{family}.score(r[{first.output.id!r}]) "
+                "for r in rounds]"]
         lines = [
-            "def evaluate(args: Args, state: runs.State, run: runs.Run) -> None:",
-            '    """Held-out tasks: the score after k inner steps from the meta-learned θ and '
-            'from each baseline, on the same tasks and random draws."""',
+            "def evaluate(args: Args, state: runs.State, run: runs.Run) -> None:", doc,
             "    learners = {" + ", ".join(learners) + "}",
             f"    instances = {family}.sample(args.evaluate__instances, {family}.horizon, "
             "torch.Generator().manual_seed(args.seed + 1))",
@@ -895,10 +924,7 @@ class Lowering:
             "    scores = {}",
             "    for method, learner in learners.items():",
             "        learner = learner.replace(gen=torch.Generator().manual_seed(args.seed + 2))",
-            f"        _, rounds = {py_name(inner)}(args, learner, instances, "
-            f"{self.theta(inner, 'args.evaluate__instances', 'learner')},",
-            "            max(steps) + 1, order=1, later_lr_scale=args.evaluate__later_lr_scale)",
-            f"        scores[method] = [{score} for r in rounds]",
+        ] + body + [
             "    run.write_eval(evaluation.after_adaptation(",
             f"        SPEC, scores, steps, tasks=args.evaluate__instances, metric={metric!r},",
             f'        label=f"held_out({label}, count = {{args.evaluate__instances}})"))']

@@ -43,13 +43,23 @@ class Outer:
         self.loss, self.heads, self.params = loss, heads, params
 
 
+def _losses(model, params: dict, batch: dict, loss_fn) -> tuple[torch.Tensor, dict]:
+    tasks = next(iter(params.values())).shape[0]
+    split, shared = split_tasks(batch, tasks)
+    return vmap(_per_task(model, loss_fn, shared))(params, split)
+
+
 def objective(model, params: dict, batch: dict, loss_fn) -> Outer:
     """The outer objective: the mean over tasks of each task's loss under its adapted
     parameters."""
-    tasks = next(iter(params.values())).shape[0]
-    split, shared = split_tasks(batch, tasks)
-    losses, raw = vmap(_per_task(model, loss_fn, shared))(params, split)
+    losses, raw = _losses(model, params, batch, loss_fn)
     return Outer(losses.mean(), model.heads.wrap(raw), params)
+
+
+@torch.no_grad()
+def losses(model, params: dict, batch: dict, loss_fn) -> torch.Tensor:
+    """Each task's loss under its own parameters [tasks] (a K-shot evaluation's score)."""
+    return _losses(model, params, batch, loss_fn)[0]
 
 
 class Trace:

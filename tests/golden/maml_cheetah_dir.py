@@ -163,7 +163,7 @@ def adapt(
             order=order,
             scale=scale,
         )
-        rounds.append({"tau": tau, "loss_pi": loss_pi})
+        rounds.append({"tau": tau, "loss_pi": loss_pi, "params": dict(params)})
     return params, rounds
 
 

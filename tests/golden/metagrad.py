@@ -214,7 +214,7 @@ def step(
             order=order,
             scale=scale,
         )
-        rounds.append({"tau": tau, "loss_agent": loss_agent})
+        rounds.append({"tau": tau, "loss_agent": loss_agent, "params": dict(params)})
     return params, rounds
 
 

@@ -135,7 +135,7 @@ def adapt(
             order=order,
             scale=scale,
         )
-        rounds.append({"batch": batch, "loss_f": loss_f})
+        rounds.append({"batch": batch, "loss_f": loss_f, "params": dict(params)})
     return params, rounds
 
 
@@ -177,7 +177,7 @@ def pretrain(args: Args) -> runs.State:
 
 
 def evaluate(args: Args, state: runs.State, run: runs.Run) -> None:
-    """Held-out tasks: the score after k inner steps from the meta-learned θ and from each baseline, on the same tasks and random draws."""
+    """Held-out tasks, K-shot: from the meta-learned θ and from each baseline, k inner steps on the same K samples of a task, each θ′_k scored on fresh samples of it; the same tasks and draws for all."""
     learners = {SPEC: state, "pretrained": pretrain(args), "random_init": build(args)}
     instances = state.sines.sample(
         args.evaluate__instances, state.sines.horizon, torch.Generator().manual_seed(args.seed + 1)
@@ -186,16 +186,26 @@ def evaluate(args: Args, state: runs.State, run: runs.Run) -> None:
     scores = {}
     for method, learner in learners.items():
         learner = learner.replace(gen=torch.Generator().manual_seed(args.seed + 2))
+        params = {"f": learner.f.parameters_per_task(args.evaluate__instances)}
+        _, shots = adapt(args, learner, instances, params, 1, order=1)
+        test = rollout.samples(
+            state.sines.env(instances, copies=args.adapt__batch__count), learner.gen
+        )
         _, rounds = adapt(
             args,
             learner,
             instances,
-            {"f": learner.f.parameters_per_task(args.evaluate__instances)},
-            max(steps) + 1,
+            params,
+            max(steps),
             order=1,
+            replay=shots * max(steps),
             later_lr_scale=args.evaluate__later_lr_scale,
         )
-        scores[method] = [r["loss_f"] for r in rounds]
+        thetas = [params["f"]] + [r["params"]["f"] for r in rounds]
+        scores[method] = [
+            adaptation.losses(learner.f, theta, test, lambda batch, heads: mse(batch, heads))
+            for theta in thetas
+        ]
     run.write_eval(
         evaluation.after_adaptation(
             SPEC,
