@@ -214,3 +214,13 @@ def test_maml_nav2d_adapted_policy_beats_random_init(tmp_path):
                       "evaluate.instances=20", "evaluate.pretrain_iterations=0",
                       "adapt.tau.count=10", "meta.tau_prime.count=10", "meta.meta_batch=10")
     assert scores[("maml_nav2d_adam", 1)] > scores[("random_init", 1)] + 20
+
+
+def test_maml_on_halfcheetah_runs_through_the_gymnasium_adapter(tmp_path):
+    """The whole path for MuJoCo tasks (continuous actions, copies per task, TRPO through
+    the adaptation), at a size that runs in seconds; learning is the bench's to show."""
+    scores = _trained(tmp_path, "specs/maml_cheetah_vel.mrl", 2, "cheetah.horizon=20",
+                      "meta.meta_batch=2", "adapt.tau.count=2", "meta.tau'.count=2",
+                      "evaluate.instances=2", "evaluate.pretrain_iterations=1")
+    assert {k for _, k in scores} == {0, 1, 2, 3}
+    assert all(-20 * 10 < v < 20 * 10 for v in scores.values())  # |reward| per step < 10
