@@ -387,6 +387,10 @@ class Checker:
                     if p.choices:
                         self.check_value(R.P(p.name, "symbol", choices=p.choices), item, scope,
                                          entry)
+                    elif p.low is not None or p.high is not None:  # numbers within bounds
+                        self.check_number(R.P(p.name, "num", low=p.low, high=p.high,
+                                              low_open=p.low_open, high_open=p.high_open,
+                                              doc=p.doc), item, scope, f"an item of {where}")
                     elif self.const(item) is None and not isinstance(item, (A.ListExpr,)):
                         self.error("E0206", f"items of {where} are numbers", item.span)
         elif t == "dict":
@@ -1163,7 +1167,7 @@ class Checker:
                 self.error("E0213", "`workers` has no effect unless backend = ray",
                            schedule["workers"].span, hint="set `backend = ray` or remove it")
         evaluate = getattr(self, "evaluate_settings", {})
-        for name in ("adapt_steps", "later_lr_scale"):
+        for name in ("adapt_steps", "later_lr_scales"):
             if name in evaluate and not any(l.adapted for l in self.loops.values()):
                 self.error("E0213", f"`{name}` has no effect: no inner loop adapts parameters",
                            evaluate[name].span)

@@ -857,10 +857,8 @@ class Lowering:
                 self.out.note(f"baseline {name} for an adaptation evaluation")
         self.out.hyper("evaluate.instances", str(held_out_count(settings)), "int",
                        "held-out task instances", R.P("instances", "int", low=1))
-        later = next(p for p in R.SETTINGS["evaluate"] if p.name == "later_lr_scale")
-        scale = _value(settings["later_lr_scale"])[0] if "later_lr_scale" in settings else "1.0"
-        self.out.hyper("evaluate.later_lr_scale", scale if "." in scale or "e" in scale
-                       else scale + ".0", "float", later.doc, later)
+        scales = [float(_value(i)[0]) for i in getattr(settings.get("later_lr_scales"),
+                                                         "items", ()) if _value(i)] or [1.0]
         if "pretrained" in against:
             self.out.hyper("evaluate.pretrain_iterations",
                            str(loop_setting(self.c.loops[outer], "iterations")), "int",
@@ -890,9 +888,8 @@ class Lowering:
                          if isinstance(s, A.Adapt) and s.targets[0].parts[0] == model)
             loss = self.objective(inner, model, adapt.objective.loss)
             count = f"args.{py_name(inner)}__{py_name(first.output.id)}__count"
-            doc = ('    """Held-out tasks, K-shot: from the meta-learned θ and from each '
-                   "baseline, k inner steps on the same K samples of a task, each θ′_k "
-                   'scored on fresh samples of it; the same tasks and draws for all."""')
+            what = ("K-shot: from the meta-learned θ and from each baseline, k inner steps on "
+                    "the same K samples of a task, each θ′_k scored on fresh samples of it")
             body = [
                 f"        params = {theta}",
                 f"        _, shots = {py_name(inner)}(args, learner, instances, params, 1, "
@@ -901,33 +898,44 @@ class Lowering:
                 "learner.gen)",
                 f"        _, rounds = {py_name(inner)}(args, learner, instances, params, "
                 "max(steps), order=1,",
-                "            replay=shots * max(steps), "
-                "later_lr_scale=args.evaluate__later_lr_scale)",
+                "            replay=shots * max(steps), later_lr_scale=scale)",
                 f"        thetas = [params[{model!r}]] + [r[\"params\"][{model!r}] for r in rounds]",
-                f"        scores[method] = [adaptation.losses(learner.{py_name(model)}, theta, "
-                "test,",
+                f"        return [adaptation.losses(learner.{py_name(model)}, theta, test,",
                 f"            lambda batch, heads: {loss}) for theta in thetas]"]
         else:  # RL: every step collects fresh trajectories with the policy it adapted
-            doc = ('    """Held-out tasks: the score after k inner steps from the meta-learned '
-                   'θ and from each baseline, on the same tasks and random draws."""')
+            what = ("the score after k inner steps from the meta-learned θ and from each "
+                    "baseline")
             body = [
                 f"        _, rounds = {py_name(inner)}(args, learner, instances, {theta},",
-                "            max(steps) + 1, order=1, later_lr_scale=args.evaluate__later_lr_scale)",
-                f"        scores[method] = [{family}.score(r[{first.output.id!r}]) "
-                "for r in rounds]"]
+                "            max(steps) + 1, order=1, later_lr_scale=scale)",
+                f"        return [{family}.score(r[{first.output.id!r}]) for r in rounds]"]
         lines = [
-            "def evaluate(args: Args, state: runs.State, run: runs.Run) -> None:", doc,
+            "def evaluate(args: Args, state: runs.State, run: runs.Run) -> None:",
+            f'    """Held-out tasks, {what}; the same tasks and random draws for every method. '
+            "Each method's step size after the first step is the candidate that scores best "
+            'on separate validation tasks."""',
             "    learners = {" + ", ".join(learners) + "}",
-            f"    instances = {family}.sample(args.evaluate__instances, {family}.horizon, "
+            f"    test_tasks = {family}.sample(args.evaluate__instances, {family}.horizon, "
             "torch.Generator().manual_seed(args.seed + 1))",
+            f"    validation_tasks = {family}.sample(args.evaluate__instances, {family}.horizon, "
+            "torch.Generator().manual_seed(args.seed + 3))",
             f"    steps = {steps!r}",
-            "    scores = {}",
-            "    for method, learner in learners.items():",
+            "",
+            "    def scores_of(learner: runs.State, instances, scale: float) -> list:",
+            '        """Each task\'s score after k = 0, 1, ... inner steps, steps after the first '
+            'scaled by `scale`."""',
             "        learner = learner.replace(gen=torch.Generator().manual_seed(args.seed + 2))",
         ] + body + [
+            "",
+            f"    scales = {{method: evaluation.best_scale({scales!r}, "
+            f"lambda s: scores_of(learner, validation_tasks, s), steps, {metric!r})",
+            "              for method, learner in learners.items()}",
+            "    scores = {method: scores_of(learner, test_tasks, scales[method])",
+            "              for method, learner in learners.items()}",
             "    run.write_eval(evaluation.after_adaptation(",
             f"        SPEC, scores, steps, tasks=args.evaluate__instances, metric={metric!r},",
-            f'        label=f"held_out({label}, count = {{args.evaluate__instances}})"))']
+            f'        label=f"held_out({label}, count = {{args.evaluate__instances}})", '
+            "scales=scales))"]
         if "pretrained" not in against:
             return "\n".join(lines)
         return "\n".join(pretrain) + "\n\n\n" + "\n".join(lines)

@@ -448,9 +448,10 @@ SETTINGS: dict[str, tuple[P, ...]] = {
         _count("instances", 1000, "task instances evaluated"),
         P("against", "list", [], doc="baselines run on the same tasks and random draws"),
         P("adapt_steps", "list", [0, 1, 2, 3], doc="returns reported after these inner steps"),
-        _gt0("later_lr_scale", "num", 1.0, "inner step size of every step after the first, as "
-                                           "a fraction of the inner rule's (MAML's evaluation "
-                                           "halves it: 0.5)"),
+        P("later_lr_scales", "list", [1.0], low=0, low_open=True,
+          doc="inner step size of the steps after the first, as a fraction of the inner "
+              "rule's (MAML's evaluation halves it: [0.5]); with several, each method takes "
+              "the one that scores best on separate validation tasks"),
         P("metric", "symbol", "total_reward", choices=("total_reward", "regret", "return",
                                                        "mse", "success")),
     ),

@@ -108,11 +108,33 @@ def _control(spec, model, family, batch, label, against, metric, seed) -> list[d
     return _rows(spec, totals, None, metric, batch.size, label)
 
 
+LOWER_IS_BETTER = ("mse", "regret")
+
+
+def best_scale(candidates: list[float], scores_of, steps: list[int], metric: str) -> float:
+    """The step-size scale for inner steps after the first whose validation scores
+    (`scores_of(scale)[k]`, per task), averaged over the reported steps it affects (k ≥ 2),
+    are best; the only candidate, or the first where no such step is reported, without
+    validating."""
+    later = [k for k in steps if k >= 2]
+    if len(candidates) == 1 or not later:
+        return candidates[0]
+    sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
+
+    def value(scale: float) -> float:
+        scores = scores_of(scale)
+        return sign * sum(scores[k].mean().item() for k in later) / len(later)
+
+    return max(candidates, key=value)
+
+
 def after_adaptation(spec: str, scores: dict[str, list[torch.Tensor]], steps: list[int],
-                     tasks: int, metric: str, label: str) -> list[dict]:
+                     tasks: int, metric: str, label: str,
+                     scales: dict[str, float] | None = None) -> list[dict]:
     """One row per method and inner-step count k: the mean over held-out tasks of each
     task's score after k steps (`scores[method][k]`, rows task-major), with the paired
-    difference to the meta-learner on the same tasks and draws."""
+    difference to the meta-learner on the same tasks and draws, and the method's step-size
+    scale for steps after the first."""
     rows = []
     for k in steps:
         per_task = {m: s[k].reshape(tasks, -1).mean(1) for m, s in scores.items()}
@@ -120,6 +142,8 @@ def after_adaptation(spec: str, scores: dict[str, list[torch.Tensor]], steps: li
             mean, stderr = _summary(value)
             row = {"method": method, "metric": metric, "adapt_steps": k, "mean": mean,
                    "stderr": stderr, "episodes": len(value), "tasks": label}
+            if scales is not None:
+                row["later_lr_scale"] = scales[method]
             if method != spec:
                 d_mean, d_err = _summary(value - per_task[spec])
                 row["diff_to_learner"] = {"mean": d_mean, "stderr": d_err}

@@ -118,7 +118,12 @@ def parse(args_cls, argv=None, iterations: str | None = None, bounds: dict | Non
         saved = options.resume / "args.json"
         if not saved.is_file():
             raise UsageError(f"error: {options.resume} is not a run folder (no args.json)")
-        values.update(json.loads(saved.read_text()))
+        stored = json.loads(saved.read_text())
+        gone = sorted(set(stored) - set(fields))
+        if gone:  # the spec changed since the run began
+            print(f"note: {options.resume} has settings this module lacks, ignored: "
+                  f"{', '.join(_path(name) for name in gone)}", file=sys.stderr)
+        values.update({k: v for k, v in stored.items() if k in fields})
     overrides = [("seed", str(options.seed))] if options.seed is not None else []
     if options.iterations is not None:
         overrides.append((iterations, str(options.iterations)))

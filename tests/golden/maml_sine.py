@@ -57,8 +57,6 @@ class Args:
     """meta.through.order: 2: differentiate through the inner steps; 1: first order"""
     evaluate__instances: int = 1000
     """evaluate.instances: held-out task instances"""
-    evaluate__later_lr_scale: float = 1.0
-    """evaluate.later_lr_scale: inner step size of every step after the first, as a fraction of the inner rule's (MAML's evaluation halves it: 0.5)"""
     evaluate__pretrain_iterations: int = 5000
     """evaluate.pretrain_iterations: iterations of the pretrained baseline's multi-task training"""
 
@@ -78,7 +76,6 @@ BOUNDS = {
     "meta.test.count": runs.Bounds(low=1),
     "meta.through.order": runs.Bounds(low=1, high=2),
     "evaluate.instances": runs.Bounds(low=1),
-    "evaluate.later_lr_scale": runs.Bounds(low=0, low_open=True),
     "evaluate.pretrain_iterations": runs.Bounds(low=0),
 }
 
@@ -205,14 +202,18 @@ def pretrain(args: Args) -> runs.State:
 
 
 def evaluate(args: Args, state: runs.State, run: runs.Run) -> None:
-    """Held-out tasks, K-shot: from the meta-learned θ and from each baseline, k inner steps on the same K samples of a task, each θ′_k scored on fresh samples of it; the same tasks and draws for all."""
+    """Held-out tasks, K-shot: from the meta-learned θ and from each baseline, k inner steps on the same K samples of a task, each θ′_k scored on fresh samples of it; the same tasks and random draws for every method. Each method's step size after the first step is the candidate that scores best on separate validation tasks."""
     learners = {SPEC: state, "pretrained": pretrain(args), "random_init": build(args)}
-    instances = state.sines.sample(
+    test_tasks = state.sines.sample(
         args.evaluate__instances, state.sines.horizon, torch.Generator().manual_seed(args.seed + 1)
     )
+    validation_tasks = state.sines.sample(
+        args.evaluate__instances, state.sines.horizon, torch.Generator().manual_seed(args.seed + 3)
+    )
     steps = [0, 1, 10]
-    scores = {}
-    for method, learner in learners.items():
+
+    def scores_of(learner: runs.State, instances, scale: float) -> list:
+        """Each task's score after k = 0, 1, ... inner steps, steps after the first scaled by `scale`."""
         learner = learner.replace(gen=torch.Generator().manual_seed(args.seed + 2))
         params = {"f": learner.f.parameters_per_task(args.evaluate__instances)}
         _, shots = adapt(args, learner, instances, params, 1, order=1)
@@ -227,13 +228,24 @@ def evaluate(args: Args, state: runs.State, run: runs.Run) -> None:
             max(steps),
             order=1,
             replay=shots * max(steps),
-            later_lr_scale=args.evaluate__later_lr_scale,
+            later_lr_scale=scale,
         )
         thetas = [params["f"]] + [r["params"]["f"] for r in rounds]
-        scores[method] = [
+        return [
             adaptation.losses(learner.f, theta, test, lambda batch, heads: mse(batch, heads))
             for theta in thetas
         ]
+
+    scales = {
+        method: evaluation.best_scale(
+            [1.0], lambda s: scores_of(learner, validation_tasks, s), steps, "mse"
+        )
+        for method, learner in learners.items()
+    }
+    scores = {
+        method: scores_of(learner, test_tasks, scales[method])
+        for method, learner in learners.items()
+    }
     run.write_eval(
         evaluation.after_adaptation(
             SPEC,
@@ -242,6 +254,7 @@ def evaluate(args: Args, state: runs.State, run: runs.Run) -> None:
             tasks=args.evaluate__instances,
             metric="mse",
             label=f"held_out(sines, count = {args.evaluate__instances})",
+            scales=scales,
         )
     )
 
