@@ -1,5 +1,6 @@
-"""One table from several adaptation runs: each run's learner, and the baselines of the
-first run (every run evaluates them on the same held-out tasks and draws for its seed).
+"""One table from several adaptation runs: each run's learner (named by its run folder,
+so two runs of one spec stay apart), and the baselines of the first run (every run
+evaluates them on the same held-out tasks and draws for its seed).
 
     python bench/adaptation_table.py RUN [RUN ...] [--figure PNG]
 
@@ -15,13 +16,19 @@ from pathlib import Path
 
 
 def rows(folders: list[Path]) -> dict[str, dict[int, tuple[float, float]]]:
-    table: dict[str, dict[int, tuple[float, float]]] = {}
+    """method -> adapt steps -> (mean, stderr): the learners in the order given, then the
+    first run's baselines."""
+    learners: dict[str, dict[int, tuple[float, float]]] = {}
+    baselines: dict[str, dict[int, tuple[float, float]]] = {}
     for i, folder in enumerate(folders):
         data = json.loads((folder / "eval.json").read_text())
         for r in data["results"]:
-            if r["method"] == data["spec"] or i == 0:
-                table.setdefault(r["method"], {})[r["adapt_steps"]] = (r["mean"], r["stderr"])
-    return table
+            cell = (r["mean"], r["stderr"])
+            if r["method"] == data["spec"]:
+                learners.setdefault(folder.name, {})[r["adapt_steps"]] = cell
+            elif i == 0:
+                baselines.setdefault(r["method"], {})[r["adapt_steps"]] = cell
+    return {**learners, **baselines}
 
 
 def main() -> None:

@@ -814,6 +814,10 @@ class Lowering:
                 f"        loss_{py_name(target)} = rules.outer_step(state.opt_{py_name(target)}, "
                 f"outer{options})"]
             metrics.append(f'"losses/{target}": loss_{py_name(target)}')
+            if rule.name == "trpo":  # the step it took: KL and surrogate improvement
+                metrics += [f'"charts/{target}_kl": state.opt_{py_name(target)}.kl',
+                            f'"losses/{target}_improvement": '
+                            f"state.opt_{py_name(target)}.improvement"]
         for mem in c.memories.values():  # `memory agent' reset never`: θ ← θ′, online
             model = mem.target.parts[0].rstrip("'")
             if mem.target.parts[0].endswith("'") and model in models:

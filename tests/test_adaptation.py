@@ -224,3 +224,33 @@ def test_maml_on_halfcheetah_runs_through_the_gymnasium_adapter(tmp_path):
                       "evaluate.instances=2", "evaluate.pretrain_iterations=1")
     assert {k for _, k in scores} == {0, 1, 2, 3}
     assert all(-20 * 10 < v < 20 * 10 for v in scores.values())  # |reward| per step < 10
+
+
+def test_trpo_step_improves_the_surrogate_inside_the_trust_region():
+    from metadsl.runtime import rules
+
+    torch.manual_seed(0)
+    policy = models.FeedForward([16], "tanh", inputs=["obs"], heads={"pi": "gaussian"},
+                                obs_dim=2, n_actions=2)
+    obs = torch.randn(5, 2, 2)  # [T, tasks·copies, obs]
+    action, advantage = torch.randn(5, 2, 2), torch.randn(5, 2)
+    with torch.no_grad():
+        logp = policy.apply(None, {"obs": obs})["pi"].log_prob(action)
+    batch = {"obs": obs, "action": action, "logp": logp, "advantage": advantage,
+             "done": torch.zeros(5, 2)}
+
+    def surrogate(b, heads):
+        return -ops.mean(b, torch.exp(heads["pi"].log_prob(b["action"]) - b["logp"]) *
+                         b["advantage"])
+
+    def closure():
+        return adaptation.objective(policy, policy.parameters_per_task(2), batch, surrogate)
+
+    before = closure()
+    old = models.detach_head(before.heads["pi"])
+    opt = rules.optimizer("trpo", policy.parameters(), max_kl=0.01)
+    rules.outer_step(opt, closure)
+    after = closure()
+    assert after.loss < before.loss.detach() and opt.improvement > 0
+    kl = ops.kl(old, after.heads["pi"]).mean().item()
+    assert 0 < kl <= 0.01 and kl == pytest.approx(opt.kl)

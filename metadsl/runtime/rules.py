@@ -102,6 +102,7 @@ class TRPO(torch.optim.Optimizer):
                  backtrack: float = 0.8, line_search_steps: int = 15):
         super().__init__(params, dict(max_kl=max_kl, cg_iters=cg_iters, damping=damping,
                                       backtrack=backtrack, line_search_steps=line_search_steps))
+        self.kl = self.improvement = 0.0  # of the last step taken (0 when none was kept)
 
     def _params(self) -> list[torch.Tensor]:
         return [p for g in self.param_groups for p in g["params"]]
@@ -124,6 +125,7 @@ class TRPO(torch.optim.Optimizer):
 
         direction = conjugate_gradient(fisher, -g, opts["cg_iters"])
         curvature = direction @ fisher(direction)
+        self.kl = self.improvement = 0.0
         if not torch.isfinite(curvature) or curvature <= 0:
             return out.loss.item()
         full = direction * torch.sqrt(2 * opts["max_kl"] / curvature)
@@ -134,6 +136,7 @@ class TRPO(torch.optim.Optimizer):
                 trial = closure()
                 trial_kl = ops.kl(old, trial.heads["pi"]).mean()
                 if trial_kl <= opts["max_kl"] and trial.loss < out.loss:
+                    self.kl, self.improvement = trial_kl.item(), (out.loss - trial.loss).item()
                     break
             else:
                 _assign(params, start)  # no step kept the policy in the trust region

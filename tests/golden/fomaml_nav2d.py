@@ -228,6 +228,8 @@ def meta(args: Args, state: runs.State, run: runs.Run) -> None:
                 "charts/return": state.nav.score(rounds[0]["tau"]).mean().item(),
                 "charts/adapted_return": state.nav.score(tau_prime).mean().item(),
                 "losses/pi": loss_pi,
+                "charts/pi_kl": state.opt_pi.kl,
+                "losses/pi_improvement": state.opt_pi.improvement,
             },
             env_steps=rounds[0]["tau"]["done"].numel() * args.adapt__steps
             + tau_prime["done"].numel(),
