@@ -17,17 +17,21 @@ from pathlib import Path
 
 def rows(folders: list[Path]) -> dict[str, dict[int, tuple[float, float]]]:
     """method -> adapt steps -> (mean, stderr): the learners in the order given, then the
-    first run's baselines."""
+    baselines: the first run's, and another run's where it differs (a `pretrained` θ is
+    trained by each spec's own inner rule)."""
     learners: dict[str, dict[int, tuple[float, float]]] = {}
     baselines: dict[str, dict[int, tuple[float, float]]] = {}
     for i, folder in enumerate(folders):
         data = json.loads((folder / "eval.json").read_text())
+        own: dict[str, dict[int, tuple[float, float]]] = {}
         for r in data["results"]:
-            cell = (r["mean"], r["stderr"])
-            if r["method"] == data["spec"]:
-                learners.setdefault(folder.name, {})[r["adapt_steps"]] = cell
-            elif i == 0:
-                baselines.setdefault(r["method"], {})[r["adapt_steps"]] = cell
+            name = folder.name if r["method"] == data["spec"] else r["method"]
+            own.setdefault(name, {})[r["adapt_steps"]] = (r["mean"], r["stderr"])
+        learners[folder.name] = own.pop(folder.name)
+        for method, cells in own.items():
+            if baselines.get(method, cells) != cells:
+                method = f"{method} ({folder.name})"
+            baselines.setdefault(method, cells)
     return {**learners, **baselines}
 
 

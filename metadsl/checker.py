@@ -997,7 +997,7 @@ class Checker:
             for arg in stmt.through.args:
                 if arg.name == "order" and self.const(arg.value) is not None:
                     order = int(self.const(arg.value))
-                if arg.name == "trace" and getattr(arg.value, "id", None) == "true":
+                if arg.name == "trace" and (self.const(arg.value) or 0) > 0:
                     trace = arg
         adapts = [s for s in self.loops[inner].decl.body if isinstance(s, A.Adapt)]
         if not adapts:
@@ -1008,7 +1008,7 @@ class Checker:
                    if d.target.parts[0].endswith("'") and d.scope.id == "never"}
         if trace is not None and not any(a.targets[0].parts[0] in carried for a in adapts):
             model = adapts[0].targets[0].parts[0]
-            self.error("E0213", "`trace = true` has no effect: the adapted parameters do not "
+            self.error("E0213", "a `trace` has no effect: the adapted parameters do not "
                        "carry over from update to update, so θ never depends on earlier η",
                        trace.span, hint=f"add `memory {model}' reset never`, or remove the trace")
         if order == 2:

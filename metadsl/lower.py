@@ -350,9 +350,9 @@ class Lowering:
                         stmt.rule.func_name != "reptile":
                     self.out.note(f"interpolating update by {stmt.rule.func_name}")
                 if isinstance(stmt, A.Update) and stmt.through is not None and \
-                        through_setting(stmt, "trace", False) and \
+                        through_setting(stmt, "trace", 0) and \
                         self.traced(loop.decl.name.id, stmt) is None:
-                    self.out.note("a meta-gradient trace (`trace = true`) on anything but "
+                    self.out.note("a meta-gradient trace (`trace > 0`) on anything but "
                                   "scalar meta-parameters updated by adam or rmsprop")
             if loop.decl.kind == "outer" and loop.decl.over is None:
                 self.out.note(f"an outer loop without an inner loop ('{loop.decl.name.id}')")
@@ -512,8 +512,11 @@ class Lowering:
                 model = self.traced(loop_name, stmt)
                 if model is not None:
                     metas = ", ".join(py_name(t.parts[0]) for t in stmt.targets)
+                    decay = self.out.hyper(
+                        f"{loop_name}.through.trace", repr(float(through_setting(stmt, "trace", 0))),
+                        "float", R.THROUGH.params[1].doc, R.THROUGH.params[1])
                     lines.append(f"    trace_{py_name(model)} = adaptation.Trace("
-                                 f"{py_name(model)}, [{metas}])")
+                                 f"{py_name(model)}, [{metas}], decay={decay})")
                     names.append(f"trace_{py_name(model)}=trace_{py_name(model)}")
         lines.append(f"    return runs.State({', '.join(names)})")
         return "\n".join(lines)
@@ -792,13 +795,9 @@ class Lowering:
             theta = self.theta(inner, batch)
             traced = self.traced(name, stmt)
             if traced is not None:  # θ whose gradient to η is the trace
-                trace = self.out.hyper(
-                    f"{name}.through.trace", str(bool(through_setting(stmt, "trace", False))),
-                    "bool", "keep the meta-gradient trace dθ/dη across updates (exact); "
-                    "false drops it, as Xu et al. do", R.THROUGH.params[1])
                 theta = (f"{{{traced!r}: state.trace_{py_name(traced)}.theta("
                          f"state.{py_name(traced)}, {batch})}}")
-                options += f", trace=state.trace_{py_name(traced)} if {trace} else None"
+                options += f", trace=state.trace_{py_name(traced)}"
             lines += [
                 "",
                 "        def outer() -> adaptation.Outer:",
@@ -1065,14 +1064,13 @@ def held_out_count(settings: dict) -> int:
 
 
 def through_setting(stmt: A.Update, name: str, default):
-    """A constant argument of an update's `through INNER(order = 1, trace = false)`."""
+    """A constant argument of an update's `through INNER(order = 1, trace = 0.5)`."""
     if isinstance(stmt.through, A.Call):
         for arg in stmt.through.args:
             if arg.name == name:
                 const = _value(arg.value)
                 if const is not None:
-                    return {"True": True, "False": False}.get(const[0], None) \
-                        if const[1] == "bool" else int(const[0])
+                    return int(const[0]) if const[1] == "int" else float(const[0])
     return default
 
 

@@ -331,8 +331,10 @@ _add("poet", "rule", [
 THROUGH = Entry("through", "through", (
     P("order", "int", 2, choices=None, low=1, high=2,
       doc="2: differentiate through the inner update (create_graph); 1: first-order"),
-    P("trace", "bool", False,
-      doc="meta-gradients only: keep the (I + ∂f/∂θ) dθ/dη trace across updates"),
+    P("trace", "num", 0.0, low=0, high=1,
+      doc="meta-gradients only: μ in z′ = μ(I + ∂f/∂θ)z + ∂f/∂η, the share of the "
+          "accumulated dθ/dη carried into the next update: 0 drops it (Xu et al.), 1 is "
+          "exact"),
 ), "none", "How an outer update differentiates through an inner loop.")
 
 # ---- primitive expression ops ----------------------------------------------------------

@@ -144,15 +144,14 @@ def test_meta_gradient_trace_is_the_exact_derivative_through_earlier_updates():
         with torch.no_grad():
             for name, p in model.named_parameters():
                 p.copy_(theta0[name])
-        trace = adaptation.Trace(model, [eta])
+        trace = adaptation.Trace(model, [eta], decay=1.0 if with_trace else 0.0)
         for data, final in ((first, False), (second, True)):
             adapted, _ = adaptation.sgd(model, trace.theta(model, 1), data, loss, lr=0.5,
                                         order=2)
             if final:
                 objective = adaptation.objective(model, adapted, test, _mse).loss
                 return torch.autograd.grad(objective, eta.logit)[0]
-            if with_trace:
-                trace.z = trace.advanced(adapted)
+            trace.z = trace.advanced(adapted)
             adaptation.carry_over(model, adapted)
 
     assert meta_gradient(True).item() == pytest.approx(unrolled.item(), rel=1e-8)

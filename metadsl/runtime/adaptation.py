@@ -63,29 +63,35 @@ def losses(model, params: dict, batch: dict, loss_fn) -> torch.Tensor:
 
 
 class Trace:
-    """The meta-gradient trace z = dθ/dη of Xu, van Hasselt, Silver (2018), for a model
-    whose adapted parameters carry over from update to update (`through INNER(trace =
-    true)`): dθ′/dη = (I + ∂f/∂θ) z + ∂f/∂η, so the meta-gradient ∂J/∂θ′ · dθ′/dη counts
-    how η shaped every earlier update too. The paper drops the first term (z = 0, the
-    default `trace = false`). η are scalar meta-parameters (γ, λ): z holds one copy of θ
-    per meta-parameter."""
+    """The meta-gradient trace z ≈ dθ/dη of Xu, van Hasselt, Silver (2018), for a model
+    whose adapted parameters carry over from update to update (`through INNER(trace = μ)`):
+    z′ = μ(I + ∂f/∂θ) z + ∂f/∂η, so the meta-gradient ∂J/∂θ′ · z′ counts how η shaped
+    earlier updates too. μ = 1 is the exact dθ′/dη; the paper drops the first term (μ = 0,
+    the default: z′ = ∂f/∂η, nothing to keep). η are scalar meta-parameters (γ, λ): z holds
+    one copy of θ per meta-parameter. The exact trace can grow without bound where
+    I + ∂f/∂θ expands (a non-convex loss); μ < 1 damps it."""
 
-    def __init__(self, model, metas: list):
+    def __init__(self, model, metas: list, decay: float = 0.0):
         self.etas = [p for m in metas for p in m.parameters()]
+        self.decay = decay
         self.z = {name: p.new_zeros(len(self.etas), *p.shape)
                   for name, p in model.named_parameters()}
 
     def theta(self, model, tasks: int) -> dict:
-        """θ per task [tasks, ...]: valued θ, with gradient z to η (θ + z·(η − stop_grad η)),
+        """θ per task [tasks, ...]: valued θ, with gradient μz to η (θ + μz·(η − stop_grad η)),
         so differentiating the adapted θ′ by η takes the trace's term in."""
-        shift = torch.stack([e.reshape(()) - e.detach().reshape(()) for e in self.etas])
+        shift = self.decay * torch.stack([e.reshape(()) - e.detach().reshape(())
+                                          for e in self.etas])
         return {name: (p + torch.tensordot(shift, self.z[name], dims=1))
                 .unsqueeze(0).expand(tasks, *p.shape) for name, p in model.named_parameters()}
 
     def advanced(self, adapted: dict) -> dict:
         """z′ = d(mean_i θ′_i)/dη, from the graph of θ′ (which must keep its second-order
         terms): one backward pass builds g(u) = uᵀ dθ′/dη, linear in a probe u, and one
-        more per meta-parameter reads its column back, dg_j/du."""
+        more per meta-parameter reads its column back, dg_j/du. With μ = 0 nothing
+        carries over, and z stays 0."""
+        if self.decay == 0:
+            return self.z
         names = list(adapted)
         mean = [adapted[n].mean(0) for n in names]
         probes = [torch.zeros_like(m, requires_grad=True) for m in mean]
@@ -98,8 +104,12 @@ class Trace:
                 column = torch.autograd.grad(g_j, probes, retain_graph=True, allow_unused=True)
             columns.append([c if c is not None else torch.zeros_like(m)
                             for c, m in zip(column, mean)])
-        return {n: torch.stack([col[i] for col in columns]).detach()
-                for i, n in enumerate(names)}
+        z = {n: torch.stack([col[i] for col in columns]).detach() for i, n in enumerate(names)}
+        if not all(torch.isfinite(v).all() for v in z.values()):
+            from .rules import NonFiniteLoss
+            raise NonFiniteLoss("the meta-gradient trace dθ/dη diverged; the exact trace (μ = 1) "
+                                "grows where the update expands, a smaller `trace` damps it")
+        return z
 
     def state_dict(self) -> dict:
         return {"z": self.z}

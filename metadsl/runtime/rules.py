@@ -69,6 +69,8 @@ def outer_step(opt: torch.optim.Optimizer, closure, max_grad_norm: float = 0.0,
         torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]],
                                        max_grad_norm)
     opt.step()
+    if not all(torch.isfinite(p).all() for g in opt.param_groups for p in g["params"]):
+        raise NonFiniteLoss("a parameter became NaN or infinite in the update")
     if trace is not None:
         trace.z = advanced
     return out.loss.item()
