@@ -3,9 +3,9 @@
 A model maps a trajectory batch (time-major fields, [T, B, ...]) to its heads: a
 distribution for `categorical` and `gaussian` heads, a tensor [T, B] for `value` and
 `regression` heads. The recurrent model also steps one time step at a time during
-rollouts, carrying its hidden state. The feed-forward model is also called with explicit
-parameters, one set per task (`torch.func.functional_call` under `vmap`), which is how
-gradient-based inner loops hold their adapted copies θ′.
+rollouts, carrying its hidden state. The feed-forward model is a function of explicit
+parameters, called with one set per task under `vmap`, which is how gradient-based inner
+loops hold their adapted copies θ′.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import math
 import torch
 from torch import nn
 from torch.distributions import Categorical
-from torch.func import functional_call, vmap
+from torch.func import vmap
 
 
 def input_size(name: str, obs_dim: int, n_actions: int) -> int:
@@ -34,7 +34,7 @@ def features(inputs: list[str], fields: dict, n_actions: int) -> torch.Tensor:
             parts.append(x if x.is_floating_point() else x.float())
         else:
             parts.append(x.float().unsqueeze(-1))
-    return torch.cat(parts, dim=-1)
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
 
 
 class DiagGaussian:
@@ -93,12 +93,18 @@ class Heads(nn.Module):
         self.log_std = nn.ParameterDict({name: nn.Parameter(torch.zeros(n_actions))
                                          for name, kind in heads.items() if kind == "gaussian"})
 
-    def raw(self, h: torch.Tensor) -> dict[str, torch.Tensor]:
+    def raw(self, h: torch.Tensor, params: dict[str, torch.Tensor] | None = None,
+            prefix: str = "") -> dict[str, torch.Tensor]:
         """The heads as plain tensors (what `vmap` can return): logits, means, values; a
-        Gaussian head's log std under `NAME.log_std`."""
-        out = {name: layer(h) for name, layer in self.layers.items()}
-        for name, log_std in self.log_std.items():
-            out[name + ".log_std"] = log_std.expand_as(out[name])
+        Gaussian head's log std under `NAME.log_std`. With `params` (named as the owning
+        model names them, `prefix` + `layers.pi.weight`), those instead of the heads' own."""
+        def param(name: str) -> torch.Tensor:
+            return params[prefix + name] if params is not None else self.get_parameter(name)
+
+        out = {name: nn.functional.linear(h, param(f"layers.{name}.weight"),
+                                          param(f"layers.{name}.bias")) for name in self.layers}
+        for name in self.log_std:
+            out[name + ".log_std"] = param(f"log_std.{name}").expand_as(out[name])
         return out
 
     def wrap(self, raw: dict[str, torch.Tensor]) -> dict:
@@ -177,7 +183,8 @@ class UniformPolicy(nn.Module):
         return {"pi": Categorical(logits=torch.zeros(batch, self.n_actions))}, state
 
 
-_ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "gelu": nn.GELU}
+_ACTIVATIONS = {"relu": torch.relu, "tanh": torch.tanh, "elu": nn.functional.elu,
+                "gelu": nn.functional.gelu}
 
 
 class FeedForward(nn.Module):
@@ -192,11 +199,9 @@ class FeedForward(nn.Module):
                  heads: dict[str, str], obs_dim: int, n_actions: int):
         super().__init__()
         self.inputs, self.n_actions = list(inputs), n_actions
+        self.activation = _ACTIVATIONS[activation]
         sizes = [sum(input_size(i, obs_dim, n_actions) for i in inputs)] + list(hidden)
-        layers = []
-        for a, b in zip(sizes, sizes[1:]):
-            layers += [nn.Linear(a, b), _ACTIVATIONS[activation]()]
-        self.net = nn.Sequential(*layers)
+        self.net = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes, sizes[1:]))
         self.heads = Heads(sizes[-1], heads, n_actions)
 
     def parameters_per_task(self, tasks: int) -> dict[str, torch.Tensor]:
@@ -204,12 +209,18 @@ class FeedForward(nn.Module):
                 for name, p in self.named_parameters()}
 
     def forward(self, fields: dict) -> dict[str, torch.Tensor]:
-        return self.heads.raw(self.net(features(self.inputs, fields, self.n_actions)))
+        return self.raw(None, fields)
 
     def raw(self, params: dict[str, torch.Tensor] | None, fields: dict) -> dict:
         """Heads as plain tensors for one task's fields (any leading shape) under `params`
-        (θ if None)."""
-        return self(fields) if params is None else functional_call(self, params, (fields,))
+        (θ if None). The layers are applied as functions of the parameters given, not by
+        swapping them into the modules (torch.func.functional_call costs more than the
+        small matrix products of a rollout step)."""
+        p = dict(self.named_parameters()) if params is None else params
+        h = features(self.inputs, fields, self.n_actions)
+        for i in range(len(self.net)):
+            h = self.activation(nn.functional.linear(h, p[f"net.{i}.weight"], p[f"net.{i}.bias"]))
+        return self.heads.raw(h, p, prefix="heads.")
 
     def apply(self, params: dict[str, torch.Tensor] | None, fields: dict) -> dict:
         return self.heads.wrap(self.raw(params, fields))
@@ -218,7 +229,7 @@ class FeedForward(nn.Module):
         """Heads of B = tasks × rows fields [B, ...], task i's rows under params[i]."""
         tasks = next(iter(params.values())).shape[0]
         split = {k: v.reshape(tasks, v.shape[0] // tasks, *v.shape[1:])
-                 for k, v in fields.items()}
+                 for k, v in fields.items() if k in self.inputs}  # what the net reads
         raw = vmap(self.raw)(params, split)
         return self.heads.wrap({k: v.reshape(-1, *v.shape[2:]) for k, v in raw.items()})
 

@@ -28,31 +28,35 @@ def collect(model, env, steps: int, gen: torch.Generator, episodes: int | None =
         else torch.full((batch,), -1, dtype=torch.long)  # -1: no action yet
     prev_reward = torch.zeros(batch)
     prev_done = torch.zeros(batch)
+    no_value = torch.zeros(batch)  # recorded for models without a value head
     finished = torch.zeros(batch)  # instances whose trial has ended
     completed = torch.zeros(batch)
+    valid = torch.ones(batch)
+    progress = (torch.arange(steps, dtype=torch.float32) / steps)[:, None].expand(steps, batch)
     state = model.initial_state(batch)
     record: dict[str, list] = {k: [] for k in ("obs", "action", "reward", "logp", "value",
                                                 "prev_action", "prev_reward", "prev_done",
                                                 "timestep", "episode_done", "valid")}
     for t in range(steps):
         fields = {"obs": obs, "prev_action": prev_action, "prev_reward": prev_reward,
-                  "prev_done": prev_done, "timestep": torch.full((batch,), t / steps)}
+                  "prev_done": prev_done, "timestep": progress[t]}
         heads, state = model.step(fields, state) if params is None else \
             model.step(fields, state, params)
         pi = heads["pi"]
         action = models.sample(pi, gen)
         next_obs, reward, episode_done = env.step(action)
-        valid = 1 - finished
-        for key, value in (("obs", obs), ("action", action), ("reward", reward * valid),
-                           ("logp", pi.log_prob(action)),
-                           ("value", heads.get("v", torch.zeros(batch))),
+        if episodes is not None:  # instances past their last episode are padding
+            valid = 1 - finished
+            reward, episode_done = reward * valid, episode_done * valid
+        for key, value in (("obs", obs), ("action", action), ("reward", reward),
+                           ("logp", pi.log_prob(action)), ("value", heads.get("v", no_value)),
                            ("prev_action", prev_action), ("prev_reward", prev_reward),
                            ("prev_done", prev_done), ("timestep", fields["timestep"]),
-                           ("episode_done", episode_done * valid), ("valid", valid)):
+                           ("episode_done", episode_done), ("valid", valid)):
             record[key].append(value)
         obs, prev_action, prev_reward, prev_done = next_obs, action, reward, episode_done
         if episodes is not None:
-            completed += episode_done * valid
+            completed += episode_done
             finished = torch.maximum(finished, (completed >= episodes).float())
             if bool(finished.all()):
                 break
