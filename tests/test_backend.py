@@ -19,8 +19,8 @@ from .conftest import ROOT, golden
 
 BUILT = ["hochreiter2001", "rl2_bandits", "rl2_cartpole", "rl2_tabular_mdp",
          "wang2016_dependent_bandits", "wang2016_informative_arm", "maml_nav2d", "fomaml_nav2d",
-         "reptile_nav2d", "maml_cheetah_vel", "maml_cheetah_dir", "maml_sine", "reptile_sine",
-         "metagrad"]
+         "reptile_nav2d", "maml_cheetah_vel", "maml_cheetah_dir", "maml_sine", "metasgd_sine",
+         "reptile_sine", "metagrad"]
 # Small enough to train in seconds, large enough to beat random clearly (see test below).
 QUICK = ["--set", "agent.hidden=64", "--set", "meta.meta_batch=128", "--set",
          "meta.agent.lr=1e-3", "--set", "evaluate.instances=2000"]

@@ -121,9 +121,10 @@ def best_scale(candidates: list[float], scores_of, steps: list[int], metric: str
         return candidates[0]
     sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
 
-    def value(scale: float) -> float:
+    def value(scale: float) -> float:  # a scale whose steps diverge ranks last
         scores = scores_of(scale)
-        return sign * sum(scores[k].mean().item() for k in later) / len(later)
+        mean = sign * sum(scores[k].mean().item() for k in later) / len(later)
+        return mean if math.isfinite(mean) else -math.inf
 
     return max(candidates, key=value)
 
