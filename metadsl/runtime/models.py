@@ -98,13 +98,15 @@ class Heads(nn.Module):
         """The heads as plain tensors (what `vmap` can return): logits, means, values; a
         Gaussian head's log std under `NAME.log_std`. With `params` (named as the owning
         model names them, `prefix` + `layers.pi.weight`), those instead of the heads' own."""
-        def param(name: str) -> torch.Tensor:
-            return params[prefix + name] if params is not None else self.get_parameter(name)
-
-        out = {name: nn.functional.linear(h, param(f"layers.{name}.weight"),
-                                          param(f"layers.{name}.bias")) for name in self.layers}
-        for name in self.log_std:
-            out[name + ".log_std"] = param(f"log_std.{name}").expand_as(out[name])
+        out = {}
+        for name, layer in self.layers.items():
+            weight, bias = (layer.weight, layer.bias) if params is None else \
+                (params[f"{prefix}layers.{name}.weight"], params[f"{prefix}layers.{name}.bias"])
+            out[name] = nn.functional.linear(h, weight, bias)
+        for name, log_std in self.log_std.items():
+            if params is not None:
+                log_std = params[f"{prefix}log_std.{name}"]
+            out[name + ".log_std"] = log_std.expand_as(out[name])
         return out
 
     def wrap(self, raw: dict[str, torch.Tensor]) -> dict:
@@ -191,9 +193,10 @@ class FeedForward(nn.Module):
     """`policy(net = mlp(...), heads = {...})` and `regressor(...)`: no memory.
 
     `parameters_per_task(n)` gives θ as a dict of [n, ...] tensors (views of θ, so
-    gradients reach it); `forward(fields, params)` then evaluates task i's rows with its
-    own parameters: fields are [..., B] with the tasks' rows contiguous along B, or, under
-    an outer `vmap` over tasks, one task's fields with unbatched parameters."""
+    gradients reach it); `per_task(params, fields)` then evaluates task i's rows with its
+    own parameters (fields [B, ...], the tasks' rows contiguous along B), and
+    `raw(params, fields)` one task's fields with unbatched parameters (under an outer
+    `vmap` over tasks)."""
 
     def __init__(self, hidden: list[int], activation: str, inputs: list[str],
                  heads: dict[str, str], obs_dim: int, n_actions: int):
