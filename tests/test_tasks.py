@@ -82,6 +82,12 @@ def test_gym_task_errors_are_clear(kwargs, message):
         tasks.make("gym", **kwargs)
 
 
+def test_the_gymnasium_families_are_the_ones_make_routes_to_gym_tasks():
+    from metadsl.runtime import gym_tasks
+
+    assert set(tasks.GYM_FAMILIES) == set(gym_tasks.FAMILIES)
+
+
 def test_gym_continuous_actions_are_clipped_and_copies_differ():
     family = tasks.make("gym", id="Pendulum-v1", horizon=10)
     assert family.continuous and (family.obs_dim, family.n_actions) == (3, 1)

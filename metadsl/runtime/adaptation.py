@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 from torch.func import grad_and_value, vmap
 
+from .rules import NonFiniteLoss
+
 
 def split_tasks(batch: dict, tasks: int) -> tuple[dict, dict]:
     """(per-task tensors [tasks, T, copies, ...], everything else shared), from [T, B, ...]."""
@@ -106,7 +108,6 @@ class Trace:
                             for c, m in zip(column, mean)])
         z = {n: torch.stack([col[i] for col in columns]).detach() for i, n in enumerate(names)}
         if not all(torch.isfinite(v).all() for v in z.values()):
-            from .rules import NonFiniteLoss
             raise NonFiniteLoss("the meta-gradient trace dθ/dη diverged; the exact trace (μ = 1) "
                                 "grows where the update expands, a smaller `trace` damps it")
         return z
