@@ -26,6 +26,8 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
+from quiet_run import QuietRun  # noqa: E402 - bench/ is the script's own folder
+
 ROOT = Path(__file__).resolve().parent.parent
 TASKS, EPISODES, HORIZON, ALPHA, GAMMA = 20, 20, 100, 0.5, 0.99
 ACTION_SCALE = 0.1  # the spec's nav2d(action_scale): rllab's normalize()
@@ -147,25 +149,14 @@ def compiled_module():
     return module
 
 
-class _Quiet:
-    """What the outer loop needs of a run, without the run folder."""
-
-    progress = 0.0
-
-    def iterations(self, loop, total):
-        return range(total)
-
-    def log(self, *args, **kwargs):
-        pass
-
 
 def compiled_seconds(module, iterations: int) -> float:
     args = module.Args(meta__iterations=1)
     state = module.build(args)
-    module.meta(args, state, _Quiet())  # warm-up
+    module.meta(args, state, QuietRun())  # warm-up
     args.meta__iterations = iterations
     start = time.perf_counter()
-    module.meta(args, state, _Quiet())
+    module.meta(args, state, QuietRun())
     return (time.perf_counter() - start) / iterations
 
 
@@ -255,8 +246,8 @@ def sine_data():
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(0)
     family = tasks.make("sine")
-    model = models.FeedForward([40, 40], "relu", inputs=["x"], heads={"pred": "regression"},
-                               obs_dim=1, n_actions=0)
+    model = models.FeedForward("mlp", inputs=["x"], heads={"pred": "regression"},
+                               obs_dim=1, n_actions=0, hidden=[40, 40], activation="relu")
     data = rollout.samples(family.env(family.sample(TASKS, 1, gen), copies=10), gen)
     return model, data, lambda batch, heads: ops.mean(batch, (heads["pred"] - batch["y"]) ** 2)
 

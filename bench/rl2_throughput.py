@@ -21,6 +21,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from quiet_run import QuietRun  # noqa: E402 - bench/ is the script's own folder
+
 ROOT = Path(__file__).resolve().parent.parent
 ARMS, PULLS, BATCH, HIDDEN = 5, 10, 256, 256
 
@@ -109,23 +111,14 @@ def compiled_rate(iterations: int) -> float:
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
-    from metadsl.runtime import rules
-
-    args = module.Args()
+    args = module.Args(meta__iterations=1)
     state = module.build(args)
-
-    def iteration():
-        instances = state.bandits.sample(BATCH, PULLS, state.gen)
-        data = module.trial(args, state, instances)
-        rules.minimize(state.opt_agent, state.agent, dict(data["tau"], progress=0.0),
-                       lambda batch, heads: module.ppo(batch, heads, lam=0.3), epochs=4,
-                       minibatches=4, max_grad_norm=0.5, gen=state.gen)
-
-    iteration()
+    module.meta(args, state, QuietRun())  # warm-up: the spec's own outer loop, one iteration
+    args.meta__iterations = iterations
     start = time.perf_counter()
-    for _ in range(iterations):
-        iteration()
+    module.meta(args, state, QuietRun())
     return iterations * BATCH * PULLS / (time.perf_counter() - start)
+
 
 
 def env_rate(batch: int = 4096, steps: int = 1000) -> float:

@@ -29,6 +29,7 @@ class DiagFormat(str, Enum):
 class Emit(str, Enum):
     ast = "ast"
     ir = "ir"
+    py = "py"
 
 
 class GraphFormat(str, Enum):
@@ -59,14 +60,18 @@ def check(
     specs: List[str] = typer.Argument(..., metavar="SPEC...", help="the .mrl files to check"),
     format: DiagFormat = typer.Option(DiagFormat.text, "--format", help="diagnostics as text "
                                       "or JSON (for editors)"),
-    emit: Optional[Emit] = typer.Option(None, "--emit", help="print a phase's output: the AST "
-                                        "or the IR after its passes"),
+    emit: Optional[Emit] = typer.Option(None, "--emit", help="print a phase's output: the AST, "
+                                        "the loop program after its passes (ir), or the "
+                                        "generated Python module (py)"),
 ) -> None:
     """Parse and check specs; report every error found, with its location."""
     failed = []
     for path in specs:
+        if emit == Emit.py:
+            sys.stdout.write(_compiled(path))
+            continue
         try:
-            result = _front(path, "ir" if emit == Emit.ir else "check")
+            result = _front(path, "program" if emit == Emit.ir else "check")
         except CompileError as e:
             _report(e, format)
             failed.extend(e.diagnostics)
@@ -76,9 +81,9 @@ def check(
 
             sys.stdout.write(dump_ast(result.module) + "\n")
         elif emit == Emit.ir:
-            from .ir import dumps
+            from .middle.program import dumps
 
-            sys.stdout.write(dumps(result.ir) + "\n")
+            sys.stdout.write(dumps(result.program) + "\n")
         elif format == DiagFormat.json:
             sys.stdout.write('{"diagnostics": []}\n')
     if failed:
@@ -163,18 +168,18 @@ def fmt(
 
 def _compiled(spec: str) -> str:
     """The generated module's source, or exit: 1 for errors, 3 for what has no back end."""
+    from .driver import NotBuilt, compile_module
+
     try:
-        result = _front(spec, "ir")
+        return compile_module(spec)
     except CompileError as e:
         _report(e)
         raise typer.Exit(EXIT_ERRORS)
-    from .lower import NotBuilt, lower
-
-    try:
-        return lower(result.checked, spec)
     except NotBuilt as e:
-        sys.stderr.write(f"{spec}: the spec checks, but the PyTorch back end does not build it "
-                         "yet. Missing:\n" + "".join(f"  - {m}\n" for m in e.missing))
+        sys.stderr.write(f"{spec}: the spec checks, but the PyTorch back end does not build "
+                         "these constructs yet:\n" +
+                         "".join(f"{spec}:{loc.line}:{loc.column}: not built: {what}\n"
+                                 for what, loc in e.missing))
         raise typer.Exit(EXIT_NOT_BUILT)
 
 

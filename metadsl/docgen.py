@@ -25,6 +25,12 @@ def _entry(e: R.Entry) -> list[str]:
     out = [f"### `{e.name}({sig})`", "", e.doc]
     if e.traits:
         out += ["", "Traits: " + ", ".join(f"`{t}`" for t in sorted(e.traits))]
+    if e.kind not in ("policy", "fitness"):
+        out += ["", f"PyTorch back end: `metadsl.runtime.{e.impl}`" if e.impl else
+                "PyTorch back end: not built yet (`compile` names it)"]
+    if e.provides:
+        out += ["", "Baselines its evaluation computes: " +
+                ", ".join(f"`{b}`" for b in sorted(e.provides))]
     if e.params:
         out += ["", "| parameter | type | default | bounds / choices | meaning |",
                 "|---|---|---|---|---|"] + [_param(p) for p in e.params]

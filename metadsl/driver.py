@@ -1,6 +1,7 @@
 """The one driver: runs the phases in order, each dumpable, each guarded.
 
-    read → decode → parse (AST) → check → IR → passes
+    read → decode → parse (AST) → check → loop program → passes → Python module
+                                        ↘ loop graph (drawings)
 
 A phase either returns its result or raises CompileError with diagnostics. Anything else
 escaping a phase is our bug: it becomes E0901 naming the phase, never a traceback.
@@ -21,13 +22,22 @@ class FrontEnd:
     source: str
     module: A.Module
     checked: object | None = None  # checker.Checked
-    ir: object | None = None  # networkx graph, after the passes
+    ir: object | None = None  # the loop graph drawn by `graph` (networkx)
+    program: object | None = None  # middle.program.Program, after the passes
+
+
+class NotBuilt(Exception):
+    """Constructs of a checked spec the back end cannot lower: (what, Loc) each."""
+
+    def __init__(self, missing: list):
+        super().__init__("; ".join(w for w, _ in missing))
+        self.missing = missing
 
 
 def guarded(phase: str, fn, *args):
     try:
         return fn(*args)
-    except CompileError:
+    except (CompileError, NotBuilt):
         raise
     except RecursionError:
         raise CompileError([Diagnostic("E0003", f"the spec is nested too deeply for the {phase} "
@@ -55,7 +65,8 @@ def read(path: str) -> bytes:
 
 
 def front_end(path: str, until: str = "check", data: bytes | None = None) -> FrontEnd:
-    """Run the phases up to `until` (ast | check | ir) on the spec at `path`."""
+    """Run the phases up to `until` on the spec at `path`: ast | check | ir (the loop
+    graph) | program (the loop program after its passes)."""
     from .parser import decode, parse
 
     raw = read(path) if data is None else data
@@ -69,6 +80,12 @@ def front_end(path: str, until: str = "check", data: bytes | None = None) -> Fro
 
         result.checked = guarded("check", check_module, module, source, path)
         if until == "check":
+            return result
+        if until == "program":
+            from .middle import build, passes as middle
+
+            program = guarded("program", build.build, result.checked)
+            result.program = guarded("passes", middle.run_all, program)
             return result
         from . import ir, passes
 
@@ -95,3 +112,17 @@ def dump_ast(module: A.Module) -> str:
         return node
 
     return json.dumps(plain(module), indent=1, ensure_ascii=False)
+
+
+def compile_module(path: str, data: bytes | None = None) -> str:
+    """The spec's generated training module; NotBuilt names what the back end lacks."""
+    result = front_end(path, "program", data)
+    from .backend.lower import lower
+
+    try:
+        return guarded("lower", lower, result.program)
+    except CompileError as e:
+        e.diagnostics = [replace(d, file=path) if d.file == "<input>" else d
+                         for d in e.diagnostics]
+        e.source = result.source
+        raise

@@ -10,7 +10,7 @@ No torch here: `check` and `graph` must start fast.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 REQUIRED = object()
 
@@ -27,6 +27,7 @@ class P:
     high_open: bool = False
     choices: tuple[str, ...] | None = None
     doc: str = ""
+    built: bool = True  # False: the runtime has only the default (any other value: not built)
 
     @property
     def required(self) -> bool:
@@ -59,6 +60,11 @@ class Entry:
     doc: str
     variadic: bool = False  # extra positional arguments of the last parameter's type
     traits: frozenset[str] = field(default_factory=frozenset)
+    # The runtime's implementation, `module.attribute` in metadsl.runtime (bound below);
+    # "" where the PyTorch back end does not build the entry yet.
+    impl: str = ""
+    # For a task source: the evaluation baselines its implementation computes.
+    provides: frozenset[str] = field(default_factory=frozenset)
 
     def param(self, name: str) -> P | None:
         return next((p for p in self.params if p.name == name), None)
@@ -265,9 +271,11 @@ _add("skill", "memory", [_count("count", 50, low=2)], "memory",
 
 _add("bounded", "meta", [
     P("init", "num"), P("low", "num", 0.0), P("high", "num", 1.0),
-], "meta", "A scalar in (low, high), learned through a sigmoid (γ, λ in meta-gradient RL).")
+], "meta", "A scalar in (low, high), learned through a sigmoid (γ, λ in meta-gradient RL).",
+     traits={"scalar"})
 _add("positive", "meta", [_gt0("init", "num")], "meta",
-     "A positive scalar, learned through its logarithm (learned step sizes).")
+     "A positive scalar, learned through its logarithm (learned step sizes).",
+     traits={"scalar"})
 _add("vector", "meta", [
     _count("dim"), P("init", "num", 0.0),
     P("per", "symbol", "global", choices=("global", "task"), doc="one vector, or one per task"),
@@ -288,7 +296,8 @@ _add("meta_sgd", "rule", [P("lr", "meta", doc="a step_sizes(...) meta-parameter"
 _add("adam", "rule", [
     _gt0("lr", "num", 3e-4), _count("epochs", 1, "passes over the data per update"),
     _count("minibatches", 1), P("max_grad_norm", "num", 0.0, low=0, doc="0: no clipping"),
-    _unit("polyak", 0.0, "rate of the target network's Polyak averaging; 0: no target"),
+    P("polyak", "num", 0.0, low=0, high=1, built=False,
+      doc="rate of the target network's Polyak averaging; 0: no target"),
     P("l2", "num", 0.0, low=0),
 ], "rule", "Adam (PPO-style epochs and minibatches optional).", traits={"gradient"})
 _add("rmsprop", "rule", [
@@ -300,7 +309,7 @@ _add("trpo", "rule", [
     P("backtrack", "num", 0.8, low=0, high=1, low_open=True, high_open=True),
     _count("line_search_steps", 15),
 ], "rule", "Trust-region policy optimisation: conjugate gradient on Fisher-vector products, "
-   "KL line search (MAML's RL outer step).", traits={"gradient"})
+   "KL line search (MAML's RL outer step).", traits={"gradient", "line_search"})
 _add("es", "rule", [
     _count("population", 256, low=2), _gt0("sigma", "num", 0.01),
     _gt0("lr", "num", 1e-2), P("l2", "num", 0.0, low=0),
@@ -411,9 +420,9 @@ _add("oracle", "baseline", [], "none", "the optimal policy of the known task",
 _add("random", "baseline", [], "none", "uniformly random actions",
      traits={"mdp", "bandit", "supervised"})
 _add("pretrained", "baseline", [], "none", "multi-task pretrained, no meta-learning, same "
-     "adaptation", traits={"mdp", "supervised"})
+     "adaptation", traits={"mdp", "supervised", "adaptation"})
 _add("random_init", "baseline", [], "none", "a random initialisation, same adaptation",
-     traits={"mdp", "supervised"})
+     traits={"mdp", "supervised", "adaptation"})
 _add("ppo_baseline", "baseline", [], "none", "PPO from scratch within the same lifetime (EPG)",
      traits={"mdp"})
 _add("nominal", "baseline", [], "none", "trained on the nominal, unrandomized task",
@@ -470,3 +479,55 @@ SETTINGS: dict[str, tuple[P, ...]] = {
 
 MEMORY_SCOPES = ("step", "episode", "task", "iteration", "never")
 COLLECT_UNITS = ("episodes", "steps", "samples")
+
+
+# ---- what the PyTorch runtime implements -------------------------------------------------
+# Each entry the back end builds, bound to its implementation in metadsl.runtime; the
+# lowering dispatches on these bindings and the entries' traits, never on names, and names
+# an entry without a binding as not built. tests/test_registry.py resolves every binding.
+
+_BANDIT_BASELINES = ("bayes_optimal", "gittins", "ucb1", "thompson", "greedy",
+                     "epsilon_greedy", "random")
+_IMPLEMENTATIONS: dict[str, tuple[str, tuple[str, ...]]] = {
+    # task sources: (class, baselines its held-out evaluation computes)
+    "bernoulli_bandit": ("tasks.BernoulliBandit", _BANDIT_BASELINES),
+    "dependent_bandit": ("tasks.DependentBandit", _BANDIT_BASELINES),
+    "informative_arm_bandit": ("tasks.InformativeArmBandit", ("bayes_optimal", "oracle",
+                                                              "random")),
+    "tabular_mdp": ("tasks.TabularMDP", ("random", "oracle", "psrl")),
+    "random_quadratic": ("tasks.RandomQuadratic", ("oracle",)),
+    "sine": ("tasks.Sine", ()),
+    "nav2d": ("tasks.Nav2D", ("random",)),
+    "chain": ("tasks.Chain", ("random",)),
+    "gym": ("gym_tasks.GymTasks", ("random",)),
+    "cheetah_vel": ("gym_tasks.CheetahVelocity", ("random",)),
+    "cheetah_dir": ("gym_tasks.CheetahDirection", ("random",)),
+    # models: the class is the core's (a recurrent core steps a memory; an mlp is a
+    # function of explicit parameters, one set per task under vmap)
+    "recurrent": ("models.Recurrent", ()), "policy": ("models.FeedForward", ()),
+    "regressor": ("models.FeedForward", ()),
+    "gru": ("models.Recurrent", ()), "lstm": ("models.Recurrent", ()),
+    "mlp": ("models.FeedForward", ()),
+    # meta-parameters
+    "bounded": ("metaparams.Bounded", ()), "positive": ("metaparams.Positive", ()),
+    "step_sizes": ("metaparams.StepSizes", ()),
+    # update rules: optimizers (in place), differentiable steps (functional), interpolation
+    "adam": ("rules.Adam", ()), "rmsprop": ("rules.RMSprop", ()), "trpo": ("rules.TRPO", ()),
+    "sgd": ("adaptation.sgd", ()), "meta_sgd": ("adaptation.sgd", ()),
+    "reptile": ("adaptation.reptile", ()),
+    # evaluation after k inner steps
+    "pretrained": ("evaluation.pretrained", ()), "random_init": ("evaluation.adaptation", ()),
+}
+for _name in ("exp", "log", "sqrt", "abs", "tanh", "sigmoid", "mean", "sum", "std",
+              "normalize", "min", "max", "clamp", "where", "scan_back", "shift",
+              "stack", "log_prob", "entropy", "kl", "rsample", "normal", "unit_normal",
+              "anneal", "linear_baseline"):
+    _IMPLEMENTATIONS[_name] = (f"ops.{_name}", ())
+# stop_grad(x) is lowered as x read from detached heads (meta-parameters keep their gradient)
+_IMPLEMENTATIONS["stop_grad"] = ("ops.detached", ())
+for _name, (_impl, _provides) in _IMPLEMENTATIONS.items():
+    REGISTRY[_name] = replace(REGISTRY[_name], impl=_impl, provides=frozenset(_provides))
+# Ops whose implementation reads the batch (episode ends for `shift`, progress for
+# `anneal`, the padding mask for reductions): the batch is their first argument.
+for _name in ("shift", "anneal", "mean", "sum", "std", "normalize", "linear_baseline"):
+    REGISTRY[_name] = replace(REGISTRY[_name], traits=REGISTRY[_name].traits | {"batch"})

@@ -19,8 +19,8 @@ torch.set_default_dtype(torch.float32)
 
 def _regressor(seed=0):
     torch.manual_seed(seed)
-    model = models.FeedForward([8, 8], "tanh", inputs=["x"], heads={"pred": "regression"},
-                               obs_dim=1, n_actions=0).double()
+    model = models.FeedForward("mlp", inputs=["x"], heads={"pred": "regression"},
+                               obs_dim=1, n_actions=0, hidden=[8, 8]).double()
     return model
 
 
@@ -229,8 +229,8 @@ def test_trpo_step_improves_the_surrogate_inside_the_trust_region():
     from metadsl.runtime import rules
 
     torch.manual_seed(0)
-    policy = models.FeedForward([16], "tanh", inputs=["obs"], heads={"pi": "gaussian"},
-                                obs_dim=2, n_actions=2)
+    policy = models.FeedForward("mlp", inputs=["obs"], heads={"pi": "gaussian"},
+                                obs_dim=2, n_actions=2, hidden=[16])
     obs = torch.randn(5, 2, 2)  # [T, tasks·copies, obs]
     action, advantage = torch.randn(5, 2, 2), torch.randn(5, 2)
     with torch.no_grad():
@@ -247,7 +247,7 @@ def test_trpo_step_improves_the_surrogate_inside_the_trust_region():
 
     before = closure()
     old = models.detach_head(before.heads["pi"])
-    opt = rules.optimizer("trpo", policy.parameters(), max_kl=0.01)
+    opt = rules.TRPO(policy.parameters(), max_kl=0.01)
     rules.outer_step(opt, closure)
     after = closure()
     assert after.loss < before.loss.detach() and opt.improvement > 0

@@ -49,7 +49,7 @@ def test_json_format_for_editors():
 
 
 @pytest.mark.parametrize("args", [
-    [], ["check"], ["check", RL2, "--format", "yaml"], ["check", RL2, "--emit", "py"],
+    [], ["check"], ["check", RL2, "--format", "yaml"], ["check", RL2, "--emit", "pyc"],
     ["graph", RL2, "--format", "gif"], ["graph", RL2, "--format", "png"], ["nosuchcommand"],
     ["check", RL2, "--no-such-flag"],
 ])
@@ -92,7 +92,11 @@ def test_emit_ast_and_ir_are_json():
     ast = json.loads(metadsl("check", RL2, "--emit", "ast").stdout)
     assert ast["node"] == "Module" and ast["name"]["id"] == "rl2_bandits"
     ir = json.loads(metadsl("check", RL2, "--emit", "ir").stdout)
-    assert {n["id"] for n in ir["nodes"]} >= {"loop:trial", "loop:meta", "model:agent"}
+    assert ir["node"] == "Program" and [l["name"] for l in ir["loops"]] == ["trial", "meta"]
+    kinds = [s["node"] for s in ir["loops"][1]["body"]]
+    assert kinds == ["SampleTasks", "MapTasks", "Step", "Log"]
+    py = metadsl("check", RL2, "--emit", "py").stdout
+    assert py == (ROOT / "tests" / "golden" / "rl2_bandits.py").read_text()
 
 
 @pytest.mark.parametrize("fmt, marker", [("dot", "digraph"), ("mermaid", "flowchart TB"),
@@ -137,7 +141,8 @@ def test_fmt_check_and_rewrite(tmp_path):
 def test_back_end_commands_say_what_is_missing(command, tmp_path):
     r = metadsl(command[0], "specs/maesn.mrl", *command[1:], cwd=ROOT)
     assert r.returncode == 3
-    assert "back end does not build it yet" in r.stderr and "memory z" in r.stderr
+    assert "back end does not build these constructs yet" in r.stderr
+    assert "specs/maesn.mrl:18:1: not built: memory z = latent(...)" in r.stderr
     assert not (ROOT / "train.py").exists()
     no_traceback(r)
 

@@ -141,8 +141,8 @@ def test_informative_arm_baselines_match_the_computed_values():
 
 def _model(reset):
     torch.manual_seed(0)
-    return models.Recurrent("lstm", 8, ["prev_reward", "prev_done"], {"v": "value"},
-                            obs_dim=1, n_actions=2, reset=reset)
+    return models.Recurrent("lstm", ["prev_reward", "prev_done"], {"v": "value"},
+                            obs_dim=1, n_actions=2, hidden=8, reset=reset)
 
 
 def test_memory_reset_per_episode_clears_the_state_where_an_episode_ended():

@@ -145,7 +145,9 @@ def carry_over(model, params: dict) -> None:
 
 
 @torch.no_grad()
-def reptile(model, params: dict, lr: float) -> None:
-    """Reptile's outer step θ ← θ + ε (mean_i θ′_i − θ)."""
+def reptile(model, params: dict, lr: float, anneal: bool = False, progress: float = 0.0) -> None:
+    """Reptile's outer step θ ← θ + ε (mean_i θ′_i − θ); with `anneal`, ε decays linearly
+    to 0 over the run (`progress` in [0, 1])."""
+    rate = lr * ((1 - progress) if anneal else 1)
     for name, p in model.named_parameters():
-        p.add_(lr * (params[name].mean(0) - p))
+        p.add_(rate * (params[name].mean(0) - p))

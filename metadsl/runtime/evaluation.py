@@ -7,6 +7,9 @@ import math
 
 import torch
 
+from dataclasses import dataclass
+
+from . import adaptation as adapting
 from . import bandits, informative, mdps, models, regression, rollout
 
 CHUNK = 5000  # instances evaluated at once (memory)
@@ -86,7 +89,7 @@ def _gym(spec, model, family, batch, label, steps, episodes, against, metric, se
     """Mean episode return per instance, learner and `random` on the same env seeds."""
     policies = {spec: model}
     if "random" in against:
-        policies["random"] = models.UniformPolicy(family.n_actions)
+        policies["random"] = models.UniformPolicy(family.n_actions, _continuous(family))
     totals = {}
     for method, policy in policies.items():
         traj = rollout.collect(policy, family.env(batch), steps,
@@ -95,11 +98,15 @@ def _gym(spec, model, family, batch, label, steps, episodes, against, metric, se
     return _rows(spec, totals, None, metric, batch.size, label)
 
 
+def _continuous(family) -> bool:
+    return bool(getattr(family, "continuous", False))
+
+
 def _control(spec, model, family, batch, label, against, metric, seed) -> list[dict]:
     """One episode per instance, the learner and `random` on the same draws."""
     policies = {spec: model}
     if "random" in against:
-        policies["random"] = models.UniformPolicy(family.n_actions)
+        policies["random"] = models.UniformPolicy(family.n_actions, _continuous(family))
     totals = {}
     for method, policy in policies.items():
         traj = rollout.collect(policy, family.env(batch), family.horizon,
@@ -127,6 +134,69 @@ def best_scale(candidates: list[float], scores_of, steps: list[int], metric: str
         return mean if math.isfinite(mean) else -math.inf
 
     return max(candidates, key=value)
+
+
+@dataclass
+class KShot:
+    """A supervised inner loop's evaluation, as the field measures sine regression: every
+    step re-reads the task's first `count` samples, and each θ′_k is scored by `loss` on
+    fresh samples of the task."""
+
+    model: str
+    count: int
+    loss: object
+
+
+def _theta(learner, modules: dict, tasks: int) -> dict:
+    return {m: getattr(learner, attr).parameters_per_task(tasks) for m, attr in modules.items()}
+
+
+def pretrained(state, inner, family, modules: dict, batch: int, iterations: int):
+    """The `pretrained` baseline: θ from the same initialisation, trained on the task
+    mixture by the inner loop's own rule (θ ← the tasks' mean θ′ each iteration):
+    multi-task learning, no meta-learning. `modules`: adapted model → state attribute."""
+    for _ in range(iterations):
+        instances = family.sample(batch, family.horizon, state.gen)
+        adapted, _ = inner(state, instances, _theta(state, modules, batch), 1, order=1)
+        for m, attr in modules.items():
+            adapting.carry_over(getattr(state, attr), adapted[m])
+    return state
+
+
+def adaptation(spec: str, learners: dict, inner, family, modules: dict, instances: int,
+               steps: list[int], scales: list[float], metric: str, label: str, seed: int,
+               data: str, kshot: KShot | None = None) -> list[dict]:
+    """Each learner (the meta-learned state and its baselines) adapted by the inner loop
+    on the same held-out tasks and random draws; the score after k = 0, 1, ... inner
+    steps. RL inner loops collect fresh trajectories (`data`) with each θ′_k, which are
+    its score; supervised ones are K-shot (`kshot`). Each method's step size after the
+    first step is the candidate of `scales` that scores best on validation tasks."""
+    test_tasks = family.sample(instances, family.horizon, torch.Generator().manual_seed(seed + 1))
+    validation_tasks = family.sample(instances, family.horizon,
+                                     torch.Generator().manual_seed(seed + 3))
+
+    def scores_of(learner, tasks, scale: float) -> list:
+        learner = learner.replace(gen=torch.Generator().manual_seed(seed + 2))
+        params = _theta(learner, modules, instances)
+        if kshot is None:
+            _, rounds = inner(learner, tasks, params, max(steps) + 1, order=1,
+                              later_lr_scale=scale)
+            return [family.score(r[data]) for r in rounds]
+        _, shots = inner(learner, tasks, params, 1, order=1)
+        test = rollout.samples(family.env(tasks, copies=kshot.count), learner.gen)
+        _, rounds = inner(learner, tasks, params, max(steps), order=1,
+                          replay=shots * max(steps), later_lr_scale=scale)
+        thetas = [params[kshot.model]] + [r["params"][kshot.model] for r in rounds]
+        model = getattr(learner, modules[kshot.model])
+        return [adapting.losses(model, theta, test, kshot.loss) for theta in thetas]
+
+    chosen = {method: best_scale(scales, lambda s: scores_of(learner, validation_tasks, s),
+                                 steps, metric)
+              for method, learner in learners.items()}
+    scores = {method: scores_of(learner, test_tasks, chosen[method])
+              for method, learner in learners.items()}
+    return after_adaptation(spec, scores, steps, tasks=instances, metric=metric, label=label,
+                            scales=chosen)
 
 
 def after_adaptation(spec: str, scores: dict[str, list[torch.Tensor]], steps: list[int],

@@ -27,7 +27,9 @@ def features(inputs: list[str], fields: dict, n_actions: int) -> torch.Tensor:
     parts = []
     for name in inputs:
         x = fields[name]
-        if name == "prev_action":  # -1 before the first action: an all-zero one-hot
+        if name == "prev_action" and x.is_floating_point():  # continuous: the action vector
+            parts.append(x)
+        elif name == "prev_action":  # -1 before the first action: an all-zero one-hot
             parts.append(nn.functional.one_hot(x.clamp(min=0), n_actions).float() *
                          (x >= 0).unsqueeze(-1).float())
         elif name in ("obs", "x"):
@@ -66,11 +68,25 @@ class DiagGaussian:
         return DiagGaussian(self.mean.detach(), self.log_std.detach())
 
 
+class BoxUniform:
+    """Uniform action vectors in [−1, 1]^d: the `random` baseline on continuous actions."""
+
+    def __init__(self, batch: int, dim: int):
+        self.shape = (batch, dim)
+
+    def sample(self, gen: torch.Generator) -> torch.Tensor:
+        return torch.rand(self.shape, generator=gen) * 2 - 1
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.full(x.shape[:-1], -self.shape[1] * math.log(2.0))
+
+
 def sample(pi, gen: torch.Generator) -> torch.Tensor:
-    """An action from a policy head: Gaussian vectors [B, d] or categorical indices [B]."""
-    if isinstance(pi, DiagGaussian):
-        return pi.sample(gen)
-    return torch.multinomial(pi.probs, 1, generator=gen).squeeze(-1)
+    """An action from a policy head: vectors [B, d] (Gaussian, uniform) or categorical
+    indices [B]."""
+    if isinstance(pi, Categorical):
+        return torch.multinomial(pi.probs, 1, generator=gen).squeeze(-1)
+    return pi.sample(gen)
 
 
 def detach_head(head):
@@ -128,8 +144,8 @@ class Heads(nn.Module):
 class Recurrent(nn.Module):
     """`recurrent(core = gru(...)|lstm(...), inputs = [...], heads = {...})`."""
 
-    def __init__(self, core: str, hidden: int, inputs: list[str], heads: dict[str, str],
-                 obs_dim: int, n_actions: int, layers: int = 1, reset: str = "task"):
+    def __init__(self, core: str, inputs: list[str], heads: dict[str, str], obs_dim: int,
+                 n_actions: int, hidden: int = 256, layers: int = 1, reset: str = "task"):
         super().__init__()
         self.inputs, self.n_actions = list(inputs), n_actions
         self.reset = reset  # "task": one trial is one memory; "episode": cleared at prev_done
@@ -171,17 +187,20 @@ class Recurrent(nn.Module):
 
 
 class UniformPolicy(nn.Module):
-    """The `random` baseline as a model: uniform over actions, no memory."""
+    """The `random` baseline as a model: uniform over actions (discrete, or vectors in
+    [−1, 1]^n_actions where `continuous`), no memory."""
 
-    def __init__(self, n_actions: int):
+    def __init__(self, n_actions: int, continuous: bool = False):
         super().__init__()
-        self.n_actions = n_actions
+        self.n_actions, self.continuous = n_actions, continuous
 
     def initial_state(self, batch: int):
         return None
 
     def step(self, fields: dict, state):
         batch = fields["prev_reward"].shape[0]
+        if self.continuous:
+            return {"pi": BoxUniform(batch, self.n_actions)}, state
         return {"pi": Categorical(logits=torch.zeros(batch, self.n_actions))}, state
 
 
@@ -198,8 +217,8 @@ class FeedForward(nn.Module):
     `raw(params, fields)` one task's fields with unbatched parameters (under an outer
     `vmap` over tasks)."""
 
-    def __init__(self, hidden: list[int], activation: str, inputs: list[str],
-                 heads: dict[str, str], obs_dim: int, n_actions: int):
+    def __init__(self, core: str, inputs: list[str], heads: dict[str, str], obs_dim: int,
+                 n_actions: int, hidden: list[int] = (64, 64), activation: str = "tanh"):
         super().__init__()
         self.inputs, self.n_actions = list(inputs), n_actions
         self.activation = _ACTIVATIONS[activation]

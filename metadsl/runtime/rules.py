@@ -13,24 +13,37 @@ class NonFiniteLoss(RuntimeError):
     """A loss became NaN or infinite: the run stops, keeping its last good checkpoint."""
 
 
-def optimizer(rule: str, params, lr: float | None = None, **options) -> torch.optim.Optimizer:
-    if rule == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=options.get("l2", 0.0))
-    if rule == "rmsprop":
-        return torch.optim.RMSprop(params, lr=lr, alpha=options.get("alpha", 0.99),
-                                   eps=options.get("eps", 1e-5))
-    if rule == "sgd":
-        return torch.optim.SGD(params, lr=lr)
-    if rule == "trpo":
-        return TRPO(params, **options)
-    raise ValueError(f"no optimizer for rule {rule}")
+class Adam(torch.optim.Adam):
+    """`adam(lr, epochs, minibatches, max_grad_norm, l2)`: Adam, with how many passes and
+    minibatches an update makes and its gradient clipping (`minimize` reads them)."""
+
+    def __init__(self, params, lr: float = 3e-4, epochs: int = 1, minibatches: int = 1,
+                 max_grad_norm: float = 0.0, l2: float = 0.0):
+        super().__init__(params, lr=lr, weight_decay=l2)
+        self.epochs, self.minibatches, self.max_grad_norm = epochs, minibatches, max_grad_norm
 
 
-def minimize(opt: torch.optim.Optimizer, model, batch: dict, loss_fn, epochs: int = 1,
-             minibatches: int = 1, max_grad_norm: float = 0.0,
+class RMSprop(torch.optim.RMSprop):
+    """`rmsprop(lr, alpha, eps, max_grad_norm)` (A2C, Wang et al. 2016): one step per update."""
+
+    def __init__(self, params, lr: float = 7e-4, alpha: float = 0.99, eps: float = 1e-5,
+                 max_grad_norm: float = 0.0):
+        super().__init__(params, lr=lr, alpha=alpha, eps=eps)
+        self.epochs, self.minibatches, self.max_grad_norm = 1, 1, max_grad_norm
+
+
+def _check_parameters(opt: torch.optim.Optimizer) -> None:
+    if not all(torch.isfinite(p).all() for g in opt.param_groups for p in g["params"]):
+        raise NonFiniteLoss("a parameter became NaN or infinite in the update")
+
+
+def minimize(opt: torch.optim.Optimizer, model, batch: dict, loss_fn,
              gen: torch.Generator | None = None) -> float:
-    """`update M by RULE on LOSS over DATA`: epochs × minibatches gradient steps, split over
-    task instances (dim 1) so each recurrent trajectory stays whole. Returns the mean loss."""
+    """`update M by RULE on LOSS over DATA`: the optimizer's epochs × minibatches gradient
+    steps, split over task instances (dim 1) so each recurrent trajectory stays whole.
+    Returns the mean loss."""
+    epochs, minibatches = getattr(opt, "epochs", 1), getattr(opt, "minibatches", 1)
+    max_grad_norm = getattr(opt, "max_grad_norm", 0.0)
     width = batch["done"].shape[1]
     losses = []
     for _ in range(epochs):
@@ -47,11 +60,11 @@ def minimize(opt: torch.optim.Optimizer, model, batch: dict, loss_fn, epochs: in
                 torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
             opt.step()
             losses.append(loss.item())
+    _check_parameters(opt)
     return sum(losses) / len(losses) if losses else math.nan
 
 
-def outer_step(opt: torch.optim.Optimizer, closure, max_grad_norm: float = 0.0,
-               trace=None) -> float:
+def outer_step(opt: torch.optim.Optimizer, closure, trace=None) -> float:
     """`update M by RULE on LOSS over DATA through INNER`: one outer step on the loss that
     `closure()` recomputes from θ (re-adapting θ′ on the same trajectories, so that TRPO's
     line search can evaluate candidate θ). A meta-gradient `trace` (adaptation.Trace) is
@@ -65,12 +78,12 @@ def outer_step(opt: torch.optim.Optimizer, closure, max_grad_norm: float = 0.0,
     advanced = trace.advanced(out.params) if trace is not None else None
     opt.zero_grad()
     out.loss.backward()
+    max_grad_norm = getattr(opt, "max_grad_norm", 0.0)
     if max_grad_norm > 0:
         torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]],
                                        max_grad_norm)
     opt.step()
-    if not all(torch.isfinite(p).all() for g in opt.param_groups for p in g["params"]):
-        raise NonFiniteLoss("a parameter became NaN or infinite in the update")
+    _check_parameters(opt)
     if trace is not None:
         trace.z = advanced
     return out.loss.item()

@@ -79,15 +79,13 @@ class Bounds:
                 f"{')' if self.high_open or self.high is None else ']'}")
 
 
-def _fields(args_cls) -> dict[str, dataclasses.Field]:
-    return {f.name: f for f in dataclasses.fields(args_cls)}
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    """What `--set PATH=VALUE` sets: the Args field behind a dotted path, and the bounds the
+    spec's checker holds it to."""
 
-
-def _path(field_name: str) -> str:
-    """The dotted path of an Args field, in the spec's own names: `meta__tau_prime__count`
-    is `meta.tau'.count` (the lowering writes a prime as `_prime`)."""
-    return ".".join(part[: -len("_prime")] + "'" if part.endswith("_prime") else part
-                    for part in field_name.split("__"))
+    field: str
+    bounds: Bounds | None = None
 
 
 def _convert(text: str, type_name: str, path: str):
@@ -103,8 +101,9 @@ def _convert(text: str, type_name: str, path: str):
         raise UsageError(f"error[E0501]: --set {path}={text}: expected a {type_name}") from None
 
 
-def parse(args_cls, argv=None, iterations: str | None = None, bounds: dict | None = None):
-    """`[--seed N] [--iterations N] [--set path=value ...] [--out DIR] [--resume DIR]`."""
+def parse(args_cls, settings: dict[str, Setting], argv=None, iterations: str | None = None):
+    """`[--seed N] [--iterations N] [--set PATH=VALUE ...] [--out DIR] [--resume DIR]`;
+    `settings` maps each dotted path to its Args field (the generated SETTINGS)."""
     parser = argparse.ArgumentParser(description=(args_cls.__doc__ or "").strip())
     parser.add_argument("--seed", type=int)
     parser.add_argument("--iterations", type=int, help=f"sets {iterations}")
@@ -112,18 +111,18 @@ def parse(args_cls, argv=None, iterations: str | None = None, bounds: dict | Non
     parser.add_argument("--out", type=Path, help="run folder (default runs/SPEC-TIME)")
     parser.add_argument("--resume", type=Path, help="continue the run in this folder")
     options = parser.parse_args(argv)
-    fields = _fields(args_cls)
+    types = {f.name: f.type for f in dataclasses.fields(args_cls)}
     values = {}
     if options.resume is not None:
         saved = options.resume / "args.json"
         if not saved.is_file():
             raise UsageError(f"error: {options.resume} is not a run folder (no args.json)")
         stored = json.loads(saved.read_text())
-        gone = sorted(set(stored) - set(fields))
+        gone = sorted(set(stored) - set(types))
         if gone:  # the spec changed since the run began
             print(f"note: {options.resume} has settings this module lacks, ignored: "
-                  f"{', '.join(_path(name) for name in gone)}", file=sys.stderr)
-        values.update({k: v for k, v in stored.items() if k in fields})
+                  f"{', '.join(gone)}", file=sys.stderr)
+        values.update({k: v for k, v in stored.items() if k in types})
     overrides = [("seed", str(options.seed))] if options.seed is not None else []
     if options.iterations is not None:
         overrides.append((iterations, str(options.iterations)))
@@ -132,20 +131,19 @@ def parse(args_cls, argv=None, iterations: str | None = None, bounds: dict | Non
             raise UsageError(f"error[E0501]: --set {item}: expected PATH=VALUE")
         path, text = item.split("=", 1)
         overrides.append((path.strip(), text.strip()))
-    paths = {_path(name): name for name in fields}
-    spelled = {name.replace("__", "."): name for name in fields}  # tau_prime for tau'
+    spelled = {path.replace("'", "_prime"): path for path in settings}  # tau_prime for tau'
     for path, text in overrides:
-        path = _path(spelled[path]) if path in spelled else path
-        if path not in paths:
-            close = difflib.get_close_matches(path, list(paths), n=1)
+        path = spelled.get(path, path)
+        if path not in settings:
+            close = difflib.get_close_matches(path, list(settings), n=1)
             hint = f"; did you mean '{close[0]}'?" if close else ""
             raise UsageError(f"error[E0501]: no setting '{path}' in this spec{hint}\n"
-                             f"  settings: {', '.join(sorted(paths))}")
-        name = paths[path]
-        values[name] = _convert(text, fields[name].type, path)
-        limit = (bounds or {}).get(path)
-        if limit is not None and not limit.admits(values[name]):
-            raise UsageError(f"error[E0207]: --set {path}={text}: out of bounds {limit}")
+                             f"  settings: {', '.join(sorted(settings))}")
+        setting = settings[path]
+        values[setting.field] = _convert(text, types[setting.field], path)
+        if setting.bounds is not None and not setting.bounds.admits(values[setting.field]):
+            raise UsageError(f"error[E0207]: --set {path}={text}: out of bounds "
+                             f"{setting.bounds}")
     return args_cls(**values), options
 
 

@@ -183,6 +183,7 @@ class Nav2D:
 
     kind = "control"
     obs_dim, n_actions = control.NavEnv.obs_dim, control.NavEnv.n_actions
+    continuous = True
 
     def __init__(self, goal_low=-0.5, goal_high=0.5, horizon=100, action_clip=0.1,
                  action_scale=1.0, sparse=False, goal_radius=0.2):

@@ -1,0 +1,772 @@
+"""Back end: loop program → one readable PyTorch training module, as Python `ast`.
+
+Reads the loop program (metadsl.middle.program) and nothing else. One function per node
+kind lowers it: `rollout`, `sample_tasks`, `map_tasks`, `step` (dispatched on the rule's
+traits: a differentiable step, an optimizer step, an outer step through an inner loop,
+an interpolation), `carry_over`, `reset`, `log`; `expr` lowers expressions node by node.
+Spec names reach Python only through the symbol table the `mangle_names` pass made, and
+spec text only as literals. The module is printed by `ast.unparse`, then black.
+
+A node with no lowering is reported with its location (`NotBuilt`, exit 3), never
+dropped. No torch here.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+
+from .. import __version__
+from .. import registry as R
+from ..driver import NotBuilt
+from ..middle import program as P
+from . import pyast as X
+
+
+class Lowering:
+    def __init__(self, program: P.Program):
+        self.p = program
+        self.missing: list[tuple[str, P.Loc]] = list(program.unsupported)
+        self.fields = {a.path: a.name for a in program.args}
+        self.runtime: set[str] = set()  # metadsl.runtime modules the module uses
+
+    # ---- names ----
+
+    def note(self, what: str, loc: P.Loc) -> None:
+        if (what, loc) not in self.missing:
+            self.missing.append((what, loc))
+
+    def rt(self, path: str) -> ast.expr:
+        """A runtime attribute (`rollout.collect`), recording the module import."""
+        self.runtime.add(path.split(".")[0])
+        return X.dotted(path)
+
+    def impl(self, entry_name: str) -> ast.expr:
+        return self.rt(R.REGISTRY[entry_name].impl)
+
+    def state(self, name: str) -> ast.expr:
+        return X.attr(X.name("state"), self.p.python("state", name))
+
+    def setting(self, path: str) -> ast.expr:
+        return X.attr(X.name("args"), self.fields[path])
+
+    def local(self, loop: str, name: str) -> str:
+        return self.p.python(f"loop:{loop}", name)
+
+    def value(self, v, ctx: "Ctx | None" = None) -> ast.expr:
+        """A statement's argument: a setting, a constant, a meta-parameter's value."""
+        if isinstance(v, P.Setting):
+            return self.setting(v.path)
+        if isinstance(v, P.Const):
+            if v.type == "dict":
+                return X.mapping((k, X.const(x)) for k, x in v.value)
+            return X.const(v.value)
+        if isinstance(v, P.Meta):
+            return X.call(self.state(v.name))
+        if isinstance(v, P.Params):
+            return self.state(v.model)
+        return self.expr(v, ctx or Ctx(None, P.NOWHERE, metas=True))
+
+    # ---- expressions ----
+
+    def expr(self, e, ctx: "Ctx") -> ast.expr:
+        method = getattr(self, "expr_" + type(e).__name__.lower(), None)
+        if method is None:
+            self.note(f"expression {type(e).__name__}", ctx.loc)
+            return X.const(None)
+        return method(e, ctx)
+
+    def expr_lit(self, e: P.Lit, ctx) -> ast.expr:
+        return X.const(e.value)
+
+    expr_const = value
+
+    def expr_setting(self, e: P.Setting, ctx) -> ast.expr:
+        return self.setting(e.path)
+
+    def expr_field(self, e: P.Field, ctx) -> ast.expr:
+        return X.subscript(X.name("batch"), e.name)
+
+    def heads(self, detached: bool) -> ast.expr:
+        return X.call(self.rt("ops.detached"), X.name("heads")) if detached else X.name("heads")
+
+    def expr_head(self, e: P.Head, ctx) -> ast.expr:
+        return X.subscript(self.heads(e.detached), e.slot)
+
+    def expr_local(self, e: P.Local, ctx) -> ast.expr:
+        return X.name(self.p.python(f"function:{ctx.function}", e.name))
+
+    def expr_meta(self, e: P.Meta, ctx) -> ast.expr:
+        if not ctx.metas:  # a function body has no run state to read it from
+            self.note(f"meta-parameter '{e.name}' in a function body", ctx.loc)
+            return X.const(None)
+        return X.call(self.state(e.name))
+
+    def expr_op(self, e: P.Op, ctx) -> ast.expr:
+        args = ([X.name("batch")] if e.batch else []) + [self.expr(a, ctx) for a in e.args]
+        return X.call_kw(self.impl(e.name), args, [(k, self.expr(v, ctx)) for k, v in e.kwargs])
+
+    def expr_call(self, e: P.Call, ctx) -> ast.expr:
+        args = [X.name("batch"), self.heads(e.detached)] + [self.expr(a, ctx) for a in e.args]
+        return X.call_kw(X.name(self.p.python("module", e.func)), args,
+                         [(self.keyword(e.func, k), self.expr(v, ctx)) for k, v in e.kwargs])
+
+    def keyword(self, func: str, param: str) -> str:
+        return self.p.python(f"function:{func}", param)
+
+    def expr_binary(self, e: P.Binary, ctx) -> ast.expr:
+        return X.binary(e.op, self.expr(e.left, ctx), self.expr(e.right, ctx))
+
+    def expr_negate(self, e: P.Negate, ctx) -> ast.expr:
+        return ast.UnaryOp(ast.USub(), self.expr(e.operand, ctx))
+
+    def expr_unsupported(self, e: P.Unsupported, ctx) -> ast.expr:
+        self.note(e.what, e.loc)
+        return X.const(None)
+
+    def objective(self, loss, loop: P.Loop, loc: P.Loc) -> ast.Lambda:
+        """`lambda batch, heads: LOSS`: meta-parameters read from the run state."""
+        return X.lambda_(["batch", "heads"], self.expr(loss, Ctx(None, loc, metas=True)))
+
+    # ---- functions (def / loss) ----
+
+    def function(self, fn: P.Function) -> ast.FunctionDef:
+        ctx = Ctx(fn.name, fn.loc, metas=False)
+        scope = f"function:{fn.name}"
+        params, defaults, setup = ["batch", "heads"], [], []
+        for pname, default in fn.params:
+            py = self.p.python(scope, pname)
+            params.append(py)
+            if default is None:
+                if defaults:  # a required parameter after defaults: make it keyword-able
+                    defaults.append(X.const(None))
+                continue
+            if isinstance(default, P.Lit):
+                defaults.append(X.const(default.value))
+            else:  # a default over the trajectory (`r = reward`) is computed per call
+                defaults.append(X.const(None))
+                setup.append(X.if_(ast.Compare(X.name(py), [ast.Is()], [X.const(None)]),
+                                   [X.assign(py, self.expr(default, ctx))]))
+        body = setup + [X.assign(self.p.python(scope, n), self.expr(v, ctx)) for n, v in fn.lets]
+        body.append(X.ret(self.expr(fn.body, ctx)))
+        return X.function(self.p.python("module", fn.name), X.arguments(params, defaults), body,
+                          f"`{fn.kind} {fn.name}` from {fn.origin}.")
+
+    # ---- build ----
+
+    def build(self) -> ast.FunctionDef:
+        body: list[ast.stmt] = [
+            X.expr(X.call("torch.manual_seed", self.setting("seed"))),
+            X.assign("gen", X.call(X.attr(X.call("torch.Generator"), "manual_seed"),
+                                   self.setting("seed")))]
+        parts = [("gen", X.name("gen"))]
+
+        def bind(key: str, value: ast.expr) -> None:
+            py = self.p.python("state", key)
+            body.append(X.assign(py, value))
+            parts.append((py, X.name(py)))
+
+        for task in self.p.tasks:
+            bind(task.name, self.task(task))
+        for model in self.p.models:
+            if not R.REGISTRY[model.constructor].impl or not R.REGISTRY[model.core].impl:
+                continue  # noted by the builder
+            if model.tasks is None:
+                self.note(f"model '{model.name}' is never rolled out (its sizes come from "
+                          "the tasks it acts in)", model.loc)
+                continue
+            bind(model.name, self.model(model))
+        for meta in self.p.metas:
+            if R.REGISTRY[meta.constructor].impl:
+                bind(meta.name, X.call_kw(self.impl(meta.constructor), [],
+                                          [(k, self.local_value(v)) for k, v in meta.args]))
+        for loop in self.p.loops:
+            for stmt in loop.body:
+                if isinstance(stmt, P.Step) and stmt.mode == "update" and \
+                        "gradient" in stmt.rule.traits and R.REGISTRY[stmt.rule.name].impl \
+                        and all(isinstance(t, (P.Params, P.Meta)) for t in stmt.targets):
+                    params = [X.call(X.attr(self.local_part(t), "parameters"))
+                              for t in stmt.targets]
+                    first = params[0] if len(params) == 1 else \
+                        ast.List([ast.Starred(p, X.LOAD) for p in params], X.LOAD)
+                    bind(P.optimizer_key(loop.name, stmt),
+                         X.call_kw(self.impl(stmt.rule.name), [first],
+                                   [(k, self.value(v)) for k, v in stmt.rule.args]))
+                if isinstance(stmt, P.Step) and stmt.through is not None and \
+                        stmt.through.traced_model:
+                    model = stmt.through.traced_model
+                    metas = ast.List([self.local_part(t) for t in stmt.targets], X.LOAD)
+                    bind("trace:" + model, X.call(self.rt("adaptation.Trace"),
+                                                  self.local_part(P.Params(model)), metas,
+                                                  decay=self.value(stmt.through.trace)))
+        body.append(X.ret(X.call_kw(self.rt("runs.State"), [], parts)))
+        return X.function("build", X.arguments(["args"], annotations={"args": X.name("Args")}),
+                          body, "Tasks, models, meta-parameters and optimizers, seeded from "
+                          "args.seed.", returns=self.rt("runs.State"))
+
+    def local_part(self, ref) -> ast.expr:
+        """A part of the state as build() names it before the state exists."""
+        return X.name(self.p.python("state", ref.model if isinstance(ref, P.Params)
+                                    else ref.name))
+
+    def local_value(self, v) -> ast.expr:
+        return self.local_part(v) if isinstance(v, (P.Params, P.Meta)) else self.value(v)
+
+    def task(self, task: P.TaskDecl) -> ast.expr:
+        if not R.REGISTRY[task.source].impl:
+            return X.const(None)  # noted by the builder
+        return X.call_kw(self.impl(task.source), [], [(k, self.value(v)) for k, v in task.args])
+
+    def model(self, m: P.ModelDecl) -> ast.expr:
+        family = X.name(self.p.python("state", m.tasks))
+        keywords = [("core", X.const(m.core))] + [(k, self.value(v)) for k, v in m.core_args]
+        keywords += [("inputs", X.const(list(m.inputs))), ("heads", X.mapping(m.heads)),
+                     ("obs_dim", X.attr(family, "obs_dim")),
+                     ("n_actions", X.attr(family, "n_actions"))]
+        if m.reset is not None:
+            keywords.append(("reset", X.const(m.reset)))
+        return X.call_kw(self.impl(m.core), [], keywords)
+
+    # ---- statements ----
+
+    def stmt(self, s, ctx: "Ctx") -> list[ast.stmt]:
+        method = getattr(self, "stmt_" + type(s).__name__.lower(), None)
+        if method is None:
+            self.note(f"`{type(s).__name__}` statements", getattr(s, "loc", ctx.loc))
+            return []
+        return method(s, ctx)
+
+    def family(self, name: str) -> ast.expr:
+        return self.state(name)
+
+    def trial_steps(self, r: P.Rollout, sequential: bool | None = None) -> ast.expr:
+        """Environment steps of one trial of a rollout, from the task family's horizon."""
+        horizon = X.attr(self.family(r.tasks), "horizon")
+        if r.unit == "steps":
+            return self.value(r.count)
+        if (r.schedule == "sequential") if sequential is None else sequential:
+            return X.binary("*", self.value(r.count), horizon)
+        return horizon
+
+    def stmt_sampletasks(self, s: P.SampleTasks, ctx) -> list[ast.stmt]:
+        lengths = []
+        for data in s.trials:
+            length = self.trial_steps(P.producer(self.p, data))
+            if ast.dump(length) not in map(ast.dump, lengths):
+                lengths.append(length)
+        steps = lengths[0] if len(lengths) == 1 else X.call("max", *lengths) if lengths else \
+            X.attr(self.family(s.source), "horizon")
+        return [X.assign("instances", X.call(X.attr(self.family(s.source), "sample"),
+                                             self.value(s.count), steps,
+                                             X.attr(X.name("state"), "gen")))]
+
+    def theta(self, inner: P.Loop, count: ast.expr, traced: str | None = None,
+              learner: str = "state") -> ast.Dict:
+        """θ per task of each model the inner loop adapts, {model: {name: [tasks, ...]}}."""
+        pairs = []
+        for m in P.adapted_models(inner):
+            model = X.attr(X.name(learner), self.p.python("state", m))
+            if m == traced:  # θ whose gradient to η is the trace
+                pairs.append((m, X.call(X.attr(self.state("trace:" + m), "theta"), model, count)))
+            else:
+                pairs.append((m, X.call(X.attr(model, "parameters_per_task"), count)))
+        return X.mapping(pairs)
+
+    def stmt_maptasks(self, s: P.MapTasks, ctx) -> list[ast.stmt]:
+        inner = self.p.loop(s.loop)
+        fn = X.name(self.p.python("module", s.loop))
+        steps = self.setting(f"{s.loop}.steps")
+        if inner.adapts:
+            call = X.call(fn, X.name("args"), X.name("state"), X.name("instances"),
+                          self.theta(inner, self.setting(f"{ctx.loop.name}.meta_batch")), steps,
+                          order=X.const(1))
+            out: list[ast.stmt] = [X.assign(["adapted", "rounds"], call)]
+        else:
+            keywords = [("progress", X.attr(X.name("run"), "progress"))] \
+                if P.has_update(inner) else []
+            call = X.call_kw(fn, [X.name("args"), X.name("state"), X.name("instances"), steps],
+                             keywords)
+            out = [X.assign("rounds", call)]
+        # the inner loop's data the outer statements read: its last round's
+        used = {st.objective.data for st in ctx.loop.body if isinstance(st, P.Step) and
+                isinstance(st.objective, P.Minimize)} | \
+            {st.data for st in ctx.loop.body if isinstance(st, P.Store)}
+        for r in P.rollouts(inner):
+            if r.output in used:
+                out.append(X.assign(self.local(ctx.loop.name, r.output.name),
+                                    X.subscript(X.subscript(X.name("rounds"), -1),
+                                                r.output.name)))
+        return out
+
+    def stmt_rollout(self, r: P.Rollout, ctx) -> list[ast.stmt]:
+        out = self.local(ctx.loop.name, r.output.name)
+        family = self.family(r.tasks)
+        gen = X.attr(X.name("state"), "gen")
+        model = r.policy.model
+        if model not in {m.name for m in self.p.models}:
+            return []  # an unbuilt behaviour policy, noted by the builder
+        parallel = r.schedule == "parallel"
+        env = X.call(X.attr(family, "env"), X.name("instances"), copies=self.value(r.count)) \
+            if parallel else X.call(X.attr(family, "env"), X.name("instances"))
+        if r.unit == "samples":  # supervised data, read in order: nothing acts
+            if parallel:
+                return [X.assign(out, X.call(self.rt("rollout.samples"), env, gen))]
+            return [X.assign("env", env),
+                    X.assign(out, X.call(self.rt("rollout.samples"), X.name("env"), gen))]
+        keywords = []
+        if r.unit == "episodes" and not parallel:
+            steps = X.binary("*", self.value(r.count), X.attr(X.name("env"), "horizon"))
+            keywords.append(("episodes", self.value(r.count)))
+        elif r.unit == "episodes":
+            steps = X.attr(X.name("env"), "horizon")
+        else:
+            steps = self.value(r.count)
+        params = self.policy_params(r.policy, ctx)
+        if params is not None:
+            keywords.append(("params", params))
+        return [X.assign("env", env),
+                X.assign(out, X.call_kw(self.rt("rollout.collect"),
+                                        [self.state(model), X.name("env"), steps, gen],
+                                        keywords))]
+
+    def policy_params(self, policy, ctx) -> ast.expr | None:
+        """Per-task parameters a rollout acts with: θ′ after adaptation, or the inner
+        loop's current per-task θ of a model it adapts."""
+        if isinstance(policy, P.Adapted):
+            return X.subscript(X.name("adapted"), policy.model)
+        if ctx.loop.kind == "inner" and policy.model in P.adapted_models(ctx.loop):
+            return X.subscript(X.name("params"), policy.model)
+        return None
+
+    def data(self, d: P.Data, ctx) -> ast.expr:
+        return X.name(self.local(ctx.loop.name, d.name))
+
+    def stmt_store(self, s: P.Store, ctx) -> list[ast.stmt]:
+        self.note(f"`store` into '{s.buffer.key}' (replay buffers)", s.loc)
+        return []
+
+    def stmt_samplebuffer(self, s: P.SampleBuffer, ctx) -> list[ast.stmt]:
+        self.note(f"`collect ... from {s.buffer.key}` (replay buffers)", s.loc)
+        return []
+
+    def stmt_reset(self, s: P.Reset, ctx) -> list[ast.stmt]:
+        # no memory with a constructor is built yet: its declaration is already noted
+        return []
+
+    def stmt_carryover(self, s: P.CarryOver, ctx) -> list[ast.stmt]:
+        return [X.expr(X.call(self.rt("adaptation.carry_over"), self.state(s.model),
+                              X.subscript(X.name("adapted"), s.model)))]
+
+    # -- steps, dispatched on the rule's traits --
+
+    def stmt_step(self, s: P.Step, ctx) -> list[ast.stmt]:
+        entry = R.REGISTRY.get(s.rule.name)
+        if entry is None or not entry.impl:
+            self.note(f"update rule {s.rule.name}", s.loc)
+            return []
+        traits = set(s.rule.traits)
+        for t in s.targets:
+            if isinstance(t, P.Memory):
+                self.note(f"an update of memory '{t.key}' (table writes)", s.loc)
+                return []
+            if isinstance(t, P.Population):
+                self.note(f"an update of task population '{t.name}'", s.loc)
+                return []
+        if isinstance(s.objective, P.Maximize):
+            self.note("evolutionary updates (`maximizing`)", s.loc)
+            return []
+        if s.mode == "adapt":
+            if "differentiable" not in traits or not isinstance(s.objective, P.Minimize):
+                self.note(f"`adapt` by {s.rule.name}", s.loc)
+                return []
+            return self.differentiable_step(s, ctx)
+        if isinstance(s.objective, P.Toward):
+            if "interpolate" not in traits:
+                self.note(f"interpolating update by {s.rule.name}", s.loc)
+                return []
+            return self.interpolation(s, ctx)
+        if "gradient" not in traits:
+            self.note(f"`update` by {s.rule.name}", s.loc)
+            return []
+        if s.through is not None:
+            return self.outer_step(s, ctx)
+        return self.optimizer_step(s, ctx)
+
+    def differentiable_step(self, s: P.Step, ctx) -> list[ast.stmt]:
+        """θ′ = θ − α∇L per task, vmapped (adaptation.sgd): the inner loop's `adapt`."""
+        if not all(isinstance(t, P.Params) for t in s.targets) or len(s.targets) > 1:
+            self.note("`adapt` of anything but one model's parameters (per-task "
+                      "meta-parameters, latents)", s.loc)
+            return []
+        model = P.target_name(s.targets[0])
+        if model not in {m.name for m in self.p.models}:
+            return []  # an unbuilt model, noted by the builder
+        if self.p.model(model).stateful:
+            self.note(f"adapting '{model}', a model with memory (per-task parameters of "
+                      "recurrent cores)", s.loc)
+            return []
+        loss = self.local(ctx.loop.name, "loss:" + model)
+        lr = s.rule.arg("lr")
+        call = X.call(self.impl(s.rule.name), self.state(model),
+                      X.subscript(X.name("params"), model),
+                      self.data(s.objective.data, ctx),
+                      self.objective(s.objective.loss, ctx.loop, s.loc),
+                      lr=self.value(lr), order=X.name("order"), scale=X.name("scale"))
+        return [X.assign([X.subscript(X.name("params"), model), loss], call)]
+
+    def optimizer_step(self, s: P.Step, ctx) -> list[ast.stmt]:
+        """An in-place update: epochs × minibatches of gradient steps on the data."""
+        target = s.targets[0]
+        if not isinstance(target, P.Params):
+            self.note("an update of meta-parameters without `through`", s.loc)
+            return []
+        model = target.model
+        progress = X.attr(X.name("run"), "progress") if ctx.loop.kind == "outer" \
+            else X.name("progress")
+        batch = X.call("dict", self.data(s.objective.data, ctx), progress=progress)
+        call = X.call(self.rt("rules.minimize"), self.state(P.optimizer_key(ctx.loop.name, s)),
+                      self.state(model),
+                      batch, self.objective(s.objective.loss, ctx.loop, s.loc),
+                      gen=X.attr(X.name("state"), "gen"))
+        return [X.assign(self.local(ctx.loop.name, "loss:" + model), call)]
+
+    def outer_step(self, s: P.Step, ctx) -> list[ast.stmt]:
+        """One outer step on a closure that replays the inner loop on the same data, so
+        the gradient (TRPO: also its Fisher-vector products) goes through θ′."""
+        inner = self.p.loop(s.through.loop)
+        target = P.target_name(s.targets[0])
+        data = s.objective.data
+        made_by = P.producer(self.p, data)
+        models = P.adapted_models(inner)
+        if not models:
+            self.note(f"`through {inner.name}`, an inner loop that adapts nothing", s.loc)
+            return []
+        model = made_by.policy.model if isinstance(made_by, P.Rollout) and \
+            made_by.policy.model in models else models[0]
+        batch = self.setting(f"{ctx.loop.name}.meta_batch")
+        replay = X.call(X.name(self.p.python("module", inner.name)), X.name("args"),
+                        X.name("state"), X.name("instances"),
+                        self.theta(inner, batch, s.through.traced_model),
+                        self.setting(f"{inner.name}.steps"), order=self.value(s.through.order),
+                        replay=X.name("rounds"))
+        closure = X.function("outer", X.arguments([]), [
+            X.assign(["adapted", "_"], replay),
+            X.ret(X.call(self.rt("adaptation.objective"), self.state(model),
+                         X.subscript(X.name("adapted"), model), self.data(data, ctx),
+                         self.objective(s.objective.loss, ctx.loop, s.loc)))],
+            "θ′ recomputed from θ on the same data, so that the outer gradient goes "
+            "through the inner steps.", returns=self.rt("adaptation.Outer"))
+        keywords = []
+        if s.through.traced_model:
+            keywords.append(("trace", self.state("trace:" + s.through.traced_model)))
+        step = X.call_kw(self.rt("rules.outer_step"), [self.state(P.optimizer_key(ctx.loop.name, s)),
+                                                       X.name("outer")], keywords)
+        return [closure, X.assign(self.local(ctx.loop.name, "loss:" + target), step)]
+
+    def interpolation(self, s: P.Step, ctx) -> list[ast.stmt]:
+        """θ ← θ + ε(mean θ′ − θ) (Reptile)."""
+        model = P.target_name(s.targets[0])
+        keywords = [(k, self.value(v)) for k, v in s.rule.args]
+        keywords.append(("progress", X.attr(X.name("run"), "progress")))
+        return [X.expr(X.call_kw(self.impl(s.rule.name),
+                                 [self.state(model),
+                                  X.subscript(X.name("adapted"), s.objective.target.model)],
+                                 keywords))]
+
+    def stmt_log(self, s: P.Log, ctx) -> list[ast.stmt]:
+        pairs = []
+        for m in s.metrics:
+            if m.kind == "score":
+                data, index = m.source
+                value = X.call(X.attr(X.call(X.attr(self.family(self.p.loop(data.loop).tasks or
+                                                                ctx.loop.tasks), "score"),
+                                             self.round_data(data, index, ctx)), "mean"))
+            elif m.kind == "loss":
+                pairs.append((m.name, X.name(self.local(ctx.loop.name, "loss:" + m.source))))
+                continue
+            elif m.kind == "inner_loss":
+                value = X.call(X.attr(X.subscript(X.subscript(X.name("rounds"), 0),
+                                                  "loss_" + m.source), "mean"))
+            elif m.kind == "rule_stat":
+                target, stat = m.source
+                key = f"opt:{ctx.loop.name}.{target}"
+                pairs.append((m.name, X.attr(self.state(key), stat)))
+                continue
+            else:  # a scalar meta-parameter's value
+                value = X.call(self.state(m.source.name))
+            pairs.append((m.name, X.call(X.attr(value, "item"))))
+        steps: ast.expr = X.const(0)
+        for data in s.env_steps:
+            count = X.call(X.attr(X.subscript(self.round_data(data, 0, ctx), "done"), "numel"))
+            if data.loop != ctx.loop.name:  # every round of the inner loop
+                count = X.binary("*", X.call("len", X.name("rounds")), count)
+            steps = count if isinstance(steps, ast.Constant) else X.binary("+", steps, count)
+        return [X.expr(X.call(X.attr(X.name("run"), "log"), X.name("iteration"),
+                              X.mapping(pairs), env_steps=steps))]
+
+    def round_data(self, data: P.Data, index: int, ctx) -> ast.expr:
+        if data.loop == ctx.loop.name:
+            return self.data(data, ctx)
+        return X.subscript(X.subscript(X.name("rounds"), index), data.name)
+
+    # ---- loops ----
+
+    def inner_loop(self, loop: P.Loop) -> ast.FunctionDef:
+        ctx = Ctx(None, loop.loc, loop=loop)
+        produced = [s for s in loop.body if isinstance(s, (P.Rollout, P.SampleBuffer))]
+        collect = [x for s in loop.body if isinstance(s, (P.Rollout, P.SampleBuffer, P.Reset))
+                   for x in self.stmt(s, ctx)]
+        steps = [x for s in loop.body if not isinstance(s, (P.Rollout, P.SampleBuffer, P.Reset))
+                 for x in self.stmt(s, ctx)]
+        record = [(s.output.name, X.name(self.local(loop.name, s.output.name))) for s in produced]
+        fn = self.p.python("module", loop.name)
+        doc = f"inner loop {loop.name}(task ~ {loop.tasks}): `steps` rounds of its body on " \
+            "a batch of task instances"
+        if loop.adapts:
+            replayed = [X.assign(self.local(loop.name, s.output.name),
+                                 X.subscript(X.subscript(X.name("replay"), X.name("k")),
+                                             s.output.name)) for s in produced]
+            body = [X.assign("scale", ast.IfExp(X.binary("==", X.name("k"), X.const(0)),
+                                                X.const(1.0), X.name("later_lr_scale")))]
+            body += [X.if_(ast.Compare(X.name("replay"), [ast.Is()], [X.const(None)]), collect,
+                           replayed)] if collect else []
+            body += steps
+            record += [("loss_" + m, X.name(self.local(loop.name, "loss:" + m)))
+                       for m in P.adapted_models(loop)]
+            record.append(("params", X.call("dict", X.name("params"))))
+            body.append(X.expr(X.call(X.attr(X.name("rounds"), "append"), X.mapping(record))))
+            statements = [X.assign(["params", "rounds"],
+                                   ast.Tuple([X.call("dict", X.name("params")),
+                                              ast.List([], X.LOAD)], X.LOAD)),
+                          X.for_("k", X.call("range", X.name("steps")), body),
+                          X.ret(ast.Tuple([X.name("params"), X.name("rounds")], X.LOAD))]
+            args = X.arguments(["args", "state", "instances", "params", "steps", "order",
+                                "replay", "later_lr_scale"], [X.const(None), X.const(1.0)],
+                               {"args": X.name("Args"), "state": self.rt("runs.State"),
+                                "params": X.name("dict"), "steps": X.name("int"),
+                                "order": X.name("int"),
+                                "replay": X.binary_or(X.name("list"), X.const(None)),
+                                "later_lr_scale": X.name("float")})
+            doc += ("; each round collects, then adapts θ′ per task from `params` (one set "
+                    "per task, the tasks vmapped). Order 1 makes each inner gradient a "
+                    "constant; `replay` re-adapts on an earlier call's data (the outer step "
+                    "recomputes θ′ from θ); rounds after the first take `later_lr_scale` "
+                    "times the step size. Returns θ′ and each round's data.")
+            returns = ast.Subscript(X.name("tuple"), ast.Tuple([X.name("dict"), X.name("list")],
+                                                                X.LOAD), X.LOAD)
+            return X.function(fn, args, statements, doc, returns=returns)
+        body = collect + steps + [X.expr(X.call(X.attr(X.name("rounds"), "append"),
+                                                X.mapping(record)))]
+        names = ["args", "state", "instances", "steps"] + \
+            (["progress"] if P.has_update(loop) else [])
+        statements = [X.assign("rounds", ast.List([], X.LOAD)),
+                      X.for_("_", X.call("range", X.name("steps")), body),
+                      X.ret(X.name("rounds"))]
+        args = X.arguments(names, [], {"args": X.name("Args"), "state": self.rt("runs.State"),
+                                       "steps": X.name("int"), "progress": X.name("float")})
+        return X.function(fn, args, statements, doc + "; the learner's memory spans a "
+                          "round. Returns each round's data.", returns=X.name("list"))
+
+    def outer_loop(self, loop: P.Loop) -> ast.FunctionDef:
+        ctx = Ctx(None, loop.loc, loop=loop)
+        body = [x for s in loop.body for x in self.stmt(s, ctx)]
+        iterations = X.call(X.attr(X.name("run"), "iterations"), X.const(loop.name),
+                            self.setting(f"{loop.name}.iterations"))
+        doc = f"outer loop {loop.name}" + (f" over {loop.over}" if loop.over else "") + \
+            ": each iteration samples a batch of tasks, runs the inner loop on them, then " \
+            "updates from what it collected."
+        return X.function(self.p.python("module", loop.name),
+                          X.arguments(["args", "state", "run"],
+                                      annotations={"args": X.name("Args"),
+                                                   "state": self.rt("runs.State"),
+                                                   "run": self.rt("runs.Run")}),
+                          [X.for_("iteration", iterations, body)], doc, returns=X.const(None))
+
+    # ---- evaluation ----
+
+    def evaluate(self) -> ast.FunctionDef:
+        ev = self.p.evaluate
+        signature = X.arguments(["args", "state", "run"],
+                                annotations={"args": X.name("Args"),
+                                             "state": self.rt("runs.State"),
+                                             "run": self.rt("runs.Run")})
+        if ev.kind == "none":
+            return X.function("evaluate", signature, [], "The spec has no evaluate block.",
+                              returns=X.const(None))
+        if ev.kind == "after_adaptation":
+            return self.evaluate_after_adaptation(ev, signature)
+        inner = self.p.loop(ev.loop)
+        first = next(iter(P.rollouts(inner)), None)
+        if first is None:
+            self.note("an evaluation of an inner loop that collects nothing", ev.loc)
+            return X.function("evaluate", signature, [])
+        if first.policy.model not in {m.name for m in self.p.models}:
+            return X.function("evaluate", signature, [])  # its unbuilt policy is noted
+        families = []
+        for label, task in ev.tasks:
+            decl = self.p.task(task) if isinstance(task, str) else task
+            family = self.state(task) if isinstance(task, str) else self.task(task)
+            for baseline in ev.against:
+                if baseline not in R.REGISTRY[decl.source].provides:
+                    self.note(f"baseline {baseline} on {decl.source} tasks", ev.loc)
+            families.append(ast.Tuple([X.const(label), family], X.LOAD))
+        episodes = self.value(first.count) if first.unit == "episodes" else X.const(None)
+        rows = X.call(self.rt("evaluation.held_out"), X.name("SPEC"),
+                      self.state(first.policy.model), X.name("family"), X.name("label"),
+                      steps=self.trial_steps(first, sequential=True), episodes=episodes,
+                      instances=self.value(ev.instances), against=X.const(list(ev.against)),
+                      metric=X.const(ev.metric),
+                      seed=X.binary("+", self.setting("seed"), X.const(1)))
+        body = [X.assign("held_out", ast.List(families, X.LOAD)),
+                X.assign("results", ast.List([], X.LOAD)),
+                ast.For(ast.Tuple([X.name("label", True), X.name("family", True)], X.STORE),
+                        X.name("held_out"), [ast.AugAssign(X.name("results", True), ast.Add(),
+                                                           rows)], []),
+                X.expr(X.call(X.attr(X.name("run"), "write_eval"), X.name("results")))]
+        return X.function("evaluate", signature, body,
+                          "Held-out tasks: the learner and each baseline on the same instances "
+                          "and random draws.", returns=X.const(None))
+
+    def evaluate_after_adaptation(self, ev: P.Evaluate, signature) -> ast.FunctionDef:
+        inner = self.p.loop(ev.loop)
+        models = P.adapted_models(inner)
+        for baseline in ev.against:
+            if "adaptation" not in R.REGISTRY[baseline].traits:
+                self.note(f"baseline {baseline} for an evaluation after adaptation", ev.loc)
+        first = next(iter(P.rollouts(inner)), None)
+        learners = [(X.name("SPEC"), X.name("state"))]
+        fn = X.name(self.p.python("module", inner.name))
+        inner_call = X.call("functools.partial", fn, X.name("args"))
+        modules = X.mapping((m, X.const(self.p.python("state", m))) for m in models)
+        family = self.family(inner.tasks)
+        for baseline in ev.against:
+            if baseline == "pretrained":
+                value = X.call(self.rt("evaluation.pretrained"), X.call("build", X.name("args")),
+                               inner_call, family, modules,
+                               batch=self.setting(f"{ev.outer}.meta_batch"),
+                               iterations=self.value(ev.pretrain_iterations))
+            else:
+                value = X.call("build", X.name("args"))
+            learners.append((X.const(baseline), value))
+        kshot = X.const(None)
+        if first is not None and first.unit == "samples":
+            step = next(s for s in inner.body if isinstance(s, P.Step) and s.mode == "adapt")
+            kshot = X.call(self.rt("evaluation.KShot"), X.const(P.target_name(step.targets[0])),
+                           self.value(first.count),
+                           self.objective(step.objective.loss, inner, step.loc))
+        label = ast.JoinedStr([ast.Constant(f"held_out({inner.tasks}, count = "),
+                               ast.FormattedValue(self.value(ev.instances), -1, None),
+                               ast.Constant(")")])
+        call = X.call(self.rt("evaluation.adaptation"), X.name("SPEC"),
+                      ast.Dict([k for k, _ in learners], [v for _, v in learners]),
+                      inner_call, family, modules, instances=self.value(ev.instances),
+                      steps=X.const(list(ev.adapt_steps)),
+                      scales=X.const(list(ev.later_lr_scales)), metric=X.const(ev.metric),
+                      label=label, seed=self.setting("seed"),
+                      data=X.const(first.output.name if first is not None else ""),
+                      kshot=kshot)
+        return X.function("evaluate", signature,
+                          [X.expr(X.call(X.attr(X.name("run"), "write_eval"), call))],
+                          "Held-out tasks: the score after k inner steps from the meta-learned "
+                          "θ and from each baseline, on the same tasks and random draws; each "
+                          "method's step size after the first step is the candidate that "
+                          "scores best on separate validation tasks.", returns=X.const(None))
+
+    # ---- the module ----
+
+    def args_class(self) -> ast.ClassDef:
+        body: list[ast.stmt] = [X.docstring(
+            f"Hyperparameters of {self.p.spec}; defaults from the spec. `--set PATH=VALUE` "
+            "overrides one, by the dotted path each field's docstring starts with.")]
+        for a in self.p.args:
+            body.append(ast.AnnAssign(X.name(a.name, True), X.name(a.type), X.const(a.default),
+                                      1))
+            body.append(X.docstring(f"{a.path}: {a.doc}"))
+        node = ast.ClassDef("Args", [], [], body, [X.name("dataclass")])
+        if "type_params" in ast.ClassDef._fields:
+            node.type_params = []
+        return node
+
+    def settings_table(self) -> ast.Assign:
+        keys, values = [], []
+        for a in self.p.args:
+            given = zip(("low", "high", "low_open", "high_open"), a.bounds[0]) if a.bounds else ()
+            bounds = [(k, X.const(v)) for k, v in given if v is not None and v is not False]
+            keywords = [("bounds", X.call_kw(self.rt("runs.Bounds"), [], bounds))] \
+                if bounds else []
+            keys.append(X.const(a.path))
+            values.append(X.call_kw(self.rt("runs.Setting"), [X.const(a.name)], keywords))
+        return X.assign("SETTINGS", ast.Dict(keys, values))
+
+    def main(self) -> ast.FunctionDef:
+        outer = [l for l in self.p.loops if l.kind == "outer"]
+        calls = [X.expr(X.call(X.name(self.p.python("module", l.name)), X.name("args"),
+                               X.name("state"), X.name("run"))) for l in outer]
+        parse = X.call(self.rt("runs.parse"), X.name("Args"), X.name("SETTINGS"), X.name("argv"),
+                       iterations=X.const(f"{outer[-1].name}.iterations" if outer else None))
+        run = X.call(self.rt("runs.Run"), X.name("SPEC"), X.name("SPEC_SHA256"), X.name("args"),
+                     X.name("options"), source=X.name("__file__"),
+                     spec_source=X.name("SPEC_SOURCE"))
+        body = [X.assign(["args", "options"], parse),
+                ast.With([ast.withitem(run, X.name("run", True))],
+                         [X.assign("state", X.call("build", X.name("args"))),
+                          X.expr(X.call(X.attr(X.name("run"), "restore"), X.name("state"))),
+                          *calls,
+                          X.expr(X.call("evaluate", X.name("args"), X.name("state"),
+                                        X.name("run")))])]
+        return X.function("main", X.arguments(["argv"], [X.const(None)]), body,
+                          returns=X.const(None))
+
+    def generate(self) -> str:
+        functions = [self.function(f) for f in self.p.functions]
+        build = self.build()
+        loops = [self.inner_loop(l) if l.kind == "inner" else self.outer_loop(l)
+                 for l in self.p.loops]
+        evaluate = self.evaluate()
+        main = self.main()
+        settings = self.settings_table()
+        if self.missing:
+            raise NotBuilt(sorted(self.missing, key=lambda m: (m[1].line, m[1].column, m[0])))
+        digest = hashlib.sha256(self.p.source.encode()).hexdigest()[:16]
+        header = (f"{self.p.spec}: {self.p.title}\n\n"
+                  f"Generated by metadsl {__version__} from {self.p.path} (sha256 {digest}).\n"
+                  "Edit the spec, not this file. It imports the metadsl runtime (the "
+                  "`metadsl` package must be installed):\n"
+                  "python train.py [--seed N] [--iterations N] [--set PATH=VALUE ...] "
+                  "[--out DIR] [--resume DIR]")
+        imports = [ast.ImportFrom("__future__", [ast.alias("annotations")], 0),
+                   ast.Import([ast.alias("functools")]) if self.uses_functools() else None,
+                   ast.ImportFrom("dataclasses", [ast.alias("dataclass")], 0),
+                   ast.Import([ast.alias("torch")]),
+                   ast.ImportFrom("metadsl.runtime", [ast.alias(m) for m in sorted(self.runtime)],
+                                  0)]
+        body = [X.docstring(header), *[i for i in imports if i is not None],
+                X.assign("SPEC", X.const(self.p.spec)), X.assign("SPEC_SHA256", X.const(digest)),
+                self.args_class(), settings, *functions, build, *loops, evaluate,
+                X.assign("SPEC_SOURCE", X.call(X.attr(X.const("\n"), "join"),
+                                               X.const(self.p.source.split("\n")))),
+                main,
+                X.if_(X.binary("==", X.name("__name__"), X.const("__main__")),
+                      [X.expr(X.call("main"))])]
+        return ast.unparse(X.module(body))
+
+    def uses_functools(self) -> bool:
+        return self.p.evaluate.kind == "after_adaptation"
+
+
+class Ctx:
+    """Where an expression or statement is lowered: its function (for local names), its
+    location, whether run-state meta-parameters are readable, and its loop."""
+
+    def __init__(self, function: str | None, loc: P.Loc, metas: bool = True,
+                 loop: P.Loop | None = None):
+        self.function, self.loc, self.metas, self.loop = function, loc, metas, loop
+
+
+def lower(program: P.Program) -> str:
+    """The generated module, formatted by black (deterministic: same spec, same bytes)."""
+    import black
+
+    source = Lowering(program).generate()
+    compile(source, f"{program.spec}.py", "exec")  # a SyntaxError here is the compiler's bug
+    return black.format_str(source, mode=black.Mode(line_length=100))

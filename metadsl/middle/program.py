@@ -1,0 +1,528 @@
+"""The loop-program IR: what a spec runs, as typed statements in nested loops.
+
+This is the contract between the middle end and the back end. `build` makes it from the
+checked spec (the one place that reads the checker's results); the passes in
+`middle.passes` rewrite it; `backend.lower` reads nothing else. Every node is a frozen
+dataclass carrying the source location of the construct it came from, so a construct
+the back end cannot build is reported where it was written.
+
+References to state are typed (`Params`, `Adapted`, `Meta`, `Memory`, `Data`,
+`Setting`), never strings to re-parse. Numbers a run can change become `Setting`s (the
+fields of the generated `Args`) in the `extract_settings` pass; before it they are
+`Const`s.
+
+No torch here: `check --emit ir` must start fast.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from typing import Union
+
+# ---- locations and references ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Loc:
+    line: int = 0
+    column: int = 0
+
+
+NOWHERE = Loc()
+
+
+@dataclass(frozen=True)
+class Params:
+    """θ of a model: its own parameters, updated in place."""
+
+    model: str
+
+
+@dataclass(frozen=True)
+class Adapted:
+    """θ′ of a model: its per-task adapted parameters (a functional `adapt`'s result)."""
+
+    model: str
+
+
+@dataclass(frozen=True)
+class Meta:
+    """A meta-parameter (η, α, φ ...)."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class Memory:
+    """A `memory` declaration, by its key (`agent.core`, `agent'`, `M`)."""
+
+    key: str
+
+
+@dataclass(frozen=True)
+class Population:
+    """A task distribution as something an update changes (POET's evolving environments)."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class Data:
+    """Data a statement produced: trajectories or samples, named by the spec."""
+
+    loop: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Const:
+    """A constant argument; `type` is int | float | bool | str | symbol | list | dict."""
+
+    value: object
+    type: str
+
+
+@dataclass(frozen=True)
+class Setting:
+    """A hyperparameter the run may override: the Args field at `path` (`meta.agent.lr`)."""
+
+    path: str
+    type: str
+
+
+Target = Union[Params, Meta, Memory, Population]
+Value = Union[Const, Setting, Meta, "Expr"]
+
+# ---- expressions (losses, returns and their arguments) ---------------------------------------
+
+
+@dataclass(frozen=True)
+class Lit:
+    value: object
+
+
+@dataclass(frozen=True)
+class Field:
+    """A trajectory field of the batch a loss is evaluated on (`reward`, `done` ...)."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class Head:
+    """A head of the model being updated (`pi`, `v` ...); `detached`: no gradient to it."""
+
+    slot: str
+    detached: bool = False
+
+
+@dataclass(frozen=True)
+class Local:
+    """A function's parameter or `let`."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class Op:
+    """A primitive op; `batch`: it takes the batch first (episode ends, progress, mask)."""
+
+    name: str
+    args: tuple
+    kwargs: tuple  # ((name, Expr), ...)
+    batch: bool = False
+
+
+@dataclass(frozen=True)
+class Call:
+    """A call of a `def`/`loss`; `detached`: inside `stop_grad`, it reads detached heads."""
+
+    func: str
+    args: tuple
+    kwargs: tuple  # ((name, Expr), ...)
+    detached: bool = False
+
+
+@dataclass(frozen=True)
+class Binary:
+    op: str  # + - * / ^ == != < <= > >=
+    left: "Expr"
+    right: "Expr"
+
+
+@dataclass(frozen=True)
+class Negate:
+    operand: "Expr"
+
+
+@dataclass(frozen=True)
+class Unsupported:
+    """An expression the back end has no lowering for; `what` names it."""
+
+    what: str
+    loc: Loc
+
+
+Expr = Union[Lit, Field, Head, Local, Op, Call, Binary, Negate, Meta, Setting, Const,
+             Unsupported]
+
+
+@dataclass(frozen=True)
+class Function:
+    """A `def` or `loss` a step's objective reaches (the spec's own or the stdlib's)."""
+
+    name: str
+    kind: str  # def | loss
+    origin: str  # "the spec" or "stdlib/rl.mrl"
+    params: tuple  # ((name, default Expr | None), ...)
+    lets: tuple  # ((name, Expr), ...)
+    body: Expr
+    loc: Loc = NOWHERE
+
+
+# ---- declarations -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TaskDecl:
+    name: str
+    source: str  # the registry entry
+    args: tuple  # ((param, Value), ...)
+    traits: tuple
+    loc: Loc
+
+
+@dataclass(frozen=True)
+class ModelDecl:
+    name: str
+    constructor: str  # registry entry: recurrent | policy | regressor | ...
+    core: str  # registry entry of its core: gru | lstm | mlp | ...
+    core_args: tuple  # ((param, Value), ...)
+    inputs: tuple
+    heads: tuple  # ((head, kind), ...)
+    stateful: bool
+    tasks: str | None  # the task family whose observations and actions size it
+    reset: str | None  # scope of its hidden-state memory (task | episode), set by a pass
+    loc: Loc
+
+
+@dataclass(frozen=True)
+class MetaDecl:
+    name: str
+    constructor: str  # bounded | positive | step_sizes | ...
+    args: tuple  # ((param, Value), ...); step_sizes' model is Params
+    learner: str  # the loop that learns it
+    loc: Loc
+
+
+@dataclass(frozen=True)
+class MemoryDecl:
+    key: str
+    target: Union[Params, Adapted, Memory]
+    scope: str  # step | episode | task | iteration | never
+    constructor: str | None
+    args: tuple
+    loc: Loc
+
+
+# ---- statements -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SampleTasks:
+    """Draw `count` task instances from `source`, with random draws (bandits' common
+    random numbers) for the longest of the rollouts that will act in them: `trials`, the
+    data those rollouts make (found by a pass)."""
+
+    source: str
+    count: Value
+    trials: tuple = ()
+    loc: Loc = NOWHERE
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """`collect COUNT UNIT with POLICY as OUTPUT`: act in the tasks' environments.
+
+    `schedule` (a pass sets it from the policy's memory): `sequential` — the COUNT
+    episodes follow each other in one environment per task, so a recurrent memory spans
+    them; `parallel` — they are COUNT copies of the task stepped side by side."""
+
+    policy: Union[Params, Adapted]
+    tasks: str
+    count: Value
+    unit: str  # episodes | steps | samples
+    output: Data
+    schedule: str = ""
+    loc: Loc = NOWHERE
+
+
+@dataclass(frozen=True)
+class Store:
+    data: Data
+    buffer: Memory
+    loc: Loc = NOWHERE
+
+
+@dataclass(frozen=True)
+class SampleBuffer:
+    """`collect COUNT UNIT from BUFFER as OUTPUT`."""
+
+    buffer: Memory
+    count: Value
+    unit: str
+    output: Data
+    loc: Loc = NOWHERE
+
+
+@dataclass(frozen=True)
+class Minimize:
+    loss: Expr
+    data: Data
+
+
+@dataclass(frozen=True)
+class Maximize:
+    fitness: Expr
+
+
+@dataclass(frozen=True)
+class Toward:
+    target: Adapted
+
+
+Objective = Union[Minimize, Maximize, Toward]
+
+
+@dataclass(frozen=True)
+class Through:
+    """`through INNER(order, trace)`: the inner program replayed as a differentiable
+    closure of θ (or η), so the outer gradient goes through its steps."""
+
+    loop: str
+    order: Value
+    trace: Value
+    traced_model: str | None = None  # set by a pass where a meta-gradient trace is kept
+
+
+@dataclass(frozen=True)
+class Rule:
+    """An update rule as the registry binds it: its entry, traits and arguments."""
+
+    name: str
+    traits: tuple
+    args: tuple  # ((param, Value), ...)
+
+    def arg(self, name: str):
+        return next((v for k, v in self.args if k == name), None)
+
+
+@dataclass(frozen=True)
+class Step:
+    """`adapt` (functional, θ → θ′) or `update` (in place) of `targets` by `rule`."""
+
+    mode: str  # adapt | update
+    targets: tuple  # (Params | Meta, ...)
+    rule: Rule
+    objective: Objective
+    through: Through | None = None
+    loc: Loc = NOWHERE
+
+
+@dataclass(frozen=True)
+class Reset:
+    """Clear a memory; placed by the reset pass at the start of the loop its scope names."""
+
+    memory: Memory
+    scope: str
+    loc: Loc = NOWHERE
+
+
+@dataclass(frozen=True)
+class CarryOver:
+    """θ ← the tasks' mean θ′ (`memory M' reset never`): adapted parameters persist."""
+
+    model: str
+    loc: Loc = NOWHERE
+
+
+@dataclass(frozen=True)
+class MapTasks:
+    """Run inner loop `loop` on every task instance of the batch. How (vmapped tensors, a
+    Python loop, Ray workers) is the schedule's `execution`, never the spec's."""
+
+    loop: str
+    execution: str = "batched"
+    loc: Loc = NOWHERE
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One logged value: `charts/return` of some data, a step's loss, a meta-parameter."""
+
+    name: str
+    kind: str  # score | loss | inner_loss | meta | rule_stat
+    source: object  # Data | Step target name | Meta | (target, stat)
+
+
+@dataclass(frozen=True)
+class Log:
+    metrics: tuple
+    env_steps: tuple  # (Data, ...) whose steps count as environment steps
+    loc: Loc = NOWHERE
+
+
+Stmt = Union[SampleTasks, Rollout, Store, SampleBuffer, Step, Reset, CarryOver, MapTasks, Log]
+
+
+@dataclass(frozen=True)
+class Loop:
+    name: str
+    kind: str  # inner | outer
+    tasks: str | None  # the task family an inner loop runs on (the outer: its inner's)
+    over: str | None  # the inner loop an outer loop runs
+    settings: tuple  # ((name, Value), ...): iterations, meta_batch, steps
+    body: tuple
+    adapts: bool = False  # an inner loop with a functional `adapt` (set by build)
+    loc: Loc = NOWHERE
+
+    def setting(self, name: str):
+        return next((v for k, v in self.settings if k == name), None)
+
+
+@dataclass(frozen=True)
+class Evaluate:
+    """The evaluate block: held-out tasks, baselines, metric; after k inner steps for an
+    adapting inner loop."""
+
+    kind: str  # held_out | after_adaptation | none
+    loop: str | None  # the inner loop evaluated
+    outer: str | None  # the outer loop that runs it (its meta-batch and budget)
+    tasks: tuple  # ((label, TaskDecl-name or inline TaskDecl), ...)
+    against: tuple
+    metric: str
+    instances: Value
+    adapt_steps: tuple = ()
+    later_lr_scales: tuple = ()
+    pretrain_iterations: Value | None = None
+    loc: Loc = NOWHERE
+
+
+@dataclass(frozen=True)
+class ArgField:
+    """One field of the generated Args: the dotted path `--set` takes, its Python field
+    name (given by the symbol table), type, default, doc and the checker's bounds."""
+
+    path: str
+    name: str
+    type: str
+    default: object
+    doc: str
+    bounds: tuple = ()  # ((low, high, low_open, high_open),) or ()
+
+
+@dataclass(frozen=True)
+class Program:
+    spec: str
+    title: str
+    source: str
+    path: str
+    seed: int
+    tasks: tuple  # (TaskDecl, ...)
+    models: tuple  # (ModelDecl, ...)
+    metas: tuple  # (MetaDecl, ...)
+    memories: tuple  # (MemoryDecl, ...)
+    functions: tuple  # (Function, ...), callees first
+    loops: tuple  # (Loop, ...): inner loops first, then outer loops in run order
+    evaluate: Evaluate
+    unsupported: tuple = ()  # ((what, Loc), ...): constructs with no lowering
+    args: tuple = ()  # (ArgField, ...), from extract_settings
+    symbols: tuple = ()  # ((scope, spec name, Python name), ...), from mangle_names
+
+    def loop(self, name: str) -> Loop:
+        return next(l for l in self.loops if l.name == name)
+
+    def model(self, name: str) -> ModelDecl:
+        return next(m for m in self.models if m.name == name)
+
+    def task(self, name: str) -> TaskDecl:
+        return next(t for t in self.tasks if t.name == name)
+
+    def python(self, scope: str, name: str) -> str:
+        """The Python name the symbol table gave a spec name in a scope."""
+        return next(p for s, n, p in self.symbols if s == scope and n == name)
+
+    def replace(self, **changes) -> "Program":
+        return dataclasses.replace(self, **changes)
+
+
+# ---- dumping ------------------------------------------------------------------------------------
+
+
+def to_json(node) -> object:
+    """Any IR node as plain JSON data, each node tagged with its class."""
+    if dataclasses.is_dataclass(node):
+        out = {"node": type(node).__name__}
+        for f in dataclasses.fields(node):
+            if f.name == "source":
+                continue  # the spec's text: not part of the program
+            out[f.name] = to_json(getattr(node, f.name))
+        return out
+    if isinstance(node, (tuple, list)):
+        return [to_json(x) for x in node]
+    if isinstance(node, dict):
+        return {str(k): to_json(v) for k, v in node.items()}
+    return node
+
+
+def dumps(program: Program) -> str:
+    return json.dumps(to_json(program), indent=1, ensure_ascii=False)
+
+
+def walk(node):
+    """Every dataclass node under `node`, depth first (statements, expressions, refs)."""
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if dataclasses.is_dataclass(n) and not isinstance(n, type):
+            yield n
+            stack.extend(reversed([getattr(n, f.name) for f in dataclasses.fields(n)]))
+        elif isinstance(n, (tuple, list)):
+            stack.extend(reversed(n))
+
+
+# ---- queries every phase shares -----------------------------------------------------------------
+
+
+def target_name(target) -> str:
+    """The name of a step's target: a model's, meta-parameter's, memory's or tasks'."""
+    if isinstance(target, Params):
+        return target.model
+    return target.key if isinstance(target, Memory) else target.name
+
+
+def rollouts(loop: Loop) -> list:
+    return [s for s in loop.body if isinstance(s, Rollout)]
+
+
+def adapted_models(loop: Loop) -> list[str]:
+    """Models whose θ′ a loop's `adapt` steps make."""
+    return [t.model for s in loop.body if isinstance(s, Step) and s.mode == "adapt"
+            for t in s.targets if isinstance(t, Params)]
+
+
+def has_update(loop: Loop) -> bool:
+    return any(isinstance(s, Step) and s.mode == "update" for s in loop.body)
+
+
+def producer(program: Program, data: Data):
+    """The statement that made some data (a Rollout or SampleBuffer)."""
+    return next((s for s in program.loop(data.loop).body
+                 if isinstance(s, (Rollout, SampleBuffer)) and s.output == data), None)
+
+
+def optimizer_key(loop: str, step: Step) -> str:
+    """The run state's key of the optimizer an update statement steps: one per statement."""
+    return f"opt:{loop}.{target_name(step.targets[0])}"
