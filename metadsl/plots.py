@@ -25,11 +25,12 @@ def _curves(folder: Path) -> Path:
 
     with open(folder / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
-    keys = [k for k in rows[0] if k not in ("iteration", "env_steps", "wall_s")]
-    steps = [float(r["env_steps"]) for r in rows]
+    keys = [k for k in rows[0] if k not in ("loop", "iteration", "env_steps", "wall_s")]
     fig, axes = plt.subplots(len(keys), 1, figsize=(7, 2.6 * len(keys)), squeeze=False)
     for ax, key in zip(axes[:, 0], keys):
-        values = [float(r[key]) for r in rows]
+        logged = [r for r in rows if r[key] != ""]  # each phase logs its own metrics
+        steps = [float(r["env_steps"]) for r in logged]
+        values = [float(r[key]) for r in logged]
         window = max(1, len(values) // 50)  # a running mean shows the trend under the noise
         smooth = [sum(values[max(0, i - window + 1): i + 1]) / len(values[max(0, i - window + 1):
                                                                            i + 1])

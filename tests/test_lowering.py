@@ -164,3 +164,16 @@ def test_any_title_and_comment_reach_the_module_only_as_literals(title, comment)
     source = compile_module("fuzz.mrl", spec.encode("utf-8"))
     value = front_end("fuzz.mrl", "program", data=spec.encode("utf-8")).program.title
     _literals_only(source, value, spec)
+
+
+def test_outer_phases_run_in_sequence_each_with_its_own_checkpointed_counter(tmp_path):
+    out = tmp_path / "run"
+    r = metadsl("run", "tests/specs/two_phases.mrl", "--out", str(out))
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = [line.split(",")[:2] for line in (out / "metrics.csv").read_text().splitlines()[1:]]
+    assert rows == [["pretrain", str(i)] for i in range(3)] + [["meta", str(i)] for i in range(4)]
+    r = metadsl("run", "tests/specs/two_phases.mrl", "--iterations", "6", "--resume", str(out))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "at pretrain iteration 3, meta iteration 4" in r.stderr  # pretraining is not redone
+    rows = [line.split(",")[:2] for line in (out / "metrics.csv").read_text().splitlines()[1:]]
+    assert rows[7:] == [["meta", "4"], ["meta", "5"]]

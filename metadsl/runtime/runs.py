@@ -157,7 +157,8 @@ class Run:
         self.folder = Path(options.resume or options.out or Path("runs") / f"{spec}-{stamp}")
         self.folder.mkdir(parents=True, exist_ok=True)
         self.checkpoint_every = checkpoint_every
-        self.start_iteration = 0
+        self.completed: dict[str, int] = {}  # iterations done, per outer loop (phase)
+        self.loop, self.iteration, self.total = "", 0, 1
         self.progress = 0.0
         self.env_steps = 0
         self._state = None
@@ -198,19 +199,45 @@ class Run:
         if self.options.resume is not None and path.is_file():
             saved = torch.load(path, weights_only=False)
             state.load_state_dict(saved["state"])
-            self.start_iteration = saved["iteration"] + 1
+            self.completed = dict(saved["completed"])
             self.env_steps = saved["env_steps"]
-            print(f"resumed {self.folder} at iteration {self.start_iteration}", file=sys.stderr)
+            self._t0 = time.time() - saved["wall_s"]  # wall-clock time continues too
+            self._keep_metrics_up_to_the_checkpoint()
+            where = ", ".join(f"{loop} iteration {n}" for loop, n in self.completed.items())
+            print(f"resumed {self.folder} at {where}", file=sys.stderr)
 
-    def checkpoint(self, iteration: int) -> None:
+    def checkpoint(self) -> None:
         tmp = self.folder / "checkpoint.pt.tmp"
-        torch.save({"iteration": iteration, "env_steps": self.env_steps,
-                    "state": self._state.state_dict()}, tmp)
+        torch.save({"completed": self.completed, "env_steps": self.env_steps,
+                    "wall_s": time.time() - self._t0, "state": self._state.state_dict()}, tmp)
         os.replace(tmp, self.folder / "checkpoint.pt")
+
+    def _keep_metrics_up_to_the_checkpoint(self) -> None:
+        """Rows logged after the checkpoint are run again on resume: drop them, so no
+        iteration appears twice."""
+        path = self.folder / "metrics.csv"
+        if not path.is_file():
+            return
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            fields, rows = reader.fieldnames or [], list(reader)
+        kept = [r for r in rows if int(r["iteration"]) < self.completed.get(r.get("loop", ""), 0)]
+        self._rewrite_metrics(fields, kept)
+
+    def _rewrite_metrics(self, fields: list[str], rows: list[dict]) -> None:
+        tmp = self.folder / "metrics.csv.tmp"
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(rows)
+        os.replace(tmp, self.folder / "metrics.csv")
 
     # -- the loop --
     def iterations(self, loop: str, total: int):
-        self.total = total
+        """An outer loop's iterations: a phase of the run with its own counter, checkpointed
+        progress and `progress` fraction; a resumed run continues each where it stopped."""
+        self.loop, self.total = loop, total
+        start = self.completed.get(loop, 0)
         show = sys.stderr.isatty()
         from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -219,28 +246,21 @@ class Run:
                    TextColumn("return {task.fields[ret]}"), TimeRemainingColumn()]
         with Progress(*columns, disable=not show, transient=False) as bar:
             self._bar = bar
-            self._task = bar.add_task(loop, total=total, completed=self.start_iteration,
-                                      rate="-", ret="-")
-            for iteration in range(self.start_iteration, total):
+            self._task = bar.add_task(loop, total=total, completed=start, rate="-", ret="-")
+            for iteration in range(start, total):
                 self.iteration = iteration
                 self.progress = iteration / max(1, total)
                 yield iteration
+                self.completed[loop] = iteration + 1
                 if (iteration + 1) % self.checkpoint_every == 0 or iteration + 1 == total:
-                    self.checkpoint(iteration)
+                    self.checkpoint()
 
     def log(self, iteration: int, metrics: dict, env_steps: int = 0, state=None) -> None:
         self.env_steps += env_steps
         wall = time.time() - self._t0
-        row = {"iteration": iteration, "env_steps": self.env_steps, "wall_s": round(wall, 3),
-               **{k: float(v) for k, v in metrics.items()}}
-        if self._writer is None:
-            new = not (self.folder / "metrics.csv").exists()
-            self._file = open(self.folder / "metrics.csv", "a", newline="")
-            self._writer = csv.DictWriter(self._file, fieldnames=list(row))
-            if new:
-                self._writer.writeheader()
-        self._writer.writerow(row)
-        self._file.flush()
+        row = {"loop": self.loop, "iteration": iteration, "env_steps": self.env_steps,
+               "wall_s": round(wall, 3), **{k: float(v) for k, v in metrics.items()}}
+        self._write_row(row)
         if self._tensorboard is None:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -252,8 +272,33 @@ class Run:
         self._bar.update(self._task, completed=iteration + 1, rate=f"{rate:,.0f}",
                          ret=f"{ret:.3f}" if ret is not None else "-")
         if not sys.stderr.isatty() and (iteration + 1) % max(1, self.total // 10) == 0:
-            print(f"{self.spec} iteration {iteration + 1}/{self.total}  env-steps/s {rate:,.0f}"
-                  f"  return {ret:.3f}" if ret is not None else "", file=sys.stderr)
+            shown = f"  return {ret:.3f}" if ret is not None else ""
+            print(f"{self.spec} {self.loop} iteration {iteration + 1}/{self.total}  "
+                  f"env-steps/s {rate:,.0f}{shown}", file=sys.stderr)
+
+    def _write_row(self, row: dict) -> None:
+        """Append to metrics.csv; a phase that logs other metrics widens the header (the
+        earlier rows are rewritten with empty cells for them)."""
+        path = self.folder / "metrics.csv"
+        if self._writer is not None and set(row) - set(self._writer.fieldnames):
+            self._file.close()
+            self._writer = None
+        if self._writer is None:
+            fields, rows = list(row), []
+            if path.is_file():
+                with open(path, newline="") as f:
+                    reader = csv.DictReader(f)
+                    rows = list(reader)
+                    old = reader.fieldnames or []
+                fields = old + [k for k in row if k not in old]
+                if fields != old:
+                    self._rewrite_metrics(fields, rows)
+            else:
+                self._rewrite_metrics(fields, [])
+            self._file = open(path, "a", newline="")
+            self._writer = csv.DictWriter(self._file, fieldnames=fields)
+        self._writer.writerow(row)
+        self._file.flush()
 
     # -- evaluation --
     def write_eval(self, results: list[dict]) -> None:
