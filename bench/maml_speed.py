@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
-from quiet_run import QuietRun  # noqa: E402 - bench/ is the script's own folder
+from metadsl.runtime.runs import QuietRun
 
 ROOT = Path(__file__).resolve().parent.parent
 TASKS, EPISODES, HORIZON, ALPHA, GAMMA = 20, 20, 100, 0.5, 0.99
@@ -153,10 +153,10 @@ def compiled_module():
 def compiled_seconds(module, iterations: int) -> float:
     args = module.Args(meta__iterations=1)
     state = module.build(args)
-    module.meta(args, state, QuietRun())  # warm-up
+    module.meta(args, state, QuietRun(show=False))  # warm-up
     args.meta__iterations = iterations
     start = time.perf_counter()
-    module.meta(args, state, QuietRun())
+    module.meta(args, state, QuietRun(show=False))
     return (time.perf_counter() - start) / iterations
 
 

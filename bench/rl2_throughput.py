@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from quiet_run import QuietRun  # noqa: E402 - bench/ is the script's own folder
+from metadsl.runtime.runs import QuietRun
 
 ROOT = Path(__file__).resolve().parent.parent
 ARMS, PULLS, BATCH, HIDDEN = 5, 10, 256, 256
@@ -113,10 +113,10 @@ def compiled_rate(iterations: int) -> float:
     spec.loader.exec_module(module)
     args = module.Args(meta__iterations=1)
     state = module.build(args)
-    module.meta(args, state, QuietRun())  # warm-up: the spec's own outer loop, one iteration
+    module.meta(args, state, QuietRun(show=False))  # warm-up: the spec's own outer loop, one iteration
     args.meta__iterations = iterations
     start = time.perf_counter()
-    module.meta(args, state, QuietRun())
+    module.meta(args, state, QuietRun(show=False))
     return iterations * BATCH * PULLS / (time.perf_counter() - start)
 
 

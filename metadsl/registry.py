@@ -425,8 +425,9 @@ _add("random_init", "baseline", [], "none", "a random initialisation, same adapt
      traits={"mdp", "supervised", "adaptation"})
 _add("ppo_baseline", "baseline", [], "none", "PPO from scratch within the same lifetime (EPG)",
      traits={"mdp"})
-_add("nominal", "baseline", [], "none", "trained on the nominal, unrandomized task",
-     traits={"mdp"})
+_add("nominal", "baseline", [], "none", "the spec's own training on the nominal, "
+     "unrandomized tasks (Peng et al. 2018's comparison), evaluated on the same held-out "
+     "tasks", traits={"mdp", "retrains"})
 
 # ---- names every expression may use ----------------------------------------------------
 
@@ -499,7 +500,7 @@ _IMPLEMENTATIONS: dict[str, tuple[str, tuple[str, ...]]] = {
     "sine": ("tasks.Sine", ()),
     "nav2d": ("tasks.Nav2D", ("random",)),
     "chain": ("tasks.Chain", ("random",)),
-    "gym": ("gym_tasks.GymTasks", ("random",)),
+    "gym": ("gym_tasks.GymTasks", ("random", "nominal")),
     "cheetah_vel": ("gym_tasks.CheetahVelocity", ("random",)),
     "cheetah_dir": ("gym_tasks.CheetahDirection", ("random",)),
     # models: the class is the core's (a recurrent core steps a memory; an mlp is a
@@ -517,6 +518,7 @@ _IMPLEMENTATIONS: dict[str, tuple[str, tuple[str, ...]]] = {
     "reptile": ("adaptation.reptile", ()),
     # evaluation after k inner steps
     "pretrained": ("evaluation.pretrained", ()), "random_init": ("evaluation.adaptation", ()),
+    "nominal": ("evaluation.nominal", ()),
 }
 for _name in ("exp", "log", "sqrt", "abs", "tanh", "sigmoid", "mean", "sum", "std",
               "normalize", "min", "max", "clamp", "where", "scan_back", "shift",

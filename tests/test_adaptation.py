@@ -61,6 +61,33 @@ def test_second_order_meta_gradient_matches_finite_differences():
                 assert g[index].item() == pytest.approx(fd.item(), rel=1e-5, abs=1e-9)
 
 
+def test_meta_gradient_through_a_recurrent_adaptation_matches_finite_differences():
+    """MAML with a GRU: per-task recurrent parameters, the adaptation vmapped over tasks."""
+    torch.manual_seed(0)
+    model = models.Recurrent("gru", ["x"], {"pred": "regression"}, obs_dim=1, n_actions=0,
+                             hidden=4).double()
+    gen = torch.Generator().manual_seed(3)
+
+    def data():  # sequences of 3 steps, 2 per task
+        x = torch.rand(3, 6, 1, generator=gen, dtype=torch.float64) * 4 - 2
+        return {"x": x, "y": torch.sin(x[..., 0]), "done": torch.zeros(3, 6, dtype=torch.float64)}
+
+    train, test = data(), data()
+    loss = _meta_loss(model, train, test, order=2)
+    grads = torch.autograd.grad(loss, list(model.parameters()))
+    eps = 1e-6
+    with torch.no_grad():
+        for p, g in zip(model.parameters(), grads):
+            index = (0,) * p.dim()
+            p[index] += eps
+            up = _meta_loss(model, train, test, order=2)
+            p[index] -= 2 * eps
+            down = _meta_loss(model, train, test, order=2)
+            p[index] += eps
+            assert g[index].item() == pytest.approx(((up - down) / (2 * eps)).item(), rel=1e-5,
+                                                    abs=1e-9)
+
+
 def test_first_order_equals_second_order_without_the_hessian_term():
     """FO-MAML's gradient is the test-loss gradient at θ′, applied to θ as if dθ′/dθ = I."""
     model = _regressor()

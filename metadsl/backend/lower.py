@@ -305,7 +305,7 @@ class Lowering:
         model = r.policy.model
         if model not in {m.name for m in self.p.models}:
             return []  # an unbuilt behaviour policy, noted by the builder
-        parallel = r.schedule == "parallel"
+        parallel = r.schedule == "parallel" and r.unit != "steps"  # N episodes side by side
         env = X.call(X.attr(family, "env"), X.name("instances"), copies=self.value(r.count)) \
             if parallel else X.call(X.attr(family, "env"), X.name("instances"))
         if r.unit == "samples":  # supervised data, read in order: nothing acts
@@ -324,6 +324,8 @@ class Lowering:
         params = self.policy_params(r.policy, ctx)
         if params is not None:
             keywords.append(("params", params))
+        if r.memory == "episode" and not (r.unit == "episodes" and parallel):
+            keywords.append(("memory", X.const("episode")))  # returns stop at episode ends
         return [X.assign("env", env),
                 X.assign(out, X.call_kw(self.rt("rollout.collect"),
                                         [self.state(model), X.name("env"), steps, gen],
@@ -401,10 +403,6 @@ class Lowering:
         model = P.target_name(s.targets[0])
         if model not in {m.name for m in self.p.models}:
             return []  # an unbuilt model, noted by the builder
-        if self.p.model(model).stateful:
-            self.note(f"adapting '{model}', a model with memory (per-task parameters of "
-                      "recurrent cores)", s.loc)
-            return []
         loss = self.local(ctx.loop.name, "loss:" + model)
         lr = s.rule.arg("lr")
         call = X.call(self.impl(s.rule.name), self.state(model),
@@ -564,8 +562,8 @@ class Lowering:
                       X.ret(X.name("rounds"))]
         args = X.arguments(names, [], {"args": X.name("Args"), "state": self.rt("runs.State"),
                                        "steps": X.name("int"), "progress": X.name("float")})
-        return X.function(fn, args, statements, doc + "; the learner's memory spans a "
-                          "round. Returns each round's data.", returns=X.name("list"))
+        return X.function(fn, args, statements, doc + ". Returns each round's data.",
+                          returns=X.name("list"))
 
     def outer_loop(self, loop: P.Loop) -> ast.FunctionDef:
         ctx = Ctx(None, loop.loc, loop=loop)
@@ -603,6 +601,8 @@ class Lowering:
         if first.policy.model not in {m.name for m in self.p.models}:
             return X.function("evaluate", signature, [])  # its unbuilt policy is noted
         families = []
+        retrained = [b for b in ev.against if "retrains" in R.REGISTRY[b].traits]
+        computed = [b for b in ev.against if b not in retrained]
         for label, task in ev.tasks:
             decl = self.p.task(task) if isinstance(task, str) else task
             family = self.state(task) if isinstance(task, str) else self.task(task)
@@ -610,14 +610,26 @@ class Lowering:
                 if baseline not in R.REGISTRY[decl.source].provides:
                     self.note(f"baseline {baseline} on {decl.source} tasks", ev.loc)
             families.append(ast.Tuple([X.const(label), family], X.LOAD))
+        body: list[ast.stmt] = []
+        learned = []
+        for baseline in retrained:  # the spec's own training, on other tasks
+            outer = [X.name(self.p.python("module", l.name)) for l in self.p.loops
+                     if l.kind == "outer"]
+            body.append(X.assign(baseline, X.call(
+                self.impl(baseline), X.call("build", X.name("args")),
+                X.const(self.p.python("state", inner.tasks)), ast.List(outer, X.LOAD),
+                X.name("args"))))
+            learned.append((baseline, X.attr(X.name(baseline),
+                                             self.p.python("state", first.policy.model))))
         episodes = self.value(first.count) if first.unit == "episodes" else X.const(None)
         rows = X.call(self.rt("evaluation.held_out"), X.name("SPEC"),
                       self.state(first.policy.model), X.name("family"), X.name("label"),
                       steps=self.trial_steps(first, sequential=True), episodes=episodes,
-                      instances=self.value(ev.instances), against=X.const(list(ev.against)),
+                      instances=self.value(ev.instances), against=X.const(computed),
                       metric=X.const(ev.metric),
-                      seed=X.binary("+", self.setting("seed"), X.const(1)))
-        body = [X.assign("held_out", ast.List(families, X.LOAD)),
+                      seed=X.binary("+", self.setting("seed"), X.const(1)),
+                      **({"learned": X.mapping(learned)} if learned else {}))
+        body += [X.assign("held_out", ast.List(families, X.LOAD)),
                 X.assign("results", ast.List([], X.LOAD)),
                 ast.For(ast.Tuple([X.name("label", True), X.name("family", True)], X.STORE),
                         X.name("held_out"), [ast.AugAssign(X.name("results", True), ast.Add(),

@@ -336,7 +336,7 @@ class Builder:
         else:
             pid = stmt.policy.id
             policy = P.Adapted(pid.rstrip("'")) if pid.endswith("'") else P.Params(pid)
-        return P.Rollout(policy, family or "", count, stmt.unit.id, output, "", loc(stmt))
+        return P.Rollout(policy, family or "", count, stmt.unit.id, output, loc=loc(stmt))
 
     def step(self, loop: str, stmt) -> P.Step:
         entry = R.REGISTRY.get(stmt.rule.func_name or "") if isinstance(stmt.rule, A.Call) \

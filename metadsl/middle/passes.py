@@ -149,8 +149,9 @@ def schedule_rollouts(program: P.Program) -> P.Program:
 
     def schedule(loop: P.Loop, stmt):
         if isinstance(stmt, P.Rollout):
-            order = "sequential" if stmt.policy.model in stateful else "parallel"
-            return [dataclasses.replace(stmt, schedule=order)]
+            memory = stmt.policy.model in stateful
+            return [dataclasses.replace(stmt, schedule="sequential" if memory else "parallel",
+                                        memory="trial" if memory else "episode")]
         return [stmt]
 
     program = _map_steps(program, schedule)

@@ -248,7 +248,9 @@ class Rollout:
 
     `schedule` (a pass sets it from the policy's memory): `sequential` — the COUNT
     episodes follow each other in one environment per task, so a recurrent memory spans
-    them; `parallel` — they are COUNT copies of the task stepped side by side."""
+    them; `parallel` — they are COUNT copies of the task stepped side by side. `memory`:
+    returns stop at the end of the `trial` (a memory spanning it) or of each `episode`
+    (a policy without memory)."""
 
     policy: Union[Params, Adapted]
     tasks: str
@@ -256,6 +258,7 @@ class Rollout:
     unit: str  # episodes | steps | samples
     output: Data
     schedule: str = ""
+    memory: str = ""  # where the policy's memory, and so its returns, end: trial | episode
     loc: Loc = NOWHERE
 
 

@@ -50,15 +50,30 @@ def baseline_policy(name: str, family, arms: int, pulls: int, seed: int):
     raise KeyError(name)
 
 
+def nominal(state, tasks: str, train: list, args):
+    """The `nominal` baseline (Peng et al. 2018's comparison): the spec's own training,
+    every outer loop in `train` from a fresh `state`, on the task family `tasks` with its
+    randomization removed (each parameter at its nominal value)."""
+    from .runs import QuietRun
+
+    state = state.replace(**{tasks: getattr(state, tasks).unrandomized()})
+    for loop in train:
+        loop(args, state, QuietRun("nominal baseline"))
+    return state
+
+
 def held_out(spec: str, model, family, label: str, steps: int, episodes: int | None,
-             instances: int, against: list[str], metric: str, seed: int) -> list[dict]:
-    """The learner and every baseline on the same held-out instances, one result row each."""
+             instances: int, against: list[str], metric: str, seed: int,
+             learned: dict | None = None) -> list[dict]:
+    """The learner, the other `learned` policies (trained baselines, by name) and every
+    baseline on the same held-out instances, one result row each."""
     gen = torch.Generator().manual_seed(seed)
     batch = family.sample(instances, steps, gen)
     if family.kind == "supervised":
         return _sequences(spec, model, family, batch, label, against, instances)
     if family.kind == "gym":
-        return _gym(spec, model, family, batch, label, steps, episodes, against, metric, seed)
+        return _gym(spec, {spec: model, **(learned or {})}, family, batch, label, steps,
+                    episodes, against, metric, seed)
     if family.kind == "control":
         return _control(spec, model, family, batch, label, against, metric, seed)
     learner = []
@@ -85,9 +100,11 @@ def held_out(spec: str, model, family, label: str, steps: int, episodes: int | N
     return _rows(spec, totals, batch.best_mean() * steps, metric, instances, label)
 
 
-def _gym(spec, model, family, batch, label, steps, episodes, against, metric, seed) -> list[dict]:
-    """Mean episode return per instance, learner and `random` on the same env seeds."""
-    policies = {spec: model}
+def _gym(spec, policies, family, batch, label, steps, episodes, against, metric,
+         seed) -> list[dict]:
+    """Mean episode return per instance of each policy (the learner first) and of
+    `random`, on the same env seeds."""
+    policies = dict(policies)
     if "random" in against:
         policies["random"] = models.UniformPolicy(family.n_actions, _continuous(family))
     totals = {}

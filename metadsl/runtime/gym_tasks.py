@@ -18,6 +18,8 @@ Continuous actions are clipped to the action space's bounds (gymnasium's ClipAct
 
 from __future__ import annotations
 
+import copy
+
 from dataclasses import dataclass
 
 import gymnasium
@@ -150,6 +152,13 @@ class GymTasks:
                 [lambda: _make(self.id, self.horizon, self.reward) for _ in range(size)],
                 autoreset_mode=gymnasium.vector.AutoresetMode.SAME_STEP)
         return self._vectors[size]
+
+    def unrandomized(self) -> "GymTasks":
+        """The same tasks with every randomized parameter at its nominal value (scale 1):
+        what a `nominal` baseline trains on."""
+        nominal = copy.copy(self)
+        nominal.randomize = {name: (1.0, 1.0) for name in self.randomize}
+        return nominal
 
     def sample(self, count: int, steps: int, gen: torch.Generator) -> GymBatch:
         seeds = torch.randint(0, 2**31 - 1, (count,), generator=gen).tolist()

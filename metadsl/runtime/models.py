@@ -157,8 +157,12 @@ class Recurrent(nn.Module):
     def initial_state(self, batch: int):
         return None  # torch's zero state
 
-    def step(self, fields: dict, state):
-        """One time step for a batch: fields are [B]-shaped; returns (heads, state)."""
+    def step(self, fields: dict, state, params: dict | None = None):
+        """One time step for a batch: fields are [B]-shaped; returns (heads, state). With
+        `params` (one set per task, the tasks' rows contiguous), each task's rows step
+        under its own parameters."""
+        if params is not None:
+            return self._step_per_task(params, fields, state)
         x = features(self.inputs, fields, self.n_actions).unsqueeze(0)
         if self.reset == "episode" and state is not None:
             state = self._cleared(state, fields["prev_done"])
@@ -169,6 +173,74 @@ class Recurrent(nn.Module):
     def _cleared(state, done: torch.Tensor):
         keep = (1 - done.float())[None, :, None]  # [layers, B, hidden]
         return tuple(s * keep for s in state) if isinstance(state, tuple) else state * keep
+
+    # -- the core as a function of explicit parameters: per-task θ′ under vmap (MAML) --
+
+    def parameters_per_task(self, tasks: int) -> dict[str, torch.Tensor]:
+        return {name: p.unsqueeze(0).expand(tasks, *p.shape)
+                for name, p in self.named_parameters()}
+
+    def _zero_state(self, rows: int, like: torch.Tensor):
+        zeros = like.new_zeros(self.core.num_layers, rows, self.core.hidden_size)
+        return (zeros, zeros) if isinstance(self.core, nn.LSTM) else zeros
+
+    def _cell(self, p: dict, x: torch.Tensor, state):
+        """One step of the core, layer by layer, under parameters `p` (torch's names):
+        the same equations as nn.GRU / nn.LSTM, written so that vmap can batch them."""
+        lstm = isinstance(self.core, nn.LSTM)
+        hs, cs = [], []
+        for layer in range(self.core.num_layers):
+            gi = nn.functional.linear(x, p[f"core.weight_ih_l{layer}"], p[f"core.bias_ih_l{layer}"])
+            h = state[0][layer] if lstm else state[layer]
+            gh = nn.functional.linear(h, p[f"core.weight_hh_l{layer}"], p[f"core.bias_hh_l{layer}"])
+            if lstm:
+                i, f, g, o = (gi + gh).chunk(4, -1)
+                c = torch.sigmoid(f) * state[1][layer] + torch.sigmoid(i) * torch.tanh(g)
+                h = torch.sigmoid(o) * torch.tanh(c)
+                cs.append(c)
+            else:
+                i_r, i_z, i_n = gi.chunk(3, -1)
+                h_r, h_z, h_n = gh.chunk(3, -1)
+                r, z = torch.sigmoid(i_r + h_r), torch.sigmoid(i_z + h_z)
+                h = (1 - z) * torch.tanh(i_n + r * h_n) + z * h
+            hs.append(h)
+            x = h
+        new = torch.stack(hs)
+        return x, ((new, torch.stack(cs)) if lstm else new)
+
+    def raw(self, params: dict[str, torch.Tensor] | None, fields: dict) -> dict:
+        """Heads as plain tensors over one task's trajectories [T, copies, ...] from a
+        fresh state, under `params` (θ if None): what the adaptation vmaps over tasks."""
+        p = dict(self.named_parameters()) if params is None else params
+        x = features(self.inputs, fields, self.n_actions)
+        state, outputs = self._zero_state(x.shape[1], x), []
+        for t in range(x.shape[0]):
+            if self.reset == "episode" and t > 0:
+                state = self._cleared(state, fields["prev_done"][t])
+            h, state = self._cell(p, x[t], state)
+            outputs.append(h)
+        return self.heads.raw(torch.stack(outputs), p, prefix="heads.")
+
+    def _step_per_task(self, params: dict, fields: dict, state):
+        tasks = next(iter(params.values())).shape[0]
+        x = features(self.inputs, fields, self.n_actions)
+        rows = x.shape[0]
+        if state is None:
+            state = self._zero_state(rows, x)
+        if self.reset == "episode":
+            state = self._cleared(state, fields["prev_done"])
+
+        def per_task(s):  # [layers, rows, H] → [tasks, layers, rows / tasks, H]
+            return s.reshape(s.shape[0], tasks, rows // tasks, -1).movedim(1, 0)
+
+        def merged(s):
+            return s.movedim(0, 1).reshape(s.shape[1], rows, -1)
+
+        split = tuple(per_task(s) for s in state) if isinstance(state, tuple) else per_task(state)
+        h, new = vmap(self._cell)(params, x.reshape(tasks, rows // tasks, -1), split)
+        new = tuple(merged(s) for s in new) if isinstance(new, tuple) else merged(new)
+        raw = vmap(lambda p, h: self.heads.raw(h, p, prefix="heads."))(params, h)
+        return self.heads.wrap({k: v.reshape(rows, *v.shape[2:]) for k, v in raw.items()}), new
 
     def sequence(self, batch: dict) -> dict:
         """Heads over whole trajectories [T, B] from a fresh state: one trajectory is one
@@ -246,6 +318,10 @@ class FeedForward(nn.Module):
 
     def apply(self, params: dict[str, torch.Tensor] | None, fields: dict) -> dict:
         return self.heads.wrap(self.raw(params, fields))
+
+    def sequence(self, batch: dict) -> dict:
+        """Heads over whole trajectories [T, B] (an in-place update's training pass)."""
+        return self.apply(None, batch)
 
     def per_task(self, params: dict[str, torch.Tensor], fields: dict) -> dict:
         """Heads of B = tasks × rows fields [B, ...], task i's rows under params[i]."""

@@ -16,12 +16,14 @@ from . import models
 
 @torch.no_grad()
 def collect(model, env, steps: int, gen: torch.Generator, episodes: int | None = None,
-            params: dict | None = None) -> dict:
+            params: dict | None = None, memory: str = "trial") -> dict:
     """Roll `model` out for at most `steps` steps. With `episodes`, an instance's trial ends
     once it has completed that many episodes; where episodes vary in length (gymnasium),
     instances that finish early are padded to the longest: `valid` is 0 on padding, whose
     rewards are 0 and whose `done` is 1 (no return flows through it). `params` are a
-    feed-forward model's parameters per task (adapted copies θ′), rows task-major."""
+    feed-forward model's parameters per task (adapted copies θ′), rows task-major.
+    `memory`: where the learner's memory ends, and so its returns: at the end of the
+    `trial`, or of each `episode` (a policy without memory)."""
     obs = env.reset()
     batch = obs.shape[0]
     prev_action = torch.zeros(batch, env.n_actions) if getattr(env, "continuous", False) \
@@ -65,6 +67,8 @@ def collect(model, env, steps: int, gen: torch.Generator, episodes: int | None =
     # the trial ends: returns do not run past the learner's memory, nor through padding
     out["done"] = 1 - valid
     out["done"][valid.sum(0).long() - 1, torch.arange(batch)] = 1.0
+    if memory == "episode":
+        out["done"] = torch.maximum(out["done"], out["episode_done"])
     if not bool(valid.all()):
         out["valid"] = valid  # reductions in losses (ops.mean, ...) skip the padding
     return out

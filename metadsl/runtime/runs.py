@@ -324,6 +324,26 @@ class Run:
         print(f"run folder: {self.folder}")
 
 
+class QuietRun:
+    """What an outer loop needs of a run, without a run folder: a baseline's training
+    inside the evaluation (its progress on stderr), or a timed bench."""
+
+    def __init__(self, label: str = "", show: bool = True):
+        self.label, self.show = label, show
+        self.progress = 0.0
+
+    def iterations(self, loop: str, total: int):
+        for iteration in range(total):
+            self.progress = iteration / max(1, total)
+            yield iteration
+            if self.show and (iteration + 1) % max(1, total // 10) == 0:
+                print(f"{self.label}: {loop} iteration {iteration + 1}/{total}",
+                      file=sys.stderr)
+
+    def log(self, *args, **kwargs) -> None:
+        pass
+
+
 def _version() -> str:
     from metadsl import __version__
 

@@ -119,7 +119,7 @@ def build(args: Args) -> runs.State:
 
 
 def sequence(args: Args, state: runs.State, instances, steps: int) -> list:
-    """inner loop sequence(task ~ quadratics): `steps` rounds of its body on a batch of task instances; the learner's memory spans a round. Returns each round's data."""
+    """inner loop sequence(task ~ quadratics): `steps` rounds of its body on a batch of task instances. Returns each round's data."""
     rounds = []
     for _ in range(steps):
         env = state.quadratics.env(instances)

@@ -152,7 +152,7 @@ def build(args: Args) -> runs.State:
 
 
 def trial(args: Args, state: runs.State, instances, steps: int) -> list:
-    """inner loop trial(task ~ mdps): `steps` rounds of its body on a batch of task instances; the learner's memory spans a round. Returns each round's data."""
+    """inner loop trial(task ~ mdps): `steps` rounds of its body on a batch of task instances. Returns each round's data."""
     rounds = []
     for _ in range(steps):
         env = state.mdps.env(instances)

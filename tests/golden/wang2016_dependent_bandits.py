@@ -138,7 +138,7 @@ def build(args: Args) -> runs.State:
 
 
 def episode(args: Args, state: runs.State, instances, steps: int) -> list:
-    """inner loop episode(task ~ bandits): `steps` rounds of its body on a batch of task instances; the learner's memory spans a round. Returns each round's data."""
+    """inner loop episode(task ~ bandits): `steps` rounds of its body on a batch of task instances. Returns each round's data."""
     rounds = []
     for _ in range(steps):
         env = state.bandits.env(instances)
