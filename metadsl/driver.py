@@ -65,8 +65,8 @@ def read(path: str) -> bytes:
 
 
 def front_end(path: str, until: str = "check", data: bytes | None = None) -> FrontEnd:
-    """Run the phases up to `until` on the spec at `path`: ast | check | ir (the loop
-    graph) | program (the loop program after its passes)."""
+    """Run the phases up to `until` on the spec at `path`: ast | check | program (the
+    loop program after its passes) | ir (also the loop graph drawn from it)."""
     from .parser import decode, parse
 
     raw = read(path) if data is None else data
@@ -81,16 +81,15 @@ def front_end(path: str, until: str = "check", data: bytes | None = None) -> Fro
         result.checked = guarded("check", check_module, module, source, path)
         if until == "check":
             return result
+        from .middle import build, passes
+
+        program = guarded("program", build.build, result.checked)
+        result.program = guarded("passes", passes.run_all, program)
         if until == "program":
-            from .middle import build, passes as middle
-
-            program = guarded("program", build.build, result.checked)
-            result.program = guarded("passes", middle.run_all, program)
             return result
-        from . import ir, passes
+        from . import ir
 
-        graph = guarded("ir", ir.build, result.checked)
-        result.ir = guarded("passes", passes.run_all, graph)
+        result.ir = guarded("graph", ir.build, result.program)
         return result
     except CompileError as e:  # every diagnostic names this file; the renderer needs its text
         e.diagnostics = [replace(d, file=path) if d.file == "<input>" else d

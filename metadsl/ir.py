@@ -1,9 +1,10 @@
-"""Phase 3: checked AST → IR, a networkx graph of loops, modules, memories, data and rules.
+"""The loop graph `metadsl graph` draws: a view of the loop program (middle.program).
 
 Nodes carry pydantic models (one class per node kind); every edge names the data that
 flows along it (θ, θ′, τ, τ′, h, η, φ, z, M). Loops nest by `parent`: an outer loop holds
-the inner loop it runs, and each statement node belongs to the loop it sits in.
-Passes (metadsl.passes) are pure functions IR → IR.
+the inner loop it runs, and each statement node belongs to the loop it sits in. It is
+made from the same program the back end lowers, after the same passes, so the drawing
+and the generated code cannot disagree.
 """
 
 from __future__ import annotations
@@ -14,10 +15,8 @@ from typing import Literal
 import networkx as nx
 from pydantic import BaseModel
 
-from . import ast as A
 from . import registry as R
-from .checker import Checked, bind_args
-from .formatter import format_expr
+from .middle import program as P
 
 
 class Node(BaseModel):
@@ -99,7 +98,7 @@ class UpdateNode(Node):
     data: str | None
     through: str | None = None
     through_args: dict[str, str] = {}
-    second_order: bool | None = None  # set by passes.mark_differentiation
+    second_order: bool | None = None  # an inner `adapt` an outer update differentiates
 
 
 IR = nx.MultiDiGraph
@@ -121,20 +120,45 @@ def greek(name: str) -> str:
     return base + primes
 
 
-def _args(call: A.Expr | None, entry: R.Entry | None = None) -> dict[str, str]:
-    """A call's arguments by parameter name, formatted; `entry` defaults to the registry's."""
-    if isinstance(call, A.Call) and entry is None:
-        entry = R.REGISTRY.get(call.func_name or "")
-    if entry is None:
-        return {}
-    return {name: format_expr(value) for name, value in bind_args(call, entry).items()}
+def _show(value, program: P.Program) -> str:
+    """A program value as the spec would write it."""
+    if isinstance(value, P.Setting):
+        value = next(a.default for a in program.args if a.path == value.path)
+    elif isinstance(value, P.Const):
+        value = value.value
+    elif isinstance(value, (P.Meta, P.Population)):
+        return value.name
+    elif isinstance(value, P.Params):
+        return value.model
+    elif isinstance(value, P.Memory):
+        return value.key
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, tuple) and value and all(isinstance(v, tuple) and len(v) == 2
+                                                  for v in value):
+        return "{" + ", ".join(f"{k}: {_show(v, program)}" for k, v in value) + "}"
+    if isinstance(value, tuple):
+        return "[" + ", ".join(_show(v, program) for v in value) + "]"
+    return str(value)
 
 
-def build(checked: Checked) -> IR:
-    g = nx.MultiDiGraph(spec=checked.module.name.id,
-                        title=checked.module.title.value if checked.module.title else "")
-    param_symbol = {m: _param_symbol(m, list(checked.models)) for m in checked.models}
-    g.graph["param_symbol"] = param_symbol
+def _args(args: tuple, program: P.Program) -> dict[str, str]:
+    return {name: _show(value, program) for name, value in args}
+
+
+def _param_symbol(model: str, models: list[str]) -> str:
+    if greek(model) != model:
+        return greek(model)
+    return "θ" if len(models) == 1 else f"θ[{model}]"
+
+
+def build(program: P.Program) -> IR:
+    g = nx.MultiDiGraph(spec=program.spec, title=program.title)
+    models = [m.name for m in program.models]
+    symbol = {m: _param_symbol(m, models) for m in models}
+    g.graph["param_symbol"] = symbol
 
     def add(node: Node) -> str:
         g.add_node(node.id, node=node)
@@ -144,191 +168,169 @@ def build(checked: Checked) -> IR:
         if src in g and dst in g:
             g.add_edge(src, dst, key=f"{name}:{style}", name=name, label=label, style=style)
 
-    for name, (decl, entry) in checked.tasks.items():
-        add(TaskNode(id=f"tasks:{name}", label=name, line=decl.span.line,
-                     source=decl.value.func_name or "", args=_args(decl.value)))
-    for name, info in checked.models.items():
-        add(ModelNode(id=f"model:{name}", label=name, line=info.decl.span.line,
-                      constructor=info.entry.name if info.entry else "",
-                      core=info.core.name if info.core else None, heads=info.heads,
-                      inputs=info.inputs, stateful=info.stateful, args=_args(info.decl.value)))
-    for name, decl in checked.metas.items():
-        add(MetaNode(id=f"meta:{name}", label=greek(name), line=decl.span.line,
-                     constructor=decl.value.func_name or "", learner=decl.learner.id,
-                     args=_args(decl.value)))
-    for key, decl in checked.memories.items():
-        add(MemoryNode(id=f"memory:{key}", label=key, line=decl.span.line, target=key,
-                       scope=decl.scope.id, args=_args(decl.value),
-                       constructor=decl.value.func_name if isinstance(decl.value, A.Call)
-                       else None))
+    for t in program.tasks:
+        add(TaskNode(id=f"tasks:{t.name}", label=t.name, line=t.loc.line, source=t.source,
+                     args=_args(t.args, program)))
+    for m in program.models:
+        add(ModelNode(id=f"model:{m.name}", label=m.name, line=m.loc.line,
+                      constructor=m.constructor, core=m.core, heads=dict(m.heads),
+                      inputs=list(m.inputs), stateful=m.stateful,
+                      args=_args(m.core_args, program)))
+    for m in program.metas:
+        add(MetaNode(id=f"meta:{m.name}", label=greek(m.name), line=m.loc.line,
+                     constructor=m.constructor, learner=m.learner, args=_args(m.args, program)))
+    for m in program.memories:
+        add(MemoryNode(id=f"memory:{m.key}", label=m.key, line=m.loc.line, target=m.key,
+                       scope=m.scope, constructor=m.constructor, args=_args(m.args, program)))
 
-    # loops: outer loops first so that inner loops can name their parent
-    parent = {l.decl.over.id: n for n, l in checked.loops.items() if l.decl.over is not None}
-    for name, loop in checked.loops.items():
-        d = loop.decl
-        add(LoopNode(id=f"loop:{name}", label=name, line=d.span.line, loop_kind=d.kind,
-                     parent=f"loop:{parent[name]}" if name in parent else None,
-                     loop=f"loop:{parent[name]}" if name in parent else None,
-                     tasks=d.task_source.id if isinstance(d.task_source, A.Name) else None,
-                     settings={k: format_expr(s.value) for k, s in loop.settings.items()}))
-        if isinstance(d.task_source, A.Name):
-            edge(f"tasks:{d.task_source.id}", f"loop:{name}", "task", "task")
-
-    data_node: dict[tuple[str, str], str] = {}  # (loop, data name) -> node id
-
-    def data_id(loop_name: str, data: str) -> str | None:
-        loop = checked.loops[loop_name]
-        if (loop_name, data) in data_node:
-            return data_node[(loop_name, data)]
-        over = loop.decl.over
-        if over is not None and (over.id, data) in data_node:
-            return data_node[(over.id, data)]
-        return None
+    parent = {l.over: l.name for l in program.loops if l.over is not None}
+    adapted_in = {m: l.name for l in program.loops for m in P.adapted_models(l)}
+    for loop in program.loops:
+        owner = f"loop:{parent[loop.name]}" if loop.name in parent else None
+        add(LoopNode(id=f"loop:{loop.name}", label=loop.name, line=loop.loc.line,
+                     loop_kind=loop.kind, parent=owner, loop=owner,
+                     tasks=loop.tasks if loop.kind == "inner" else None,
+                     settings=_args(loop.settings, program)))
+        if loop.kind == "inner" and loop.tasks:
+            edge(f"tasks:{loop.tasks}", f"loop:{loop.name}", "task", "task")
 
     def params_node(model: str) -> str:
         """θ′ of a model: one node, made by the loop that adapts it."""
         nid = f"params:{model}'"
         if nid not in g:
-            owner = next((f"loop:{n}" for n, l in checked.loops.items() if model in l.adapted),
-                         None)
-            add(DataNode(id=nid, label=param_symbol.get(model, greek(model)) + "′", loop=owner,
+            owner = f"loop:{adapted_in[model]}" if model in adapted_in else None
+            add(DataNode(id=nid, label=symbol.get(model, greek(model)) + "′", loop=owner,
                          data_kind="params"))
         return nid
 
-    ordered = sorted(checked.loops.items(), key=lambda kv: kv[1].decl.kind != "inner")
-    for name, loop in ordered:
-        loop_id = f"loop:{name}"
-        for i, stmt in enumerate(loop.decl.body):
-            sid = f"{name}.{i}"
-            if isinstance(stmt, A.Collect):
-                add(CollectNode(id=sid, label=f"collect {format_expr(stmt.count)} {stmt.unit.id}",
-                                loop=loop_id, line=stmt.span.line, count=format_expr(stmt.count),
-                                unit=stmt.unit.id, source=stmt.source,
-                                policy=format_expr(stmt.policy), output=stmt.output.id))
-                out = add(DataNode(id=f"data:{name}.{stmt.output.id}",
-                                   label=greek(stmt.output.id), loop=loop_id,
-                                   data_kind="samples" if stmt.unit.id == "samples"
-                                   else "trajectories"))
-                data_node[(name, stmt.output.id)] = out
-                edge(sid, out, stmt.output.id, greek(stmt.output.id))
-                _policy_edges(checked, stmt, sid, edge, params_node, param_symbol)
-            elif isinstance(stmt, A.Store):
-                add(StoreNode(id=sid, label=f"store in {stmt.buffer.id}", loop=loop_id,
-                              line=stmt.span.line, data=stmt.data.id, buffer=stmt.buffer.id))
-                src = data_id(name, stmt.data.id)
-                if src:
-                    edge(src, sid, stmt.data.id, greek(stmt.data.id))
-                edge(sid, f"memory:{stmt.buffer.id}", stmt.buffer.id, "M")
-            elif isinstance(stmt, (A.Adapt, A.Update)):
-                _update(checked, g, add, edge, stmt, sid, name, loop_id, data_id, params_node,
-                        param_symbol)
-    for key, decl in checked.memories.items():
-        base = decl.target.parts[0]
-        if base in checked.models and decl.value is None:
-            edge(f"memory:{key}", f"model:{base}", "h", "h", "state")
-        elif base.endswith("'"):
-            edge(f"memory:{key}", params_node(base.rstrip("'")), base, greek(base), "state")
-        entry = R.REGISTRY.get(decl.value.func_name or "") if isinstance(decl.value, A.Call) \
-            else None
-        if entry is not None and "latent" in entry.traits:
-            for m, info in checked.models.items():
-                if "z" in info.inputs:
-                    edge(f"memory:{key}", f"model:{m}", "z", "z", "state")
-            for a in decl.value.args:
-                if isinstance(a.value, A.Name) and a.value.id in checked.metas:
-                    edge(f"meta:{a.value.id}", f"memory:{key}", a.value.id, greek(a.value.id))
-        if entry is not None and "key" in _args(decl.value):
-            edge(f"model:{_args(decl.value)['key']}", f"memory:{key}", "h", "h")
+    def data_node(data: P.Data) -> str:
+        return f"data:{data.loop}.{data.name}"
+
+    # statements: inner loops first, so that outer statements find the data they read
+    second = {s.through.loop: s.through.order for l in program.loops for s in l.body
+              if isinstance(s, P.Step) and s.through is not None}
+    for loop in sorted(program.loops, key=lambda l: l.kind != "inner"):
+        drawn = [s for s in loop.body if isinstance(s, (P.Rollout, P.SampleBuffer, P.Store,
+                                                        P.Step))]
+        for i, stmt in enumerate(drawn):
+            sid, lid = f"{loop.name}.{i}", f"loop:{loop.name}"
+            if isinstance(stmt, (P.Rollout, P.SampleBuffer)):
+                _collect(g, add, edge, program, stmt, sid, lid, params_node, symbol)
+            elif isinstance(stmt, P.Store):
+                add(StoreNode(id=sid, label=f"store in {stmt.buffer.key}", loop=lid,
+                              line=stmt.loc.line, data=stmt.data.name, buffer=stmt.buffer.key))
+                edge(data_node(stmt.data), sid, stmt.data.name, greek(stmt.data.name))
+                edge(sid, f"memory:{stmt.buffer.key}", stmt.buffer.key, "M")
+            else:
+                order = second.get(loop.name)
+                _step(g, add, edge, program, stmt, sid, lid, params_node, symbol,
+                      None if stmt.mode != "adapt" or order is None else
+                      _show(order, program) == "2")
+    _memory_edges(program, edge, params_node)
     return g
 
 
-def _param_symbol(model: str, models: list[str]) -> str:
-    if greek(model) != model:
-        return greek(model)
-    return "θ" if len(models) == 1 else f"θ[{model}]"
-
-
-def _policy_edges(checked, stmt: A.Collect, sid, edge, params_node, param_symbol) -> None:
-    policy = stmt.policy
-    if isinstance(policy, A.Call) and policy.args:
-        policy = policy.args[0].value
-    if not isinstance(policy, A.Name):
-        return
-    name = policy.id
-    base = name.rstrip("'")
-    if stmt.source == "from":
-        edge(f"memory:{name}", sid, name, "M")
-    elif name != base:
-        edge(params_node(base), sid, name, param_symbol.get(base, base) + "′")
-    elif base in checked.models:
-        edge(f"model:{base}", sid, base, param_symbol[base])
-    elif base in checked.memories:
-        edge(f"memory:{base}", sid, base, "M")
-
-
-def _update(checked, g, add, edge, stmt, sid, loop_name, loop_id, data_id, params_node,
-            param_symbol) -> None:
-    obj = stmt.objective
-    rule = stmt.rule.func_name if isinstance(stmt.rule, A.Call) else ""
-    entry = R.REGISTRY.get(rule or "")
-    if isinstance(obj, A.Minimize):
-        kind, text, data = "minimize", format_expr(obj.loss), obj.data.id
-    elif isinstance(obj, A.Maximize):
-        kind, text, data = "maximize", format_expr(obj.fitness), None
+def _collect(g, add, edge, program, stmt, sid, lid, params_node, symbol) -> None:
+    policy = stmt.policy if isinstance(stmt, P.Rollout) else None
+    if isinstance(stmt, P.SampleBuffer):
+        text, source = stmt.buffer.key, "from"
+    elif isinstance(policy, P.PolicyCall):
+        text, source = f"{policy.name}({', '.join(_show(v, program) for _, v in policy.args)})", \
+            "with"
     else:
-        kind, text, data = "toward", obj.target.id, None
-    through = stmt.through if isinstance(stmt, A.Update) else None
-    through_name = (through.func_name if isinstance(through, A.Call) else
-                    through.id if isinstance(through, A.Name) else None)
-    mode = "adapt" if isinstance(stmt, A.Adapt) else "update"
-    targets = [t.text for t in stmt.targets]
-    add(UpdateNode(id=sid, label=f"{mode} by {rule}", loop=loop_id, line=stmt.span.line,
-                   mode=mode, targets=targets, rule=rule or "", rule_args=_args(stmt.rule),
-                   rule_traits=sorted(entry.traits) if entry else [], objective=kind,
-                   expression=text, data=data, through=through_name,
-                   through_args=_args(through, R.THROUGH) if isinstance(through, A.Call) else {}))
+        text, source = policy.model + ("'" if isinstance(policy, P.Adapted) else ""), "with"
+    count = _show(stmt.count, program)
+    add(CollectNode(id=sid, label=f"collect {count} {stmt.unit}", loop=lid, line=stmt.loc.line,
+                    count=count, unit=stmt.unit, source=source, policy=text,
+                    output=stmt.output.name))
+    out = add(DataNode(id=f"data:{stmt.output.loop}.{stmt.output.name}",
+                       label=greek(stmt.output.name), loop=lid,
+                       data_kind="samples" if stmt.unit == "samples" else "trajectories"))
+    edge(sid, out, stmt.output.name, greek(stmt.output.name))
+    if isinstance(stmt, P.SampleBuffer):
+        edge(f"memory:{stmt.buffer.key}", sid, stmt.buffer.key, "M")
+    elif isinstance(policy, P.Adapted):
+        edge(params_node(policy.model), sid, policy.model + "'", symbol[policy.model] + "′")
+    elif isinstance(policy, P.Params):
+        edge(f"model:{policy.model}", sid, policy.model, symbol.get(policy.model, policy.model))
+    else:
+        for _, value in policy.args:
+            if isinstance(value, P.Memory):
+                edge(f"memory:{value.key}", sid, value.key, "M")
+            elif isinstance(value, P.Params):
+                edge(f"model:{value.model}", sid, value.model, symbol.get(value.model, "θ"))
+
+
+def _target(target) -> tuple[str, str]:
+    if isinstance(target, P.Params):
+        return "model", target.model
+    if isinstance(target, P.Meta):
+        return "meta", target.name
+    if isinstance(target, P.Memory):
+        return "memory", target.key
+    return "tasks", target.name
+
+
+def _step(g, add, edge, program, s: P.Step, sid, lid, params_node, symbol, second) -> None:
+    kind = {P.Minimize: "minimize", P.Maximize: "maximize", P.Toward: "toward"}[
+        type(s.objective)]
+    data = s.objective.data if isinstance(s.objective, P.Minimize) else None
+    targets = [_target(t) for t in s.targets]
+    through = s.through
+    add(UpdateNode(id=sid, label=f"{s.mode} by {s.rule.name}", loop=lid, line=s.loc.line,
+                   mode=s.mode, targets=[name for _, name in targets], rule=s.rule.name,
+                   rule_args=_args(s.rule.args, program), rule_traits=list(s.rule.traits),
+                   objective=kind, expression=s.text, data=data.name if data else None,
+                   through=through.loop if through else None,
+                   through_args={"order": _show(through.order, program),
+                                 "trace": _show(through.trace, program)} if through else {},
+                   second_order=second))
     if data is not None:
-        src = data_id(loop_name, data)
-        if src:
-            edge(src, sid, data, greek(data))
-    if kind == "toward":
-        edge(params_node(obj.target.id.rstrip("'")), sid, obj.target.id, greek(obj.target.id)
-             if obj.target.id.rstrip("'") not in param_symbol
-             else param_symbol[obj.target.id.rstrip("'")] + "′")
-    for t in stmt.targets:
-        base = t.parts[0]
-        target = next((f"{k}:{base}" for k in ("model", "meta", "memory", "tasks")
-                       if f"{k}:{base}" in g), None)
-        if target is None:
-            continue
-        symbol = param_symbol.get(base, greek(base)) if target.startswith("model:") else \
-            greek(base) if target.startswith("meta:") else base
-        if mode == "adapt":
-            edge(target, sid, base, symbol)
-            edge(sid, params_node(base) if target.startswith("model:") else target,
-                 base + "'", symbol + "′")
+        edge(f"data:{data.loop}.{data.name}", sid, data.name, greek(data.name))
+    if isinstance(s.objective, P.Toward):
+        model = s.objective.target.model
+        edge(params_node(model), sid, model + "'", symbol.get(model, greek(model)) + "′")
+    for kind_, name in targets:
+        target = f"{kind_}:{name}"
+        label = symbol.get(name, greek(name)) if kind_ == "model" else \
+            greek(name) if kind_ == "meta" else name
+        if s.mode == "adapt":
+            edge(target, sid, name, label)
+            edge(sid, params_node(name) if kind_ == "model" else target, name + "'",
+                 label + "′")
         else:
-            edge(sid, target, base, "Δ" + symbol, "update")
-    # meta-parameters an update's loss or rule reads (γ, λ into the inner step)
-    for arg in _meta_names(stmt, checked):
-        edge(f"meta:{arg}", sid, arg, greek(arg))
-    if through_name is not None:
+            edge(sid, target, name, "Δ" + label, "update")
+    # meta-parameters the step's loss or rule reads (γ, λ into the inner step)
+    read = {n.name for n in P.walk((s.objective, s.rule)) if isinstance(n, P.Meta)}
+    for name in sorted(read - {name for _, name in targets}):
+        edge(f"meta:{name}", sid, name, greek(name))
+    if through is not None:
         for other, attrs in g.nodes(data=True):
             n = attrs["node"]
-            if isinstance(n, UpdateNode) and n.mode == "adapt" and n.loop == f"loop:{through_name}":
+            if isinstance(n, UpdateNode) and n.mode == "adapt" and \
+                    n.loop == f"loop:{through.loop}":
                 edge(other, sid, "through", "∂θ′/∂θ", "through")
 
 
-def _meta_names(stmt, checked) -> list[str]:
-    names = []
-    for node in A.walk(stmt.objective if not isinstance(stmt.objective, A.Toward) else ()):
-        if isinstance(node, A.Name) and node.id in checked.metas:
-            names.append(node.id)
-    for node in A.walk(stmt.rule):
-        if isinstance(node, A.Name) and node.id in checked.metas:
-            names.append(node.id)
-    targets = {t.parts[0] for t in stmt.targets}
-    return sorted(set(names) - targets)
+def _memory_edges(program: P.Program, edge, params_node) -> None:
+    for mem in program.memories:
+        entry = R.REGISTRY.get(mem.constructor or "")
+        if isinstance(mem.target, P.Params):
+            edge(f"memory:{mem.key}", f"model:{mem.target.model}", "h", "h", "state")
+        elif isinstance(mem.target, P.Adapted):
+            name = mem.target.model + "'"
+            edge(f"memory:{mem.key}", params_node(mem.target.model), name, greek(name), "state")
+        if entry is not None and "latent" in entry.traits:
+            for m in program.models:
+                if "z" in m.inputs:
+                    edge(f"memory:{mem.key}", f"model:{m.name}", "z", "z", "state")
+            for _, value in mem.args:
+                if isinstance(value, P.Meta):
+                    edge(f"meta:{value.name}", f"memory:{mem.key}", value.name,
+                         greek(value.name))
+        for name, value in mem.args:
+            if name == "key" and isinstance(value, P.Params):
+                edge(f"model:{value.model}", f"memory:{mem.key}", "h", "h")
 
 
 def to_json(g: IR) -> dict:

@@ -1,48 +1,50 @@
-"""IR passes are pure and do what they say."""
+"""The middle end's passes are pure, and the loop program and its graph are deterministic."""
 
 from __future__ import annotations
 
 import copy
 
-from metadsl import ir, passes
+from metadsl import ir
 from metadsl.driver import front_end
+from metadsl.middle import build, passes
+from metadsl.middle import program as P
 
 
-def built(spec: str):
-    result = front_end(spec, "check")
-    return ir.build(result.checked)
+def built(spec: str) -> P.Program:
+    return build.build(front_end(spec, "check").checked)
 
 
 def test_passes_do_not_mutate_their_input():
-    g = built("specs/rl2_bandits.mrl")
-    before = ir.dumps(g)
-    snapshot = copy.deepcopy(g)
+    program = built("specs/maml_nav2d.mrl")
+    before = P.dumps(program)
+    snapshot = copy.deepcopy(program)
     for p in passes.PASSES:
-        p(g)
-    assert ir.dumps(g) == before == ir.dumps(snapshot)
+        program_after = p(program)
+        assert P.dumps(program) == before == P.dumps(snapshot)
+        program = program_after
+        before, snapshot = P.dumps(program), copy.deepcopy(program)
 
 
 def test_resolve_defaults_fills_registry_defaults():
-    g = passes.resolve_defaults(built("specs/rl2_bandits.mrl"))
-    update = next(d["node"] for _, d in g.nodes(data=True) if d["node"].kind == "update")
-    assert update.rule_args["lr"] == "1e-3"  # given
-    assert update.rule_args["polyak"] == "0"  # default filled in
-    model = g.nodes["model:agent"]["node"]
-    assert model.args["embed"] == "0"
+    program = passes.resolve_defaults(built("specs/rl2_bandits.mrl"))
+    step = next(s for s in program.loop("meta").body if isinstance(s, P.Step))
+    assert step.rule.arg("lr") == P.Const(1e-3, "float")  # given
+    assert step.rule.arg("l2") == P.Const(0.0, "float")  # default filled in
+    assert program.model("agent").core_args == (("hidden", P.Const(256, "int")),)
 
 
-def test_mark_differentiation_follows_order():
-    second = passes.mark_differentiation(built("specs/maml_nav2d.mrl"))
-    first = passes.mark_differentiation(built("specs/fomaml_nav2d.mrl"))
-
-    def adapt_flag(g):
+def test_through_order_reaches_the_graph():
+    def adapt_flag(spec):
+        g = front_end(spec, "ir").ir
         return next(d["node"].second_order for _, d in g.nodes(data=True)
                     if getattr(d["node"], "mode", None) == "adapt")
 
-    assert adapt_flag(second) is True
-    assert adapt_flag(first) is False
+    assert adapt_flag("specs/maml_nav2d.mrl") is True
+    assert adapt_flag("specs/fomaml_nav2d.mrl") is False
 
 
-def test_ir_dump_is_deterministic():
+def test_dumps_are_deterministic():
     assert ir.dumps(front_end("specs/epg.mrl", "ir").ir) == \
         ir.dumps(front_end("specs/epg.mrl", "ir").ir)
+    assert P.dumps(front_end("specs/epg.mrl", "program").program) == \
+        P.dumps(front_end("specs/epg.mrl", "program").program)

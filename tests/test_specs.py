@@ -78,7 +78,7 @@ def test_maml_drawing_nests_inner_in_outer_with_theta_flow():
     # the DOT drawing opens the inner cluster inside the outer one
     dot = render.to_dot(g)
     outer, inner = dot.index('"cluster_loop:meta"'), dot.index('"cluster_loop:adapt"')
-    assert outer < inner < dot.index('"meta.2"')
+    assert outer < inner < dot.index('"meta.1"')
 
 
 def test_metagrad_edges_carry_gamma_and_lambda_into_the_inner_step():

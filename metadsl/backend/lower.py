@@ -302,7 +302,7 @@ class Lowering:
         out = self.local(ctx.loop.name, r.output.name)
         family = self.family(r.tasks)
         gen = X.attr(X.name("state"), "gen")
-        model = r.policy.model
+        model = P.acting_model(r.policy)
         if model not in {m.name for m in self.p.models}:
             return []  # an unbuilt behaviour policy, noted by the builder
         parallel = r.schedule == "parallel" and r.unit != "steps"  # N episodes side by side
@@ -439,8 +439,8 @@ class Lowering:
         if not models:
             self.note(f"`through {inner.name}`, an inner loop that adapts nothing", s.loc)
             return []
-        model = made_by.policy.model if isinstance(made_by, P.Rollout) and \
-            made_by.policy.model in models else models[0]
+        model = P.acting_model(made_by.policy) if isinstance(made_by, P.Rollout) and \
+            P.acting_model(made_by.policy) in models else models[0]
         batch = self.setting(f"{ctx.loop.name}.meta_batch")
         replay = X.call(X.name(self.p.python("module", inner.name)), X.name("args"),
                         X.name("state"), X.name("instances"),
@@ -598,7 +598,7 @@ class Lowering:
         if first is None:
             self.note("an evaluation of an inner loop that collects nothing", ev.loc)
             return X.function("evaluate", signature, [])
-        if first.policy.model not in {m.name for m in self.p.models}:
+        if P.acting_model(first.policy) not in {m.name for m in self.p.models}:
             return X.function("evaluate", signature, [])  # its unbuilt policy is noted
         families = []
         retrained = [b for b in ev.against if "retrains" in R.REGISTRY[b].traits]

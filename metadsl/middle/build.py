@@ -11,6 +11,7 @@ from __future__ import annotations
 from .. import ast as A
 from .. import registry as R
 from ..checker import Checked, Checker, bind_args
+from ..formatter import format_expr
 from . import program as P
 
 
@@ -79,6 +80,8 @@ class Builder:
             return P.Meta(expr.id)
         if isinstance(expr, A.Name) and expr.id in self.c.models:
             return P.Params(expr.id)
+        if isinstance(expr, A.Name) and expr.id in self.c.memories:
+            return P.Memory(expr.id)
         return self.expr(expr, frozenset())
 
     def args(self, call: A.Expr | None, entry: R.Entry | None) -> tuple:
@@ -330,9 +333,11 @@ class Builder:
         if stmt.source == "from":
             return P.SampleBuffer(P.Memory(stmt.policy.id if isinstance(stmt.policy, A.Name)
                                            else "?"), count, stmt.unit.id, output, loc(stmt))
-        if not isinstance(stmt.policy, A.Name):
-            self.missing(f"behaviour policy {stmt.policy.func_name}", stmt.policy)
-            policy = P.Params("?")
+        if isinstance(stmt.policy, A.Call):
+            entry = R.REGISTRY.get(stmt.policy.func_name or "")
+            if entry is None or not entry.impl:
+                self.missing(f"behaviour policy {stmt.policy.func_name}", stmt.policy)
+            policy = P.PolicyCall(stmt.policy.func_name or "?", self.args(stmt.policy, entry))
         else:
             pid = stmt.policy.id
             policy = P.Adapted(pid.rstrip("'")) if pid.endswith("'") else P.Params(pid)
@@ -365,7 +370,9 @@ class Builder:
             args = dict(self.args(t, R.THROUGH)) if isinstance(t, A.Call) else {}
             through = P.Through(name, args.get("order"), args.get("trace"))
         mode = "adapt" if isinstance(stmt, A.Adapt) else "update"
-        return P.Step(mode, targets, rule, objective, through, loc(stmt))
+        text = format_expr(obj.loss) if isinstance(obj, A.Minimize) else \
+            format_expr(obj.fitness) if isinstance(obj, A.Maximize) else obj.target.id
+        return P.Step(mode, targets, rule, objective, through, text, loc(stmt))
 
     def target(self, name: str):
         """What an update changes, by the kind the checker resolved its name to."""
@@ -402,7 +409,7 @@ class Builder:
                 tasks.append((item.id, item.id))
             elif isinstance(item, A.Call):
                 entry = R.REGISTRY[item.func_name]
-                label = format_call(item)
+                label = format_expr(item)
                 tasks.append((label, self.task_decl(f"{entry.name}_held_out", item, entry,
                                                     item)))
         count = count or P.Const(1000, "int")
@@ -448,10 +455,6 @@ def declared_heads(call: A.Call) -> tuple:
     return ()
 
 
-def format_call(call: A.Call) -> str:
-    from ..formatter import format_expr
-
-    return format_expr(call)
 
 
 def build(checked: Checked) -> P.Program:

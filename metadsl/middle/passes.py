@@ -149,7 +149,7 @@ def schedule_rollouts(program: P.Program) -> P.Program:
 
     def schedule(loop: P.Loop, stmt):
         if isinstance(stmt, P.Rollout):
-            memory = stmt.policy.model in stateful
+            memory = P.acting_model(stmt.policy) in stateful
             return [dataclasses.replace(stmt, schedule="sequential" if memory else "parallel",
                                         memory="trial" if memory else "episode")]
         return [stmt]

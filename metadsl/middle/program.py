@@ -252,7 +252,7 @@ class Rollout:
     returns stop at the end of the `trial` (a memory spanning it) or of each `episode`
     (a policy without memory)."""
 
-    policy: Union[Params, Adapted]
+    policy: Union[Params, Adapted, PolicyCall]
     tasks: str
     count: Value
     unit: str  # episodes | steps | samples
@@ -260,6 +260,14 @@ class Rollout:
     schedule: str = ""
     memory: str = ""  # where the policy's memory, and so its returns, end: trial | episode
     loc: Loc = NOWHERE
+
+
+@dataclass(frozen=True)
+class PolicyCall:
+    """A behaviour policy made by a registry entry (`q_greedy(M, epsilon = 0.1)`)."""
+
+    name: str
+    args: tuple  # ((param, Value | Memory | Params), ...)
 
 
 @dataclass(frozen=True)
@@ -331,6 +339,7 @@ class Step:
     rule: Rule
     objective: Objective
     through: Through | None = None
+    text: str = ""  # the objective as the spec wrote it (drawings)
     loc: Loc = NOWHERE
 
 
@@ -504,6 +513,11 @@ def target_name(target) -> str:
     if isinstance(target, Params):
         return target.model
     return target.key if isinstance(target, Memory) else target.name
+
+
+def acting_model(policy) -> str | None:
+    """The model a rollout's policy is (θ or θ′), or None for a registry policy."""
+    return policy.model if isinstance(policy, (Params, Adapted)) else None
 
 
 def rollouts(loop: Loop) -> list:
