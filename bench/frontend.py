@@ -17,9 +17,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from metadsl.checker import check_module  # noqa: E402
-from metadsl.ir import build  # noqa: E402
-from metadsl.parser import parse  # noqa: E402
+from metadsl.front.checker import check_module  # noqa: E402
+from metadsl.middle.graph import build  # noqa: E402
+from metadsl.front.parser import parse  # noqa: E402
 
 
 def best_of(fn, repeat: int) -> float:

@@ -107,9 +107,9 @@ def graph(
                                  param_hint="'--format png'")
     try:
         result = _front(spec, "ir")
-        from . import render
+        from .backend import render
         from .driver import guarded
-        from .ir import dumps
+        from .middle.graph import dumps
 
         if format in (GraphFormat.svg, GraphFormat.png):
             data = guarded("graph", render.to_image, result.ir, format.value)
@@ -143,7 +143,7 @@ def fmt(
     stdout: bool = typer.Option(False, "--stdout", help="print the result instead of writing"),
 ) -> None:
     """Rewrite specs in the canonical layout (comments kept)."""
-    from .formatter import format_module
+    from .front.formatter import format_module
 
     unformatted, failed = [], False
     for path in specs:

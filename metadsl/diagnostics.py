@@ -10,7 +10,7 @@ import difflib
 import json
 from dataclasses import dataclass
 
-from .ast import NOWHERE, Span
+from .front.ast import NOWHERE, Span
 
 # code -> one-line title. Closed: a phase may only raise codes listed here.
 CODES: dict[str, str] = {

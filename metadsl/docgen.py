@@ -5,7 +5,7 @@ A test keeps the committed file equal to this output, so the reference never dri
 from __future__ import annotations
 
 from . import registry as R
-from .checker import _show
+from .front.checker import _show
 
 SECTIONS = (("tasks", "Task distributions"), ("core", "Network cores"), ("model", "Models"),
             ("memory", "Memories"), ("meta", "Meta-parameter kinds"), ("rule", "Update rules"),

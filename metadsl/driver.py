@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass, fields, is_dataclass, replace
 from pathlib import Path
 
-from . import ast as A
+from .front import ast as A
 from .diagnostics import CompileError, Diagnostic
 
 @dataclass
@@ -67,7 +67,7 @@ def read(path: str) -> bytes:
 def front_end(path: str, until: str = "check", data: bytes | None = None) -> FrontEnd:
     """Run the phases up to `until` on the spec at `path`: ast | check | program (the
     loop program after its passes) | ir (also the loop graph drawn from it)."""
-    from .parser import decode, parse
+    from .front.parser import decode, parse
 
     raw = read(path) if data is None else data
     source = guarded("decode", decode, raw, path)
@@ -76,7 +76,7 @@ def front_end(path: str, until: str = "check", data: bytes | None = None) -> Fro
         result = FrontEnd(path, source, module)
         if until == "ast":
             return result
-        from .checker import check_module
+        from .front.checker import check_module
 
         result.checked = guarded("check", check_module, module, source, path)
         if until == "check":
@@ -87,9 +87,9 @@ def front_end(path: str, until: str = "check", data: bytes | None = None) -> Fro
         result.program = guarded("passes", passes.run_all, program)
         if until == "program":
             return result
-        from . import ir
+        from .middle import graph
 
-        result.ir = guarded("graph", ir.build, result.program)
+        result.ir = guarded("graph", graph.build, result.program)
         return result
     except CompileError as e:  # every diagnostic names this file; the renderer needs its text
         e.diagnostics = [replace(d, file=path) if d.file == "<input>" else d

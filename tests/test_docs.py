@@ -9,7 +9,7 @@ import shlex
 import pytest
 
 from metadsl.driver import front_end
-from metadsl.parser import parse
+from metadsl.front.parser import parse
 
 from .conftest import ROOT
 

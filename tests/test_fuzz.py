@@ -10,13 +10,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.lark import from_lark
 
-from metadsl.ast import strip_spans
+from metadsl.front.ast import strip_spans
 from metadsl.diagnostics import CompileError
 from metadsl.driver import front_end
-from metadsl.formatter import format_module
+from metadsl.front.formatter import format_module
 from lark import Lark
 
-from metadsl.parser import parse
+from metadsl.front.parser import parse
 from metadsl.resources import grammar_path
 
 from .conftest import SPECS

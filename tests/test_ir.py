@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 
-from metadsl import ir
+from metadsl.middle import graph as ir
 from metadsl.driver import front_end
 from metadsl.middle import build, passes
 from metadsl.middle import program as P

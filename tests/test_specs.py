@@ -6,12 +6,12 @@ import json
 
 import pytest
 
-from metadsl import render
-from metadsl.ast import strip_spans, walk
+from metadsl.backend import render
+from metadsl.front.ast import strip_spans, walk
 from metadsl.driver import front_end
-from metadsl.formatter import format_module
-from metadsl.ir import dumps
-from metadsl.parser import parse
+from metadsl.front.formatter import format_module
+from metadsl.middle.graph import dumps
+from metadsl.front.parser import parse
 
 from .conftest import SPECS, STDLIB
 

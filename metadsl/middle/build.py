@@ -8,10 +8,10 @@ own folding (`Checker.const`), so the program and the diagnostics agree on every
 
 from __future__ import annotations
 
-from .. import ast as A
+from ..front import ast as A
 from .. import registry as R
-from ..checker import Checked, Checker, bind_args
-from ..formatter import format_expr
+from ..front.checker import Checked, Checker, bind_args
+from ..front.formatter import format_expr
 from . import program as P
 
 
@@ -153,7 +153,7 @@ class Builder:
         """Every function a spec can reach: its own and the standard library's (a stdlib
         function calls others of its module without the spec importing them). Names are
         unique across stdlib/, so one flat table serves."""
-        from .. import stdlib
+        from ..front import stdlib
 
         table = {}
         for module in stdlib.module_names():

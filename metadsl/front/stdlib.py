@@ -9,12 +9,13 @@ import tempfile
 from functools import lru_cache
 from pathlib import Path
 
-from .diagnostics import CompileError, Diagnostic
-from .resources import grammar_path, stdlib_dir
+from ..diagnostics import CompileError, Diagnostic
+from ..resources import grammar_path, stdlib_dir
 
-_PACKAGE = Path(__file__).resolve().parent
+_PACKAGE = Path(__file__).resolve().parent.parent
 # The checked stdlib depends on these sources; any change invalidates the cache.
-_INPUTS = ("ast.py", "checker.py", "parser.py", "registry.py", "stdlib.py", "diagnostics.py")
+_INPUTS = ("registry.py", "diagnostics.py",
+           *sorted(str(p.relative_to(_PACKAGE)) for p in (_PACKAGE / "front").rglob("*.py")))
 
 
 @lru_cache(maxsize=1)

@@ -16,9 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from . import ast as A
-from . import registry as R
+from .. import registry as R
 from . import stdlib
-from .diagnostics import CompileError, Diagnostic, did_you_mean, one_of
+from ..diagnostics import CompileError, Diagnostic, did_you_mean, one_of
 
 # ---- what the checker learns about each declaration ---------------------------------
 

@@ -9,8 +9,8 @@ import re
 import shutil
 import subprocess
 
-from .diagnostics import CompileError, Diagnostic
-from .ir import IR, CollectNode, DataNode, LoopNode, Node, UpdateNode
+from ..diagnostics import CompileError, Diagnostic
+from ..middle.graph import IR, CollectNode, DataNode, LoopNode, Node, UpdateNode
 
 _SHAPES = {"tasks": "folder", "model": "box3d", "memory": "cylinder", "meta": "hexagon",
            "data": "note", "collect": "parallelogram", "store": "cds", "update": "box",

@@ -14,8 +14,8 @@ from lark import Lark, Token, Transformer_NonRecursive, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 
 from . import ast as A
-from .diagnostics import CompileError, Diagnostic
-from .resources import grammar_path
+from ..diagnostics import CompileError, Diagnostic
+from ..resources import grammar_path
 
 MAX_BYTES = 1 << 20  # a spec is a page of text; a megabyte is a mistake
 MAX_DEPTH = 64  # bracket nesting

@@ -15,8 +15,8 @@ from typing import Literal
 import networkx as nx
 from pydantic import BaseModel
 
-from . import registry as R
-from .middle import program as P
+from .. import registry as R
+from . import program as P
 
 
 class Node(BaseModel):
