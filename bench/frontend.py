@@ -17,7 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from metadsl.front.checker import check_module  # noqa: E402
+from metadsl.front.check import check_module  # noqa: E402
 from metadsl.middle.graph import build  # noqa: E402
 from metadsl.front.parser import parse  # noqa: E402
 

@@ -5,7 +5,7 @@ A test keeps the committed file equal to this output, so the reference never dri
 from __future__ import annotations
 
 from . import registry as R
-from .front.checker import _show
+from .front.check import show
 
 SECTIONS = (("tasks", "Task distributions"), ("core", "Network cores"), ("model", "Models"),
             ("memory", "Memories"), ("meta", "Meta-parameter kinds"), ("rule", "Update rules"),
@@ -14,7 +14,7 @@ SECTIONS = (("tasks", "Task distributions"), ("core", "Network cores"), ("model"
 
 
 def _param(p: R.P) -> str:
-    default = "required" if p.required else f"`{_show(p.default)}`"
+    default = "required" if p.required else f"`{show(p.default)}`"
     bounds = p.bounds_text() if (p.low is not None or p.high is not None) else ""
     choices = ", ".join(p.choices) if p.choices else ""
     return f"| `{p.name}` | {p.type} | {default} | {bounds or choices} | {p.doc} |"

@@ -76,7 +76,7 @@ def front_end(path: str, until: str = "check", data: bytes | None = None) -> Fro
         result = FrontEnd(path, source, module)
         if until == "ast":
             return result
-        from .front.checker import check_module
+        from .front.check import check_module
 
         result.checked = guarded("check", check_module, module, source, path)
         if until == "check":

@@ -75,7 +75,7 @@ def _check_library(name: str, checked: dict):
     not the user's: it surfaces as E0901."""
     if name in checked:
         return checked[name]
-    from .checker import check_module  # the checker imports this module too
+    from .check import check_module  # the checker imports this module too
     from .parser import parse
 
     path = stdlib_dir() / f"{name}.mrl"

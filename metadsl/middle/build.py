@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from ..front import ast as A
 from .. import registry as R
-from ..front.checker import Checked, Checker, bind_args
+from ..front.check import Checked, Checker, bind_args
 from ..front.formatter import format_expr
 from . import program as P
 
