@@ -189,7 +189,8 @@ def compile_(
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="write here instead of "
                                           "standard output"),
 ) -> None:
-    """Compile a spec to a standalone PyTorch training script."""
+    """Compile a spec to one PyTorch training module (it imports the metadsl runtime:
+    task families, models, rules, rollouts, evaluation, run folders)."""
     _write(_compiled(spec).encode(), output)
 
 

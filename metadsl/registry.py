@@ -287,10 +287,14 @@ _add("step_sizes", "meta", [P("model", "model"), _gt0("init", "num", 0.1)], "met
 # gradient: minimises `on LOSS over DATA`; differentiable: an inner step the outer
 # loop may differentiate through (second order); evolutionary: `maximizing FITNESS`.
 
-_add("sgd", "rule", [_gt0("lr", "num", 0.1, "step size α (may be a meta-parameter)")], "rule",
+_GRADIENT_STEPS = _count("steps", 1, "gradient steps per round of the inner loop, all on "
+                                     "that round's data")
+_add("sgd", "rule", [_gt0("lr", "num", 0.1, "step size α (may be a meta-parameter)"),
+                     _GRADIENT_STEPS], "rule",
      "Plain gradient descent; differentiable, so an outer loop can go through it.",
      traits={"gradient", "differentiable"})
-_add("meta_sgd", "rule", [P("lr", "meta", doc="a step_sizes(...) meta-parameter")], "rule",
+_add("meta_sgd", "rule", [P("lr", "meta", doc="a step_sizes(...) meta-parameter"),
+                          _GRADIENT_STEPS], "rule",
      "Gradient descent with a learned step size per parameter (Meta-SGD).",
      traits={"gradient", "differentiable"})
 _add("adam", "rule", [
@@ -466,6 +470,9 @@ SETTINGS: dict[str, tuple[P, ...]] = {
               "the one that scores best on separate validation tasks"),
         P("metric", "symbol", "total_reward", choices=("total_reward", "regret", "return",
                                                        "mse", "success")),
+        _count("pretrain_iterations", 0, "iterations of the `pretrained` baseline's "
+               "multi-task training (the inner loop's own rule on the task mixture, θ ← mean "
+               "θ′); 0: as many as the outer loop's", low=0),
     ),
     "schedule": (
         P("backend", "symbol", "local", choices=("local", "ray")),

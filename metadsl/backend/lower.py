@@ -404,12 +404,12 @@ class Lowering:
         if model not in {m.name for m in self.p.models}:
             return []  # an unbuilt model, noted by the builder
         loss = self.local(ctx.loop.name, "loss:" + model)
-        lr = s.rule.arg("lr")
-        call = X.call(self.impl(s.rule.name), self.state(model),
-                      X.subscript(X.name("params"), model),
-                      self.data(s.objective.data, ctx),
-                      self.objective(s.objective.loss, ctx.loop, s.loc),
-                      lr=self.value(lr), order=X.name("order"), scale=X.name("scale"))
+        call = X.call_kw(self.impl(s.rule.name),
+                         [self.state(model), X.subscript(X.name("params"), model),
+                          self.data(s.objective.data, ctx),
+                          self.objective(s.objective.loss, ctx.loop, s.loc)],
+                         [(k, self.value(v)) for k, v in s.rule.args] +
+                         [("order", X.name("order")), ("scale", X.name("scale"))])
         return [X.assign([X.subscript(X.name("params"), model), loss], call)]
 
     def optimizer_step(self, s: P.Step, ctx) -> list[ast.stmt]:

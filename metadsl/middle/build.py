@@ -416,12 +416,13 @@ class Builder:
         where = loc(settings.get("against", block))  # what the back end may lack: baselines
         outer = next((n for n, l in self.c.loops.items() if l.decl.kind == "outer" and
                       l.decl.over is not None and l.decl.over.id == inner), None)
+        pretrain = constant(value.get("pretrain_iterations"), R.P("pretrain_iterations", "int"))
         if self.c.loops[inner].adapted and "adapt_steps" in value:
             steps = tuple(int(i.value) for i in value["adapt_steps"].items)
             scales = tuple(constant(i).value for i in
                            getattr(value.get("later_lr_scales"), "items", ())) or (1.0,)
             return P.Evaluate("after_adaptation", inner, outer, tuple(tasks), against, metric,
-                              count, steps, scales, loc=where)
+                              count, steps, scales, pretrain, loc=where)
         return P.Evaluate("held_out", inner, outer, tuple(tasks), against, metric, count,
                           loc=where)
 

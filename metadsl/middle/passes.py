@@ -348,12 +348,12 @@ def extract_settings(program: P.Program) -> P.Program:
                            "held-out task instances")
         pretrain = None
         if ev.kind == "after_adaptation" and "pretrained" in ev.against and ev.outer:
-            default = program.loop(ev.outer).setting("iterations")
-            pretrain = s.make("evaluate.pretrain_iterations",
-                              P.Const(program_default(default, s), "int"),
-                              R.P("pretrain_iterations", "int", low=0),
-                              "iterations of the pretrained baseline's multi-task training "
-                              "(the inner loop's own rule on the task mixture)")
+            given = ev.pretrain_iterations
+            budget = given.value if isinstance(given, P.Const) and given.value else \
+                program_default(program.loop(ev.outer).setting("iterations"), s)
+            param = R.SETTINGS["evaluate"][-1]
+            pretrain = s.make("evaluate.pretrain_iterations", P.Const(budget, "int"), param,
+                              param.doc)
         ev = dataclasses.replace(ev, instances=instances, pretrain_iterations=pretrain)
     return program.replace(evaluate=ev, args=tuple(s.fields.values()))
 

@@ -119,20 +119,25 @@ class Trace:
         self.z = saved["z"]
 
 
-def sgd(model, params: dict, batch: dict, loss_fn, lr, order: int,
-        scale: float = 1.0) -> tuple[dict, torch.Tensor]:
-    """One gradient step per task: θ′_i = θ_i − scale·α ∇ L_i(θ_i), and each task's loss
-    before it [tasks]. `lr` is a number, a learned scalar (a meta-parameter) or a dict of
-    per-parameter step sizes (Meta-SGD); `scale` shrinks later steps at evaluation. With
-    order 1 the gradient is a constant to whatever differentiates θ′ afterwards."""
+def sgd(model, params: dict, batch: dict, loss_fn, lr, order: int, scale: float = 1.0,
+        steps: int = 1) -> tuple[dict, torch.Tensor]:
+    """`steps` gradient steps per task on the same data: θ′_i = θ_i − scale·α ∇ L_i(θ_i),
+    and each task's loss before the first [tasks]. `lr` is a number, a learned scalar (a
+    meta-parameter) or a dict of per-parameter step sizes (Meta-SGD); `scale` shrinks
+    later steps at evaluation. With order 1 the gradient is a constant to whatever
+    differentiates θ′ afterwards."""
     tasks = next(iter(params.values())).shape[0]
     split, shared = split_tasks(batch, tasks)
-    grads, (losses, _) = vmap(grad_and_value(_per_task(model, loss_fn, shared), has_aux=True))(
-        params, split)
-    if order == 1:
-        grads = {k: g.detach() for k, g in grads.items()}
     step = lr if isinstance(lr, dict) else {k: lr for k in params}
-    return {k: params[k] - scale * step[k] * grads[k] for k in params}, losses.detach()
+    first = None
+    for _ in range(steps):
+        grads, (losses, _) = vmap(grad_and_value(_per_task(model, loss_fn, shared),
+                                                 has_aux=True))(params, split)
+        if order == 1:
+            grads = {k: g.detach() for k, g in grads.items()}
+        params = {k: params[k] - scale * step[k] * grads[k] for k in params}
+        first = losses.detach() if first is None else first
+    return params, first
 
 
 @torch.no_grad()

@@ -15,6 +15,13 @@ from . import bandits, informative, mdps, models, regression, rollout
 CHUNK = 5000  # instances evaluated at once (memory)
 
 
+def _say(message: str) -> None:
+    """Evaluation can take minutes: say what it is doing, on stderr."""
+    import sys
+
+    print(f"evaluation: {message}", file=sys.stderr, flush=True)
+
+
 def _summary(x: torch.Tensor) -> tuple[float, float]:
     return x.mean().item(), (x.std().item() / math.sqrt(len(x)) if len(x) > 1 else 0.0)
 
@@ -77,6 +84,7 @@ def held_out(spec: str, model, family, label: str, steps: int, episodes: int | N
     if family.kind == "control":
         return _control(spec, model, family, batch, label, against, metric, seed)
     learner = []
+    _say(f"{spec}: {instances} held-out tasks")
     for start in range(0, instances, CHUNK):
         part = _slice(batch, slice(start, start + CHUNK))
         traj = rollout.collect(model, family.env(part), steps,
@@ -95,6 +103,7 @@ def held_out(spec: str, model, family, label: str, steps: int, episodes: int | N
     for name in against:
         if name == "bayes_optimal" and not family.dependent and batch.arms * steps > 200:
             continue  # the exact DP over independent arms is intractable at this size
+        _say(name)
         policy = baseline_policy(name, family, batch.arms, steps, seed)
         totals[name] = bandits.play(batch, policy, torch.Generator().manual_seed(seed + 7))
     return _rows(spec, totals, batch.best_mean() * steps, metric, instances, label)
@@ -172,7 +181,9 @@ def pretrained(state, inner, family, modules: dict, batch: int, iterations: int)
     """The `pretrained` baseline: θ from the same initialisation, trained on the task
     mixture by the inner loop's own rule (θ ← the tasks' mean θ′ each iteration):
     multi-task learning, no meta-learning. `modules`: adapted model → state attribute."""
-    for _ in range(iterations):
+    for iteration in range(iterations):
+        if (iteration + 1) % max(1, iterations // 10) == 0:
+            _say(f"pretrained baseline, iteration {iteration + 1}/{iterations}")
         instances = family.sample(batch, family.horizon, state.gen)
         adapted, _ = inner(state, instances, _theta(state, modules, batch), 1, order=1)
         for m, attr in modules.items():
@@ -207,11 +218,15 @@ def adaptation(spec: str, learners: dict, inner, family, modules: dict, instance
         model = getattr(learner, modules[kshot.model])
         return [adapting.losses(model, theta, test, kshot.loss) for theta in thetas]
 
-    chosen = {method: best_scale(scales, lambda s: scores_of(learner, validation_tasks, s),
-                                 steps, metric)
-              for method, learner in learners.items()}
-    scores = {method: scores_of(learner, test_tasks, chosen[method])
-              for method, learner in learners.items()}
+    chosen, scores = {}, {}
+    for method, learner in learners.items():
+        if len(scales) > 1:
+            _say(f"{method}: choosing the later steps' size on validation tasks")
+        chosen[method] = best_scale(scales, lambda s: scores_of(learner, validation_tasks, s),
+                                    steps, metric)
+    for method, learner in learners.items():
+        _say(f"{method}: {instances} held-out tasks")
+        scores[method] = scores_of(learner, test_tasks, chosen[method])
     return after_adaptation(spec, scores, steps, tasks=instances, metric=metric, label=label,
                             scales=chosen)
 

@@ -44,6 +44,8 @@ class Args:
     "adapt.tau.count: collect N episodes per task"
     adapt__pi__lr: float = 0.5
     "adapt.pi.lr: sgd(lr): step size α (may be a meta-parameter)"
+    adapt__pi__steps: int = 1
+    "adapt.pi.steps: sgd(steps): gradient steps per round of the inner loop, all on that round's data"
     adapt__pi__reinforce_linear__gamma: float = 0.99
     "adapt.pi.reinforce_linear.gamma: argument of reinforce_linear"
     meta__tau_prime__count: int = 20
@@ -65,7 +67,7 @@ class Args:
     evaluate__instances: int = 100
     "evaluate.instances: held-out task instances"
     evaluate__pretrain_iterations: int = 200
-    "evaluate.pretrain_iterations: iterations of the pretrained baseline's multi-task training (the inner loop's own rule on the task mixture)"
+    "evaluate.pretrain_iterations: iterations of the `pretrained` baseline's multi-task training (the inner loop's own rule on the task mixture, θ ← mean θ′); 0: as many as the outer loop's"
 
 
 SETTINGS = {
@@ -82,6 +84,7 @@ SETTINGS = {
     "meta.meta_batch": runs.Setting("meta__meta_batch", bounds=runs.Bounds(low=1)),
     "adapt.tau.count": runs.Setting("adapt__tau__count", bounds=runs.Bounds(low=1)),
     "adapt.pi.lr": runs.Setting("adapt__pi__lr", bounds=runs.Bounds(low=0, low_open=True)),
+    "adapt.pi.steps": runs.Setting("adapt__pi__steps", bounds=runs.Bounds(low=1)),
     "adapt.pi.reinforce_linear.gamma": runs.Setting("adapt__pi__reinforce_linear__gamma"),
     "meta.tau'.count": runs.Setting("meta__tau_prime__count", bounds=runs.Bounds(low=1)),
     "meta.pi.max_kl": runs.Setting("meta__pi__max_kl", bounds=runs.Bounds(low=0, low_open=True)),
@@ -188,6 +191,7 @@ def adapt(
                 batch, heads, gamma=args.adapt__pi__reinforce_linear__gamma
             ),
             lr=args.adapt__pi__lr,
+            steps=args.adapt__pi__steps,
             order=order,
             scale=scale,
         )

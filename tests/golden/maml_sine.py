@@ -42,6 +42,8 @@ class Args:
     "adapt.train.count: collect N samples per task"
     adapt__f__lr: float = 0.01
     "adapt.f.lr: sgd(lr): step size α (may be a meta-parameter)"
+    adapt__f__steps: int = 1
+    "adapt.f.steps: sgd(steps): gradient steps per round of the inner loop, all on that round's data"
     meta__test__count: int = 10
     "meta.test.count: collect N samples per task"
     meta__f__lr: float = 0.001
@@ -55,7 +57,7 @@ class Args:
     evaluate__instances: int = 1000
     "evaluate.instances: held-out task instances"
     evaluate__pretrain_iterations: int = 5000
-    "evaluate.pretrain_iterations: iterations of the pretrained baseline's multi-task training (the inner loop's own rule on the task mixture)"
+    "evaluate.pretrain_iterations: iterations of the `pretrained` baseline's multi-task training (the inner loop's own rule on the task mixture, θ ← mean θ′); 0: as many as the outer loop's"
 
 
 SETTINGS = {
@@ -71,6 +73,7 @@ SETTINGS = {
     "meta.meta_batch": runs.Setting("meta__meta_batch", bounds=runs.Bounds(low=1)),
     "adapt.train.count": runs.Setting("adapt__train__count", bounds=runs.Bounds(low=1)),
     "adapt.f.lr": runs.Setting("adapt__f__lr", bounds=runs.Bounds(low=0, low_open=True)),
+    "adapt.f.steps": runs.Setting("adapt__f__steps", bounds=runs.Bounds(low=1)),
     "meta.test.count": runs.Setting("meta__test__count", bounds=runs.Bounds(low=1)),
     "meta.f.lr": runs.Setting("meta__f__lr", bounds=runs.Bounds(low=0, low_open=True)),
     "meta.f.max_grad_norm": runs.Setting("meta__f__max_grad_norm", bounds=runs.Bounds(low=0)),
@@ -148,6 +151,7 @@ def adapt(
             train,
             lambda batch, heads: mse(batch, heads),
             lr=args.adapt__f__lr,
+            steps=args.adapt__f__steps,
             order=order,
             scale=scale,
         )

@@ -61,6 +61,8 @@ class Args:
     "step.tau.count: collect N episodes per task"
     step__agent__lr: float = 0.1
     "step.agent.lr: sgd(lr): step size α (may be a meta-parameter)"
+    step__agent__steps: int = 1
+    "step.agent.steps: sgd(steps): gradient steps per round of the inner loop, all on that round's data"
     meta__tau_prime__count: int = 16
     "meta.tau'.count: collect N episodes per task"
     meta__gamma__lr: float = 0.01
@@ -99,6 +101,7 @@ SETTINGS = {
     "meta.meta_batch": runs.Setting("meta__meta_batch", bounds=runs.Bounds(low=1)),
     "step.tau.count": runs.Setting("step__tau__count", bounds=runs.Bounds(low=1)),
     "step.agent.lr": runs.Setting("step__agent__lr", bounds=runs.Bounds(low=0, low_open=True)),
+    "step.agent.steps": runs.Setting("step__agent__steps", bounds=runs.Bounds(low=1)),
     "meta.tau'.count": runs.Setting("meta__tau_prime__count", bounds=runs.Bounds(low=1)),
     "meta.gamma.lr": runs.Setting("meta__gamma__lr", bounds=runs.Bounds(low=0, low_open=True)),
     "meta.gamma.max_grad_norm": runs.Setting(
@@ -220,6 +223,7 @@ def step(
             tau,
             lambda batch, heads: a2c(batch, heads, gamma=state.gamma(), lam=state.lam()),
             lr=args.step__agent__lr,
+            steps=args.step__agent__steps,
             order=order,
             scale=scale,
         )

@@ -52,6 +52,8 @@ class Args:
     "meta.meta_batch: tasks sampled per iteration (each runs the inner loop)"
     adapt__train__count: int = 10
     "adapt.train.count: collect N samples per task"
+    adapt__f__steps: int = 1
+    "adapt.f.steps: sgd(steps): gradient steps per round of the inner loop, all on that round's data"
     meta__test__count: int = 10
     "meta.test.count: collect N samples per task"
     meta__f__lr: float = 0.001
@@ -65,7 +67,7 @@ class Args:
     evaluate__instances: int = 1000
     "evaluate.instances: held-out task instances"
     evaluate__pretrain_iterations: int = 5000
-    "evaluate.pretrain_iterations: iterations of the pretrained baseline's multi-task training (the inner loop's own rule on the task mixture)"
+    "evaluate.pretrain_iterations: iterations of the `pretrained` baseline's multi-task training (the inner loop's own rule on the task mixture, θ ← mean θ′); 0: as many as the outer loop's"
 
 
 SETTINGS = {
@@ -81,6 +83,7 @@ SETTINGS = {
     "meta.iterations": runs.Setting("meta__iterations", bounds=runs.Bounds(low=1)),
     "meta.meta_batch": runs.Setting("meta__meta_batch", bounds=runs.Bounds(low=1)),
     "adapt.train.count": runs.Setting("adapt__train__count", bounds=runs.Bounds(low=1)),
+    "adapt.f.steps": runs.Setting("adapt__f__steps", bounds=runs.Bounds(low=1)),
     "meta.test.count": runs.Setting("meta__test__count", bounds=runs.Bounds(low=1)),
     "meta.f.lr": runs.Setting("meta__f__lr", bounds=runs.Bounds(low=0, low_open=True)),
     "meta.f.max_grad_norm": runs.Setting("meta__f__max_grad_norm", bounds=runs.Bounds(low=0)),
@@ -159,6 +162,7 @@ def adapt(
             train,
             lambda batch, heads: mse(batch, heads),
             lr=state.alpha(),
+            steps=args.adapt__f__steps,
             order=order,
             scale=scale,
         )

@@ -44,6 +44,8 @@ class Args:
     "adapt.tau.count: collect N episodes per task"
     adapt__pi__lr: float = 0.5
     "adapt.pi.lr: sgd(lr): step size α (may be a meta-parameter)"
+    adapt__pi__steps: int = 1
+    "adapt.pi.steps: sgd(steps): gradient steps per round of the inner loop, all on that round's data"
     adapt__pi__reinforce_linear__gamma: float = 0.99
     "adapt.pi.reinforce_linear.gamma: argument of reinforce_linear"
     meta__pi__lr: float = 0.1
@@ -53,7 +55,7 @@ class Args:
     evaluate__instances: int = 100
     "evaluate.instances: held-out task instances"
     evaluate__pretrain_iterations: int = 200
-    "evaluate.pretrain_iterations: iterations of the pretrained baseline's multi-task training (the inner loop's own rule on the task mixture)"
+    "evaluate.pretrain_iterations: iterations of the `pretrained` baseline's multi-task training (the inner loop's own rule on the task mixture, θ ← mean θ′); 0: as many as the outer loop's"
 
 
 SETTINGS = {
@@ -70,6 +72,7 @@ SETTINGS = {
     "meta.meta_batch": runs.Setting("meta__meta_batch", bounds=runs.Bounds(low=1)),
     "adapt.tau.count": runs.Setting("adapt__tau__count", bounds=runs.Bounds(low=1)),
     "adapt.pi.lr": runs.Setting("adapt__pi__lr", bounds=runs.Bounds(low=0, low_open=True)),
+    "adapt.pi.steps": runs.Setting("adapt__pi__steps", bounds=runs.Bounds(low=1)),
     "adapt.pi.reinforce_linear.gamma": runs.Setting("adapt__pi__reinforce_linear__gamma"),
     "meta.pi.lr": runs.Setting("meta__pi__lr", bounds=runs.Bounds(low=0, low_open=True)),
     "meta.pi.anneal": runs.Setting("meta__pi__anneal"),
@@ -149,6 +152,7 @@ def adapt(
                 batch, heads, gamma=args.adapt__pi__reinforce_linear__gamma
             ),
             lr=args.adapt__pi__lr,
+            steps=args.adapt__pi__steps,
             order=order,
             scale=scale,
         )

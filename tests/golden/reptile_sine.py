@@ -42,6 +42,8 @@ class Args:
     "adapt.batch.count: collect N samples per task"
     adapt__f__lr: float = 0.02
     "adapt.f.lr: sgd(lr): step size α (may be a meta-parameter)"
+    adapt__f__steps: int = 1
+    "adapt.f.steps: sgd(steps): gradient steps per round of the inner loop, all on that round's data"
     meta__f__lr: float = 0.1
     "meta.f.lr: reptile(lr): outer step ε"
     meta__f__anneal: bool = True
@@ -49,7 +51,7 @@ class Args:
     evaluate__instances: int = 1000
     "evaluate.instances: held-out task instances"
     evaluate__pretrain_iterations: int = 30000
-    "evaluate.pretrain_iterations: iterations of the pretrained baseline's multi-task training (the inner loop's own rule on the task mixture)"
+    "evaluate.pretrain_iterations: iterations of the `pretrained` baseline's multi-task training (the inner loop's own rule on the task mixture, θ ← mean θ′); 0: as many as the outer loop's"
 
 
 SETTINGS = {
@@ -65,6 +67,7 @@ SETTINGS = {
     "meta.meta_batch": runs.Setting("meta__meta_batch", bounds=runs.Bounds(low=1)),
     "adapt.batch.count": runs.Setting("adapt__batch__count", bounds=runs.Bounds(low=1)),
     "adapt.f.lr": runs.Setting("adapt__f__lr", bounds=runs.Bounds(low=0, low_open=True)),
+    "adapt.f.steps": runs.Setting("adapt__f__steps", bounds=runs.Bounds(low=1)),
     "meta.f.lr": runs.Setting("meta__f__lr", bounds=runs.Bounds(low=0, low_open=True)),
     "meta.f.anneal": runs.Setting("meta__f__anneal"),
     "evaluate.instances": runs.Setting("evaluate__instances", bounds=runs.Bounds(low=1)),
@@ -133,6 +136,7 @@ def adapt(
             batch_,
             lambda batch, heads: mse(batch, heads),
             lr=args.adapt__f__lr,
+            steps=args.adapt__f__steps,
             order=order,
             scale=scale,
         )
