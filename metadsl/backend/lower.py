@@ -422,11 +422,12 @@ class Lowering:
         progress = X.attr(X.name("run"), "progress") if ctx.loop.kind == "outer" \
             else X.name("progress")
         batch = X.call("dict", self.data(s.objective.data, ctx), progress=progress)
-        call = X.call(self.rt("rules.minimize"), self.state(P.optimizer_key(ctx.loop.name, s)),
-                      self.state(model),
-                      batch, self.objective(s.objective.loss, ctx.loop, s.loc),
-                      gen=X.attr(X.name("state"), "gen"))
-        return [X.assign(self.local(ctx.loop.name, "loss:" + model), call)]
+        call = X.call_kw(self.rt("rules.minimize"),
+                         [self.state(P.optimizer_key(ctx.loop.name, s)), self.state(model),
+                          batch, self.objective(s.objective.loss, ctx.loop, s.loc)],
+                         [("gen", X.attr(X.name("state"), "gen"))] +
+                         [(k, self.value(v)) for k, v in s.diagnostic_args])
+        return [X.assign(self.local(ctx.loop.name, "stats:" + model), call)]
 
     def outer_step(self, s: P.Step, ctx) -> list[ast.stmt]:
         """One outer step on a closure that replays the inner loop on the same data, so
@@ -479,8 +480,17 @@ class Lowering:
                 value = X.call(X.attr(X.call(X.attr(self.family(self.p.loop(data.loop).tasks or
                                                                 ctx.loop.tasks), "score"),
                                              self.round_data(data, index, ctx)), "mean"))
+            elif m.kind == "loss" and self.minimized(ctx.loop, m.source):
+                stats = X.name(self.local(ctx.loop.name, "stats:" + m.source))
+                pairs.append((m.name, X.subscript(stats, "loss")))
+                continue
             elif m.kind == "loss":
                 pairs.append((m.name, X.name(self.local(ctx.loop.name, "loss:" + m.source))))
+                continue
+            elif m.kind == "diagnostic":
+                target, stat = m.source
+                stats = X.name(self.local(ctx.loop.name, "stats:" + target))
+                pairs.append((m.name, X.subscript(stats, stat)))
                 continue
             elif m.kind == "inner_loss":
                 value = X.call(X.attr(X.subscript(X.subscript(X.name("rounds"), 0),
@@ -501,6 +511,14 @@ class Lowering:
             steps = count if isinstance(steps, ast.Constant) else X.binary("+", steps, count)
         return [X.expr(X.call(X.attr(X.name("run"), "log"), X.name("iteration"),
                               X.mapping(pairs), env_steps=steps))]
+
+    @staticmethod
+    def minimized(loop: P.Loop, target: str) -> bool:
+        """Whether a loop's step on `target` is an in-place optimizer step (its result is
+        the statistics `rules.minimize` returns)."""
+        return any(isinstance(s, P.Step) and s.mode == "update" and s.through is None and
+                   isinstance(s.objective, P.Minimize) and P.target_name(s.targets[0]) == target
+                   for s in loop.body)
 
     def round_data(self, data: P.Data, index: int, ctx) -> ast.expr:
         if data.loop == ctx.loop.name:

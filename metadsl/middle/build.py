@@ -372,7 +372,7 @@ class Builder:
         mode = "adapt" if isinstance(stmt, A.Adapt) else "update"
         text = format_expr(obj.loss) if isinstance(obj, A.Minimize) else \
             format_expr(obj.fitness) if isinstance(obj, A.Maximize) else obj.target.id
-        return P.Step(mode, targets, rule, objective, through, text, loc(stmt))
+        return P.Step(mode, targets, rule, objective, through, text, loc=loc(stmt))
 
     def target(self, name: str):
         """What an update changes, by the kind the checker resolved its name to."""

@@ -6,6 +6,7 @@
     schedule_rollouts  sequential episodes for a policy with memory, parallel copies for
                        one without; which rollouts each SampleTasks draws for
     mark_through       `through` as one transform: the order, the meta-gradient trace
+    plan_diagnostics   a policy update's approximate KL, clip fraction, explained variance
     insert_logs        what each outer iteration logs (returns, losses, meta-parameters)
     extract_settings   every number a run may override becomes an Args field (`--set`)
     mangle_names       the symbol table: spec names → Python names that collide with
@@ -207,6 +208,40 @@ def mark_through(program: P.Program) -> P.Program:
     return program.replace(unsupported=tuple(unsupported))
 
 
+def plan_diagnostics(program: P.Program) -> P.Program:
+    """An in-place update of a policy on data a policy collected reports the standard
+    diagnostics: the approximate KL to the behaviour policy, the clip fraction where the
+    objective has a `clip`, the value head's explained variance at its `gamma`."""
+    functions = {f.name: f for f in program.functions}
+
+    def plan(loop: P.Loop, s):
+        if not (isinstance(s, P.Step) and s.mode == "update" and s.through is None and
+                isinstance(s.objective, P.Minimize) and "gradient" in s.rule.traits and
+                isinstance(s.targets[0], P.Params)):
+            return [s]
+        made_by = P.producer(program, s.objective.data)
+        heads = dict(program.model(s.targets[0].model).heads) \
+            if s.targets[0].model in {m.name for m in program.models} else {}
+        if not isinstance(made_by, P.Rollout) or made_by.unit == "samples" or "pi" not in heads:
+            return [s]
+        loss = s.objective.loss
+        given = dict(loss.kwargs) if isinstance(loss, P.Call) else {}
+        params = dict(functions[loss.func].params) if isinstance(loss, P.Call) else {}
+        names, args = ["approx_kl"], []
+        for arg, stat in (("clip", "clip_fraction"), ("gamma", "explained_variance")):
+            if stat == "explained_variance" and "v" not in heads:
+                continue
+            value = given.get(arg, params.get(arg))
+            if isinstance(value, P.Lit):
+                value = P.Const(value.value, "float")
+            if isinstance(value, (P.Const, P.Setting)):
+                names.append(stat)
+                args.append((arg, value))
+        return [dataclasses.replace(s, diagnostics=tuple(names), diagnostic_args=tuple(args))]
+
+    return _map_steps(program, plan)
+
+
 def insert_logs(program: P.Program) -> P.Program:
     """Each outer iteration logs the return of the inner loop's first collect (before
     adaptation) and of every collect of its own (after it; the last inner round where
@@ -234,6 +269,8 @@ def insert_logs(program: P.Program) -> P.Program:
             if isinstance(s, P.Step) and isinstance(s.objective, (P.Minimize, P.Maximize)):
                 target = P.target_name(s.targets[0])
                 metrics.append(P.Metric(f"losses/{target}", "loss", target))
+                metrics += [P.Metric(f"losses/{target}_{d}", "diagnostic", (target, d))
+                            for d in s.diagnostics]
                 if "line_search" in s.rule.traits:
                     metrics.append(P.Metric(f"charts/{target}_kl", "rule_stat", (target, "kl")))
                     metrics.append(P.Metric(f"losses/{target}_improvement", "rule_stat",
@@ -311,7 +348,7 @@ def extract_settings(program: P.Program) -> P.Program:
         if entry is not None:
             rule = dataclasses.replace(rule, args=s.entry_args(f"{loop.name}.{target}",
                                                                rule.args, entry))
-        objective = stmt.objective
+        objective, diagnostic_args = stmt.objective, stmt.diagnostic_args
         if isinstance(objective, P.Minimize) and isinstance(objective.loss, P.Call):
             call = objective.loss
             kwargs = tuple((k, s.make(f"{loop.name}.{target}.{call.func}.{k}",
@@ -320,6 +357,8 @@ def extract_settings(program: P.Program) -> P.Program:
                             if isinstance(v, P.Lit) else v) for k, v in call.kwargs)
             objective = dataclasses.replace(objective,
                                             loss=dataclasses.replace(call, kwargs=kwargs))
+            given = dict(kwargs)  # a diagnostic reads the objective's own setting
+            diagnostic_args = tuple((k, given.get(k, v)) for k, v in diagnostic_args)
         through = stmt.through
         if through is not None:
             order = s.make(f"{loop.name}.through.order", through.order,
@@ -328,7 +367,8 @@ def extract_settings(program: P.Program) -> P.Program:
                            R.THROUGH.param("trace"), R.THROUGH.param("trace").doc) \
                 if through.traced_model else through.trace
             through = dataclasses.replace(through, order=order, trace=trace)
-        return [dataclasses.replace(stmt, rule=rule, objective=objective, through=through)]
+        return [dataclasses.replace(stmt, rule=rule, objective=objective, through=through,
+                                    diagnostic_args=diagnostic_args)]
 
     loops = []
     for loop in program.loops:
@@ -460,6 +500,9 @@ def mangle_names(program: P.Program) -> P.Program:
                 sym.add(scope, stmt.output.name, LOCAL_NAMES | MODULE_NAMES, also=("module",))
         for stmt in loop.body:
             if isinstance(stmt, P.Step):
+                sym.add(scope, "stats:" + P.target_name(stmt.targets[0]),
+                        LOCAL_NAMES | MODULE_NAMES, also=("module",),
+                        spelling="stats_" + P.target_name(stmt.targets[0]))
                 sym.add(scope, "loss:" + P.target_name(stmt.targets[0]),
                         LOCAL_NAMES | MODULE_NAMES, also=("module",),
                         spelling="loss_" + P.target_name(stmt.targets[0]))
@@ -476,8 +519,8 @@ def args_field_name(path: str) -> str:
     return "__".join(part.replace("'", "_prime") for part in path.split("."))
 
 
-PASSES = (resolve_defaults, place_memories, schedule_rollouts, mark_through, insert_logs,
-          extract_settings, mangle_names)
+PASSES = (resolve_defaults, place_memories, schedule_rollouts, mark_through, plan_diagnostics,
+          insert_logs, extract_settings, mangle_names)
 
 
 def run_all(program: P.Program) -> P.Program:

@@ -340,6 +340,10 @@ class Step:
     objective: Objective
     through: Through | None = None
     text: str = ""  # the objective as the spec wrote it (drawings)
+    # an in-place policy update's diagnostics (approx_kl, clip_fraction,
+    # explained_variance) and the objective's arguments they need ((clip, v), (gamma, v))
+    diagnostics: tuple = ()
+    diagnostic_args: tuple = ()
     loc: Loc = NOWHERE
 
 

@@ -38,10 +38,12 @@ def _check_parameters(opt: torch.optim.Optimizer) -> None:
 
 
 def minimize(opt: torch.optim.Optimizer, model, batch: dict, loss_fn,
-             gen: torch.Generator | None = None) -> float:
+             gen: torch.Generator | None = None, clip: float | None = None,
+             gamma: float | None = None) -> dict:
     """`update M by RULE on LOSS over DATA`: the optimizer's epochs × minibatches gradient
     steps, split over task instances (dim 1) so each recurrent trajectory stays whole.
-    Returns the mean loss."""
+    Returns the mean loss and, for a policy update, the standard diagnostics of the
+    updated policy on the data (see `diagnostics`)."""
     epochs, minibatches = getattr(opt, "epochs", 1), getattr(opt, "minibatches", 1)
     max_grad_norm = getattr(opt, "max_grad_norm", 0.0)
     width = batch["done"].shape[1]
@@ -61,7 +63,35 @@ def minimize(opt: torch.optim.Optimizer, model, batch: dict, loss_fn,
             opt.step()
             losses.append(loss.item())
     _check_parameters(opt)
-    return sum(losses) / len(losses) if losses else math.nan
+    out = {"loss": sum(losses) / len(losses) if losses else math.nan}
+    out.update(diagnostics(model, batch, clip, gamma))
+    return out
+
+
+@torch.no_grad()
+def diagnostics(model, batch: dict, clip: float | None = None,
+                gamma: float | None = None) -> dict:
+    """How far an update moved a policy from the one that collected the data: the
+    approximate KL E[(r − 1) − log r] (r the probability ratio), the fraction of steps
+    whose ratio left [1 − clip, 1 + clip] (a clipped objective's `clip`), and the value
+    head's explained variance of the discounted return at the objective's `gamma`."""
+    if "logp" not in batch or "action" not in batch:
+        return {}
+    heads = model.sequence(batch)
+    if "pi" not in heads:
+        return {}
+    log_ratio = heads["pi"].log_prob(batch["action"]) - batch["logp"]
+    ratio = torch.exp(log_ratio)
+    out = {"approx_kl": ops.mean(batch, (ratio - 1) - log_ratio).item()}
+    if clip is not None:
+        out["clip_fraction"] = ops.mean(batch, ((ratio - 1).abs() > clip).float()).item()
+    if gamma is not None and "v" in heads:
+        returns = ops.scan_back(batch["reward"], gamma * (1 - batch["done"]))
+        variance = ops.std(batch, returns) ** 2
+        residual = ops.std(batch, returns - heads["v"]) ** 2
+        out["explained_variance"] = (1 - residual / variance).item() if variance > 0 \
+            else math.nan
+    return out
 
 
 def outer_step(opt: torch.optim.Optimizer, closure, trace=None) -> float:

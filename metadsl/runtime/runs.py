@@ -258,6 +258,8 @@ class Run:
     def log(self, iteration: int, metrics: dict, env_steps: int = 0, state=None) -> None:
         self.env_steps += env_steps
         wall = time.time() - self._t0
+        rate = self.env_steps / max(wall, 1e-9)
+        metrics = {**metrics, "charts/steps_per_second": rate}
         row = {"loop": self.loop, "iteration": iteration, "env_steps": self.env_steps,
                "wall_s": round(wall, 3), **{k: float(v) for k, v in metrics.items()}}
         self._write_row(row)
@@ -267,7 +269,6 @@ class Run:
             self._tensorboard = SummaryWriter(str(self.folder / "tensorboard"))
         for key, value in metrics.items():
             self._tensorboard.add_scalar(key, float(value), global_step=self.env_steps)
-        rate = self.env_steps / max(wall, 1e-9)
         ret = metrics.get("charts/return")
         self._bar.update(self._task, completed=iteration + 1, rate=f"{rate:,.0f}",
                          ret=f"{ret:.3f}" if ret is not None else "-")

@@ -138,7 +138,7 @@ def meta(args: Args, state: runs.State, run: runs.Run) -> None:
         )
         rounds = sequence(args, state, instances, args.sequence__steps)
         examples = rounds[-1]["examples"]
-        loss_learner = rules.minimize(
+        stats_learner = rules.minimize(
             state.opt_learner,
             state.learner,
             dict(examples, progress=run.progress),
@@ -147,7 +147,7 @@ def meta(args: Args, state: runs.State, run: runs.Run) -> None:
         )
         run.log(
             iteration,
-            {"losses/learner": loss_learner},
+            {"losses/learner": stats_learner["loss"]},
             env_steps=len(rounds) * rounds[0]["examples"]["done"].numel(),
         )
 

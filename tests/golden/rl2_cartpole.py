@@ -164,7 +164,7 @@ def meta(args: Args, state: runs.State, run: runs.Run) -> None:
         )
         rounds = trial(args, state, instances, args.trial__steps)
         tau = rounds[-1]["tau"]
-        loss_agent = rules.minimize(
+        stats_agent = rules.minimize(
             state.opt_agent,
             state.agent,
             dict(tau, progress=run.progress),
@@ -177,12 +177,17 @@ def meta(args: Args, state: runs.State, run: runs.Run) -> None:
                 entropy_coef=args.meta__agent__ppo__entropy_coef,
             ),
             gen=state.gen,
+            clip=args.meta__agent__ppo__clip,
+            gamma=args.meta__agent__ppo__gamma,
         )
         run.log(
             iteration,
             {
                 "charts/return": state.cartpole.score(rounds[0]["tau"]).mean().item(),
-                "losses/agent": loss_agent,
+                "losses/agent": stats_agent["loss"],
+                "losses/agent_approx_kl": stats_agent["approx_kl"],
+                "losses/agent_clip_fraction": stats_agent["clip_fraction"],
+                "losses/agent_explained_variance": stats_agent["explained_variance"],
             },
             env_steps=len(rounds) * rounds[0]["tau"]["done"].numel(),
         )

@@ -164,7 +164,7 @@ def meta(args: Args, state: runs.State, run: runs.Run) -> None:
         )
         rounds = episode(args, state, instances, args.episode__steps)
         tau = rounds[-1]["tau"]
-        loss_agent = rules.minimize(
+        stats_agent = rules.minimize(
             state.opt_agent,
             state.agent,
             dict(tau, progress=run.progress),
@@ -177,12 +177,15 @@ def meta(args: Args, state: runs.State, run: runs.Run) -> None:
                 entropy_coef=ops.anneal(batch, 0.05, 0.0),
             ),
             gen=state.gen,
+            gamma=args.meta__agent__a2c__gamma,
         )
         run.log(
             iteration,
             {
                 "charts/return": state.bandits.score(rounds[0]["tau"]).mean().item(),
-                "losses/agent": loss_agent,
+                "losses/agent": stats_agent["loss"],
+                "losses/agent_approx_kl": stats_agent["approx_kl"],
+                "losses/agent_explained_variance": stats_agent["explained_variance"],
             },
             env_steps=len(rounds) * rounds[0]["tau"]["done"].numel(),
         )
