@@ -639,7 +639,9 @@ class Lowering:
                 X.name("args"))))
             learned.append((baseline, X.attr(X.name(baseline),
                                              self.p.python("state", first.policy.model))))
-        episodes = self.value(first.count) if first.unit == "episodes" else X.const(None)
+        # a trial of several episodes where the learner's memory spans them
+        episodes = self.value(first.count) if first.unit == "episodes" and \
+            first.schedule == "sequential" else X.const(None)
         rows = X.call(self.rt("evaluation.held_out"), X.name("SPEC"),
                       self.state(first.policy.model), X.name("family"), X.name("label"),
                       steps=self.trial_steps(first, sequential=True), episodes=episodes,

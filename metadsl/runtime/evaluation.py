@@ -82,7 +82,7 @@ def held_out(spec: str, model, family, label: str, steps: int, episodes: int | N
         return _gym(spec, {spec: model, **(learned or {})}, family, batch, label, steps,
                     episodes, against, metric, seed)
     if family.kind == "control":
-        return _control(spec, model, family, batch, label, against, metric, seed)
+        return _control(spec, model, family, batch, label, episodes, against, metric, seed)
     learner = []
     _say(f"{spec}: {instances} held-out tasks")
     for start in range(0, instances, CHUNK):
@@ -128,17 +128,34 @@ def _continuous(family) -> bool:
     return bool(getattr(family, "continuous", False))
 
 
-def _control(spec, model, family, batch, label, against, metric, seed) -> list[dict]:
-    """One episode per instance, the learner and `random` on the same draws."""
+def _control(spec, model, family, batch, label, episodes, against, metric,
+             seed) -> list[dict]:
+    """The learner and `random` on the same draws: one episode per instance, or, for a
+    learner whose memory spans a trial of several `episodes`, the trial, scored per
+    episode (`return_episode_k`), with the learner's paired gain from its first episode
+    to each later one (`return_episode_k_minus_1`): what its memory learned."""
     policies = {spec: model}
     if "random" in against:
         policies["random"] = models.UniformPolicy(family.n_actions, _continuous(family))
-    totals = {}
+    count = episodes or 1
+    per_episode = {}
     for method, policy in policies.items():
-        traj = rollout.collect(policy, family.env(batch), family.horizon,
+        traj = rollout.collect(policy, family.env(batch), family.horizon * count,
                                torch.Generator().manual_seed(seed))
-        totals[method] = family.score(traj)
-    return _rows(spec, totals, None, metric, batch.size, label)
+        per_episode[method] = traj["reward"].reshape(count, family.horizon, -1).sum(1)
+    if count == 1:
+        return _rows(spec, {m: r[0] for m, r in per_episode.items()}, None, metric,
+                     batch.size, label)
+    rows = []
+    for k in range(count):
+        rows += _rows(spec, {m: r[k] for m, r in per_episode.items()}, None,
+                      f"{metric}_episode_{k + 1}", batch.size, label)
+    for k in range(1, count):
+        gain = per_episode[spec][k] - per_episode[spec][0]
+        mean, stderr = _summary(gain)
+        rows.append({"method": spec, "metric": f"{metric}_episode_{k + 1}_minus_1",
+                     "mean": mean, "stderr": stderr, "episodes": batch.size, "tasks": label})
+    return rows
 
 
 LOWER_IS_BETTER = ("mse", "regret")
