@@ -160,11 +160,13 @@ class Lowering:
             X.assign("gen", X.call(X.attr(X.call("torch.Generator"), "manual_seed"),
                                    self.setting("seed")))]
         parts = [("gen", X.name("gen"))]
+        self.state_fields = [("gen", X.dotted("torch.Generator"))]
 
         def bind(key: str, value: ast.expr) -> None:
             py = self.p.python("state", key)
             body.append(X.assign(py, value))
             parts.append((py, X.name(py)))
+            self.state_fields.append((py, value.func if isinstance(value, ast.Call) else None))
 
         for task in self.p.tasks:
             bind(task.name, self.task(task))
@@ -199,10 +201,23 @@ class Lowering:
                     bind("trace:" + model, X.call(self.rt("adaptation.Trace"),
                                                   self.local_part(P.Params(model)), metas,
                                                   decay=self.value(stmt.through.trace)))
-        body.append(X.ret(X.call_kw(self.rt("runs.State"), [], parts)))
+        body.append(X.ret(X.call_kw(X.name("State"), [], parts)))
         return X.function("build", X.arguments(["args"], annotations={"args": X.name("Args")}),
                           body, "Tasks, models, meta-parameters and optimizers, seeded from "
-                          "args.seed.", returns=self.rt("runs.State"))
+                          "args.seed.", returns=X.name("State"))
+
+    def state_class(self) -> ast.ClassDef:
+        """The run's typed state: one field per part build() makes."""
+        body: list[ast.stmt] = [X.docstring(
+            "Everything the run learns and samples with: its generator, task families, "
+            "models, meta-parameters and optimizers; checkpointed whole.")]
+        for name, annotation in self.state_fields:
+            body.append(ast.AnnAssign(X.name(name, True), annotation or X.name("object"), None,
+                                      1))
+        node = ast.ClassDef("State", [self.rt("runs.State")], [], body, [X.name("dataclass")])
+        if "type_params" in ast.ClassDef._fields:
+            node.type_params = []
+        return node
 
     def local_part(self, ref) -> ast.expr:
         """A part of the state as build() names it before the state exists."""
@@ -558,7 +573,7 @@ class Lowering:
                           X.ret(ast.Tuple([X.name("params"), X.name("rounds")], X.LOAD))]
             args = X.arguments(["args", "state", "instances", "params", "steps", "order",
                                 "replay", "later_lr_scale"], [X.const(None), X.const(1.0)],
-                               {"args": X.name("Args"), "state": self.rt("runs.State"),
+                               {"args": X.name("Args"), "state": X.name("State"),
                                 "params": X.name("dict"), "steps": X.name("int"),
                                 "order": X.name("int"),
                                 "replay": X.binary_or(X.name("list"), X.const(None)),
@@ -578,7 +593,7 @@ class Lowering:
         statements = [X.assign("rounds", ast.List([], X.LOAD)),
                       X.for_("_", X.call("range", X.name("steps")), body),
                       X.ret(X.name("rounds"))]
-        args = X.arguments(names, [], {"args": X.name("Args"), "state": self.rt("runs.State"),
+        args = X.arguments(names, [], {"args": X.name("Args"), "state": X.name("State"),
                                        "steps": X.name("int"), "progress": X.name("float")})
         return X.function(fn, args, statements, doc + ". Returns each round's data.",
                           returns=X.name("list"))
@@ -594,7 +609,7 @@ class Lowering:
         return X.function(self.p.python("module", loop.name),
                           X.arguments(["args", "state", "run"],
                                       annotations={"args": X.name("Args"),
-                                                   "state": self.rt("runs.State"),
+                                                   "state": X.name("State"),
                                                    "run": self.rt("runs.Run")}),
                           [X.for_("iteration", iterations, body)], doc, returns=X.const(None))
 
@@ -604,7 +619,7 @@ class Lowering:
         ev = self.p.evaluate
         signature = X.arguments(["args", "state", "run"],
                                 annotations={"args": X.name("Args"),
-                                             "state": self.rt("runs.State"),
+                                             "state": X.name("State"),
                                              "run": self.rt("runs.Run")})
         if ev.kind == "none":
             return X.function("evaluate", signature, [], "The spec has no evaluate block.",
@@ -774,7 +789,8 @@ class Lowering:
                                   0)]
         body = [X.docstring(header), *[i for i in imports if i is not None],
                 X.assign("SPEC", X.const(self.p.spec)), X.assign("SPEC_SHA256", X.const(digest)),
-                self.args_class(), settings, *functions, build, *loops, evaluate,
+                self.args_class(), settings, *functions, self.state_class(), build, *loops,
+                evaluate,
                 X.assign("SPEC_SOURCE", X.call(X.attr(X.const("\n"), "join"),
                                                X.const(self.p.source.split("\n")))),
                 main,

@@ -421,7 +421,7 @@ def _lit_type(value) -> str:
 MODULE_NAMES = frozenset({
     "annotations", "dataclass", "functools", "torch", "adaptation", "evaluation", "gym_tasks",
     "metaparams", "models", "ops", "rollout", "rules", "runs", "tasks", "Args", "SETTINGS",
-    "SPEC", "SPEC_SHA256", "SPEC_SOURCE", "build", "evaluate", "main", "pretrain"})
+    "SPEC", "SPEC_SHA256", "SPEC_SOURCE", "State", "build", "evaluate", "main"})
 # Attributes of the run state that are not spec names.
 STATE_NAMES = frozenset({"gen", "replace", "state_dict", "load_state_dict"})
 # Locals and parameters of the generated loop functions and losses.

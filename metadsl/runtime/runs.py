@@ -26,14 +26,14 @@ from .tasks import TaskError
 
 
 class State:
-    """Everything a run learns: models, optimizers, the generator. Checkpointable."""
-
-    def __init__(self, **parts):
-        self.__dict__.update(parts)
+    """Everything a run learns and samples with: the base of each generated module's
+    typed `State` dataclass (its generator, task families, models, meta-parameters,
+    optimizers). Checkpointable whole."""
 
     def replace(self, **parts) -> "State":
-        """A state sharing every part but those given (an evaluation's own generator)."""
-        return State(**{**self.__dict__, **parts})
+        """A state sharing every part but those given (an evaluation's own generator, a
+        baseline's other tasks)."""
+        return dataclasses.replace(self, **parts)
 
     def state_dict(self) -> dict:
         out = {}

@@ -87,7 +87,17 @@ def mse(batch, heads, prediction=None, target=None):
     return ops.mean(batch, (prediction - target) ** 2)
 
 
-def build(args: Args) -> runs.State:
+@dataclass
+class State(runs.State):
+    """Everything the run learns and samples with: its generator, task families, models, meta-parameters and optimizers; checkpointed whole."""
+
+    gen: torch.Generator
+    quadratics: tasks.RandomQuadratic
+    learner: models.Recurrent
+    opt_learner: rules.Adam
+
+
+def build(args: Args) -> State:
     """Tasks, models, meta-parameters and optimizers, seeded from args.seed."""
     torch.manual_seed(args.seed)
     gen = torch.Generator().manual_seed(args.seed)
@@ -115,10 +125,10 @@ def build(args: Args) -> runs.State:
         max_grad_norm=args.meta__learner__max_grad_norm,
         l2=args.meta__learner__l2,
     )
-    return runs.State(gen=gen, quadratics=quadratics, learner=learner, opt_learner=opt_learner)
+    return State(gen=gen, quadratics=quadratics, learner=learner, opt_learner=opt_learner)
 
 
-def sequence(args: Args, state: runs.State, instances, steps: int) -> list:
+def sequence(args: Args, state: State, instances, steps: int) -> list:
     """inner loop sequence(task ~ quadratics): `steps` rounds of its body on a batch of task instances. Returns each round's data."""
     rounds = []
     for _ in range(steps):
@@ -128,7 +138,7 @@ def sequence(args: Args, state: runs.State, instances, steps: int) -> list:
     return rounds
 
 
-def meta(args: Args, state: runs.State, run: runs.Run) -> None:
+def meta(args: Args, state: State, run: runs.Run) -> None:
     """outer loop meta over sequence: each iteration samples a batch of tasks, runs the inner loop on them, then updates from what it collected."""
     for iteration in run.iterations("meta", args.meta__iterations):
         instances = state.quadratics.sample(
@@ -152,7 +162,7 @@ def meta(args: Args, state: runs.State, run: runs.Run) -> None:
         )
 
 
-def evaluate(args: Args, state: runs.State, run: runs.Run) -> None:
+def evaluate(args: Args, state: State, run: runs.Run) -> None:
     """Held-out tasks: the learner and each baseline on the same instances and random draws."""
     held_out = [("quadratics", state.quadratics)]
     results = []

@@ -131,7 +131,17 @@ def surrogate(batch, heads, gamma=0.99):
     )
 
 
-def build(args: Args) -> runs.State:
+@dataclass
+class State(runs.State):
+    """Everything the run learns and samples with: its generator, task families, models, meta-parameters and optimizers; checkpointed whole."""
+
+    gen: torch.Generator
+    nav: tasks.Nav2D
+    pi: models.FeedForward
+    opt_pi: rules.TRPO
+
+
+def build(args: Args) -> State:
     """Tasks, models, meta-parameters and optimizers, seeded from args.seed."""
     torch.manual_seed(args.seed)
     gen = torch.Generator().manual_seed(args.seed)
@@ -161,12 +171,12 @@ def build(args: Args) -> runs.State:
         backtrack=args.meta__pi__backtrack,
         line_search_steps=args.meta__pi__line_search_steps,
     )
-    return runs.State(gen=gen, nav=nav, pi=pi, opt_pi=opt_pi)
+    return State(gen=gen, nav=nav, pi=pi, opt_pi=opt_pi)
 
 
 def adapt(
     args: Args,
-    state: runs.State,
+    state: State,
     instances,
     params: dict,
     steps: int,
@@ -199,7 +209,7 @@ def adapt(
     return (params, rounds)
 
 
-def meta(args: Args, state: runs.State, run: runs.Run) -> None:
+def meta(args: Args, state: State, run: runs.Run) -> None:
     """outer loop meta over adapt: each iteration samples a batch of tasks, runs the inner loop on them, then updates from what it collected."""
     for iteration in run.iterations("meta", args.meta__iterations):
         instances = state.nav.sample(args.meta__meta_batch, state.nav.horizon, state.gen)
@@ -247,7 +257,7 @@ def meta(args: Args, state: runs.State, run: runs.Run) -> None:
         )
 
 
-def evaluate(args: Args, state: runs.State, run: runs.Run) -> None:
+def evaluate(args: Args, state: State, run: runs.Run) -> None:
     """Held-out tasks: the score after k inner steps from the meta-learned θ and from each baseline, on the same tasks and random draws; each method's step size after the first step is the candidate that scores best on separate validation tasks."""
     run.write_eval(
         evaluation.adaptation(

@@ -95,7 +95,17 @@ def mse(batch, heads, prediction=None, target=None):
     return ops.mean(batch, (prediction - target) ** 2)
 
 
-def build(args: Args) -> runs.State:
+@dataclass
+class State(runs.State):
+    """Everything the run learns and samples with: its generator, task families, models, meta-parameters and optimizers; checkpointed whole."""
+
+    gen: torch.Generator
+    sines: tasks.Sine
+    f: models.FeedForward
+    opt_f: rules.Adam
+
+
+def build(args: Args) -> State:
     """Tasks, models, meta-parameters and optimizers, seeded from args.seed."""
     torch.manual_seed(args.seed)
     gen = torch.Generator().manual_seed(args.seed)
@@ -122,12 +132,12 @@ def build(args: Args) -> runs.State:
         max_grad_norm=args.meta__f__max_grad_norm,
         l2=args.meta__f__l2,
     )
-    return runs.State(gen=gen, sines=sines, f=f, opt_f=opt_f)
+    return State(gen=gen, sines=sines, f=f, opt_f=opt_f)
 
 
 def adapt(
     args: Args,
-    state: runs.State,
+    state: State,
     instances,
     params: dict,
     steps: int,
@@ -159,7 +169,7 @@ def adapt(
     return (params, rounds)
 
 
-def meta(args: Args, state: runs.State, run: runs.Run) -> None:
+def meta(args: Args, state: State, run: runs.Run) -> None:
     """outer loop meta over adapt: each iteration samples a batch of tasks, runs the inner loop on them, then updates from what it collected."""
     for iteration in run.iterations("meta", args.meta__iterations):
         instances = state.sines.sample(args.meta__meta_batch, state.sines.horizon, state.gen)
@@ -196,7 +206,7 @@ def meta(args: Args, state: runs.State, run: runs.Run) -> None:
         )
 
 
-def evaluate(args: Args, state: runs.State, run: runs.Run) -> None:
+def evaluate(args: Args, state: State, run: runs.Run) -> None:
     """Held-out tasks: the score after k inner steps from the meta-learned θ and from each baseline, on the same tasks and random draws; each method's step size after the first step is the candidate that scores best on separate validation tasks."""
     run.write_eval(
         evaluation.adaptation(

@@ -158,7 +158,20 @@ def a2c(batch, heads, gamma=0.99, lam=1.0, value_coef=0.5, entropy_coef=0.01):
     )
 
 
-def build(args: Args) -> runs.State:
+@dataclass
+class State(runs.State):
+    """Everything the run learns and samples with: its generator, task families, models, meta-parameters and optimizers; checkpointed whole."""
+
+    gen: torch.Generator
+    chain_mdp: tasks.Chain
+    agent: models.FeedForward
+    gamma: metaparams.Bounded
+    lam: metaparams.Bounded
+    opt_gamma: rules.Adam
+    trace_agent: adaptation.Trace
+
+
+def build(args: Args) -> State:
     """Tasks, models, meta-parameters and optimizers, seeded from args.seed."""
     torch.manual_seed(args.seed)
     gen = torch.Generator().manual_seed(args.seed)
@@ -187,7 +200,7 @@ def build(args: Args) -> runs.State:
         l2=args.meta__gamma__l2,
     )
     trace_agent = adaptation.Trace(agent, [gamma, lam], decay=args.meta__through__trace)
-    return runs.State(
+    return State(
         gen=gen,
         chain_mdp=chain_mdp,
         agent=agent,
@@ -200,7 +213,7 @@ def build(args: Args) -> runs.State:
 
 def step(
     args: Args,
-    state: runs.State,
+    state: State,
     instances,
     params: dict,
     steps: int,
@@ -231,7 +244,7 @@ def step(
     return (params, rounds)
 
 
-def meta(args: Args, state: runs.State, run: runs.Run) -> None:
+def meta(args: Args, state: State, run: runs.Run) -> None:
     """outer loop meta over step: each iteration samples a batch of tasks, runs the inner loop on them, then updates from what it collected."""
     for iteration in run.iterations("meta", args.meta__iterations):
         instances = state.chain_mdp.sample(
@@ -286,7 +299,7 @@ def meta(args: Args, state: runs.State, run: runs.Run) -> None:
         )
 
 
-def evaluate(args: Args, state: runs.State, run: runs.Run) -> None:
+def evaluate(args: Args, state: State, run: runs.Run) -> None:
     """Held-out tasks: the learner and each baseline on the same instances and random draws."""
     held_out = [("chain_mdp", state.chain_mdp)]
     results = []
@@ -297,7 +310,7 @@ def evaluate(args: Args, state: runs.State, run: runs.Run) -> None:
             family,
             label,
             steps=args.step__tau__count * state.chain_mdp.horizon,
-            episodes=args.step__tau__count,
+            episodes=None,
             instances=args.evaluate__instances,
             against=["random"],
             metric="return",

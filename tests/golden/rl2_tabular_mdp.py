@@ -120,7 +120,17 @@ def ppo(batch, heads, clip=0.2, gamma=0.99, lam=0.95, value_coef=0.5, entropy_co
     return policy + value_coef * critic - entropy_coef * ops.mean(batch, ops.entropy(heads["pi"]))
 
 
-def build(args: Args) -> runs.State:
+@dataclass
+class State(runs.State):
+    """Everything the run learns and samples with: its generator, task families, models, meta-parameters and optimizers; checkpointed whole."""
+
+    gen: torch.Generator
+    mdps: tasks.TabularMDP
+    agent: models.Recurrent
+    opt_agent: rules.Adam
+
+
+def build(args: Args) -> State:
     """Tasks, models, meta-parameters and optimizers, seeded from args.seed."""
     torch.manual_seed(args.seed)
     gen = torch.Generator().manual_seed(args.seed)
@@ -148,10 +158,10 @@ def build(args: Args) -> runs.State:
         max_grad_norm=args.meta__agent__max_grad_norm,
         l2=args.meta__agent__l2,
     )
-    return runs.State(gen=gen, mdps=mdps, agent=agent, opt_agent=opt_agent)
+    return State(gen=gen, mdps=mdps, agent=agent, opt_agent=opt_agent)
 
 
-def trial(args: Args, state: runs.State, instances, steps: int) -> list:
+def trial(args: Args, state: State, instances, steps: int) -> list:
     """inner loop trial(task ~ mdps): `steps` rounds of its body on a batch of task instances. Returns each round's data."""
     rounds = []
     for _ in range(steps):
@@ -167,7 +177,7 @@ def trial(args: Args, state: runs.State, instances, steps: int) -> list:
     return rounds
 
 
-def meta(args: Args, state: runs.State, run: runs.Run) -> None:
+def meta(args: Args, state: State, run: runs.Run) -> None:
     """outer loop meta over trial: each iteration samples a batch of tasks, runs the inner loop on them, then updates from what it collected."""
     for iteration in run.iterations("meta", args.meta__iterations):
         instances = state.mdps.sample(
@@ -204,7 +214,7 @@ def meta(args: Args, state: runs.State, run: runs.Run) -> None:
         )
 
 
-def evaluate(args: Args, state: runs.State, run: runs.Run) -> None:
+def evaluate(args: Args, state: State, run: runs.Run) -> None:
     """Held-out tasks: the learner and each baseline on the same instances and random draws."""
     held_out = [("mdps", state.mdps)]
     results = []

@@ -112,7 +112,17 @@ def a2c(batch, heads, gamma=0.99, lam=1.0, value_coef=0.5, entropy_coef=0.01):
     )
 
 
-def build(args: Args) -> runs.State:
+@dataclass
+class State(runs.State):
+    """Everything the run learns and samples with: its generator, task families, models, meta-parameters and optimizers; checkpointed whole."""
+
+    gen: torch.Generator
+    bandits: tasks.DependentBandit
+    agent: models.Recurrent
+    opt_agent: rules.RMSprop
+
+
+def build(args: Args) -> State:
     """Tasks, models, meta-parameters and optimizers, seeded from args.seed."""
     torch.manual_seed(args.seed)
     gen = torch.Generator().manual_seed(args.seed)
@@ -134,10 +144,10 @@ def build(args: Args) -> runs.State:
         eps=args.meta__agent__eps,
         max_grad_norm=args.meta__agent__max_grad_norm,
     )
-    return runs.State(gen=gen, bandits=bandits, agent=agent, opt_agent=opt_agent)
+    return State(gen=gen, bandits=bandits, agent=agent, opt_agent=opt_agent)
 
 
-def episode(args: Args, state: runs.State, instances, steps: int) -> list:
+def episode(args: Args, state: State, instances, steps: int) -> list:
     """inner loop episode(task ~ bandits): `steps` rounds of its body on a batch of task instances. Returns each round's data."""
     rounds = []
     for _ in range(steps):
@@ -153,7 +163,7 @@ def episode(args: Args, state: runs.State, instances, steps: int) -> list:
     return rounds
 
 
-def meta(args: Args, state: runs.State, run: runs.Run) -> None:
+def meta(args: Args, state: State, run: runs.Run) -> None:
     """outer loop meta over episode: each iteration samples a batch of tasks, runs the inner loop on them, then updates from what it collected."""
     for iteration in run.iterations("meta", args.meta__iterations):
         instances = state.bandits.sample(
@@ -188,7 +198,7 @@ def meta(args: Args, state: runs.State, run: runs.Run) -> None:
         )
 
 
-def evaluate(args: Args, state: runs.State, run: runs.Run) -> None:
+def evaluate(args: Args, state: State, run: runs.Run) -> None:
     """Held-out tasks: the learner and each baseline on the same instances and random draws."""
     held_out = [
         ("dependent_bandit(difficulty = easy)", tasks.DependentBandit(difficulty="easy")),
