@@ -87,8 +87,7 @@ def held_out(spec: str, model, family, label: str, steps: int, episodes: int | N
     _say(f"{spec}: {instances} held-out tasks")
     for start in range(0, instances, CHUNK):
         part = _slice(batch, slice(start, start + CHUNK))
-        traj = rollout.collect(model, family.env(part), steps,
-                               torch.Generator().manual_seed(seed + start))
+        traj = rollout.collect(model, family.env(part), steps, _acting(seed + start))
         learner.append(family.score(traj))
     totals = {spec: torch.cat(learner)}
     torch.manual_seed(seed)
@@ -118,10 +117,16 @@ def _gym(spec, policies, family, batch, label, steps, episodes, against, metric,
         policies["random"] = models.UniformPolicy(family.n_actions, _continuous(family))
     totals = {}
     for method, policy in policies.items():
-        traj = rollout.collect(policy, family.env(batch), steps,
-                               torch.Generator().manual_seed(seed), episodes)
+        traj = rollout.collect(policy, family.env(batch), steps, _acting(seed), episodes)
         totals[method] = family.score(traj)
     return _rows(spec, totals, None, metric, batch.size, label)
+
+
+def _acting(seed: int) -> torch.Generator:
+    """The generator policies act with: not the one the held-out tasks were drawn with,
+    whose stream would correlate the first actions with the tasks (a uniform random
+    policy's first step moved toward each 2-D goal)."""
+    return torch.Generator().manual_seed(seed + 7)
 
 
 def _continuous(family) -> bool:
@@ -141,7 +146,7 @@ def _control(spec, model, family, batch, label, episodes, against, metric,
     per_episode = {}
     for method, policy in policies.items():
         traj = rollout.collect(policy, family.env(batch), family.horizon * count,
-                               torch.Generator().manual_seed(seed))
+                               _acting(seed))
         per_episode[method] = traj["reward"].reshape(count, family.horizon, -1).sum(1)
     if count == 1:
         return _rows(spec, {m: r[0] for m, r in per_episode.items()}, None, metric,
