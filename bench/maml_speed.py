@@ -245,7 +245,7 @@ def sine_data():
 
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(0)
-    family = tasks.make("sine")
+    family = tasks.Sine()
     model = models.FeedForward("mlp", inputs=["x"], heads={"pred": "regression"},
                                obs_dim=1, n_actions=0, hidden=[40, 40], activation="relu")
     data = rollout.samples(family.env(family.sample(TASKS, 1, gen), copies=10), gen)

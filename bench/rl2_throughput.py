@@ -124,7 +124,7 @@ def compiled_rate(iterations: int) -> float:
 def env_rate(batch: int = 4096, steps: int = 1000) -> float:
     from metadsl.runtime import tasks
 
-    family = tasks.make("bernoulli_bandit", arms=ARMS)
+    family = tasks.BernoulliBandit(arms=ARMS)
     env = family.env(family.sample(batch, steps, torch.Generator().manual_seed(0)))
     action = torch.zeros(batch, dtype=torch.long)
     env.reset()

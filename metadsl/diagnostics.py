@@ -10,7 +10,7 @@ import difflib
 import json
 from dataclasses import dataclass
 
-from .front.ast import NOWHERE, Span
+from .spans import NOWHERE, Span
 
 # code -> one-line title. Closed: a phase may only raise codes listed here.
 CODES: dict[str, str] = {
@@ -88,6 +88,15 @@ class Diagnostic:
             "end_line": s.end_line,
             "end_column": s.end_column,
         }
+
+
+class NotBuilt(Exception):
+    """Constructs of a checked spec the back end cannot lower yet: (what, Loc) each, where
+    the spec wrote them (`compile` and `run` exit 3 listing them)."""
+
+    def __init__(self, missing: list):
+        super().__init__("; ".join(w for w, _ in missing))
+        self.missing = missing
 
 
 class CompileError(Exception):

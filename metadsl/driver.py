@@ -14,7 +14,7 @@ from dataclasses import dataclass, fields, is_dataclass, replace
 from pathlib import Path
 
 from .front import ast as A
-from .diagnostics import CompileError, Diagnostic
+from .diagnostics import CompileError, Diagnostic, NotBuilt
 
 @dataclass
 class FrontEnd:
@@ -24,14 +24,6 @@ class FrontEnd:
     checked: object | None = None  # checker.Checked
     ir: object | None = None  # the loop graph drawn by `graph` (networkx)
     program: object | None = None  # middle.program.Program, after the passes
-
-
-class NotBuilt(Exception):
-    """Constructs of a checked spec the back end cannot lower: (what, Loc) each."""
-
-    def __init__(self, missing: list):
-        super().__init__("; ".join(w for w, _ in missing))
-        self.missing = missing
 
 
 def guarded(phase: str, fn, *args):

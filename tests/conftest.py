@@ -23,6 +23,16 @@ def golden(path: Path, actual: str) -> None:
     assert actual == path.read_text(encoding="utf-8")
 
 
+def make_tasks(source: str, **args):
+    """A task family by its registry name, through the runtime class it is bound to."""
+    import importlib
+
+    from metadsl import registry
+
+    module, name = registry.REGISTRY[source].impl.split(".")
+    return getattr(importlib.import_module(f"metadsl.runtime.{module}"), name)(**args)
+
+
 @pytest.fixture
 def at_root(monkeypatch):
     """Run with the repository as working directory, so paths in messages are relative."""

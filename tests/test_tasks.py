@@ -6,11 +6,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from metadsl.runtime import informative, models, ops, rollout, tasks
+from metadsl.runtime import gym_tasks, informative, models, ops, rollout, tasks
+
+from .conftest import make_tasks
 
 
 def test_gym_tasks_randomize_dynamics_per_instance():
-    family = tasks.make("gym", id="CartPole-v1", horizon=50,
+    family = gym_tasks.GymTasks(id="CartPole-v1", horizon=50,
                         randomize={"length": [0.5, 2.0], "masspole": [0.5, 2.0]})
     assert (family.obs_dim, family.n_actions, family.horizon) == (4, 2, 50)
     batch = family.sample(3, 100, torch.Generator().manual_seed(0))
@@ -26,7 +28,7 @@ def test_gym_tasks_randomize_dynamics_per_instance():
 
 
 def test_gym_episodes_restart_in_place_and_are_scored_per_episode():
-    family = tasks.make("gym", id="CartPole-v1", horizon=20)
+    family = gym_tasks.GymTasks(id="CartPole-v1", horizon=20)
     batch = family.sample(4, 60, torch.Generator().manual_seed(1))
     traj = rollout.collect(models.UniformPolicy(2), family.env(batch), 60,
                            torch.Generator().manual_seed(2))
@@ -40,7 +42,7 @@ def test_gym_episodes_restart_in_place_and_are_scored_per_episode():
 
 
 def test_a_trial_of_n_episodes_ends_each_instance_after_its_nth():
-    family = tasks.make("gym", id="CartPole-v1", horizon=200)
+    family = gym_tasks.GymTasks(id="CartPole-v1", horizon=200)
     batch = family.sample(6, 400, torch.Generator().manual_seed(5))
     traj = rollout.collect(models.UniformPolicy(2), family.env(batch), 400,
                            torch.Generator().manual_seed(6), episodes=2)
@@ -59,7 +61,7 @@ def test_a_trial_of_n_episodes_ends_each_instance_after_its_nth():
 
 
 def test_gym_same_seeds_give_the_same_episodes():
-    family = tasks.make("gym", id="CartPole-v1", horizon=30, randomize={"length": [0.5, 2]})
+    family = gym_tasks.GymTasks(id="CartPole-v1", horizon=30, randomize={"length": [0.5, 2]})
     batch = family.sample(2, 30, torch.Generator().manual_seed(3))
     runs = [rollout.collect(models.UniformPolicy(2), family.env(batch), 30,
                             torch.Generator().manual_seed(4))["obs"] for _ in range(2)]
@@ -79,17 +81,11 @@ def test_mean_episode_return_counts_completed_episodes():
 ])
 def test_gym_task_errors_are_clear(kwargs, message):
     with pytest.raises(tasks.TaskError, match=message):
-        tasks.make("gym", **kwargs)
-
-
-def test_the_gymnasium_families_are_the_ones_make_routes_to_gym_tasks():
-    from metadsl.runtime import gym_tasks
-
-    assert set(tasks.GYM_FAMILIES) == set(gym_tasks.FAMILIES)
+        gym_tasks.GymTasks(**kwargs)
 
 
 def test_gym_continuous_actions_are_clipped_and_copies_differ():
-    family = tasks.make("gym", id="Pendulum-v1", horizon=10)
+    family = gym_tasks.GymTasks(id="Pendulum-v1", horizon=10)
     assert family.continuous and (family.obs_dim, family.n_actions) == (3, 1)
     batch = family.sample(2, 10, torch.Generator().manual_seed(0))
     env = family.env(batch, copies=3)
@@ -103,7 +99,7 @@ def test_gym_continuous_actions_are_clipped_and_copies_differ():
 
 @pytest.mark.parametrize("source", ["cheetah_vel", "cheetah_dir"])
 def test_cheetah_tasks_pay_the_maml_reward_of_their_goal(source):
-    family = tasks.make(source, horizon=5)
+    family = make_tasks(source, horizon=5)
     assert family.continuous and (family.obs_dim, family.n_actions) == (17, 6)
     batch = family.sample(400, 5, torch.Generator().manual_seed(0))
     if source == "cheetah_dir":
@@ -111,7 +107,7 @@ def test_cheetah_tasks_pay_the_maml_reward_of_their_goal(source):
         assert 150 < int((batch.goal > 0).sum()) < 250
     else:
         assert 0.0 <= batch.goal.min() and batch.goal.max() <= 2.0
-    few = tasks.make(source, horizon=5)
+    few = make_tasks(source, horizon=5)
     small = type(batch)(batch.seeds[:2], {}, batch.goal[:2])
     env = few.env(small, copies=2)
     env.reset()

@@ -18,7 +18,7 @@ import hashlib
 
 from .. import __version__
 from .. import registry as R
-from ..driver import NotBuilt
+from ..diagnostics import NotBuilt
 from ..middle import program as P
 from . import pyast as X
 

@@ -10,18 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Union
 
-
-@dataclass(frozen=True)
-class Span:
-    line: int
-    column: int
-    end_line: int
-    end_column: int
-    start: int  # character offsets into the source
-    end: int
-
-
-NOWHERE = Span(1, 1, 1, 1, 0, 0)
+from ..spans import Span
 
 
 # ---- expressions ------------------------------------------------------------

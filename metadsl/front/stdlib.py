@@ -14,7 +14,7 @@ from ..resources import grammar_path, stdlib_dir
 
 _PACKAGE = Path(__file__).resolve().parent.parent
 # The checked stdlib depends on these sources; any change invalidates the cache.
-_INPUTS = ("registry.py", "diagnostics.py",
+_INPUTS = ("registry.py", "diagnostics.py", "spans.py",
            *sorted(str(p.relative_to(_PACKAGE)) for p in (_PACKAGE / "front").rglob("*.py")))
 
 

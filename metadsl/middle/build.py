@@ -12,6 +12,7 @@ from ..front import ast as A
 from .. import registry as R
 from ..front.check import Checked, Checker, bind_args
 from ..front.formatter import format_expr
+from ..spans import NOWHERE
 from . import program as P
 
 
@@ -398,7 +399,7 @@ class Builder:
         metric = getattr(value.get("metric"), "id", "total_reward")
         count = constant(value.get("instances"), R.P("instances", "int"))
         items = value["tasks"].items if isinstance(value.get("tasks"), A.ListExpr) else \
-            [value["tasks"]] if "tasks" in value else [A.Name(self.loop_tasks(inner), A.NOWHERE)]
+            [value["tasks"]] if "tasks" in value else [A.Name(self.loop_tasks(inner), NOWHERE)]
         tasks = []
         for item in items:
             if isinstance(item, A.Call) and item.func_name == "held_out":

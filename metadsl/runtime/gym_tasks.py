@@ -211,5 +211,3 @@ class CheetahDirection(GymTasks):
         batch.goal = torch.randint(0, 2, (count,), generator=gen).float() * 2 - 1
         return batch
 
-
-FAMILIES = {"gym": GymTasks, "cheetah_vel": CheetahVelocity, "cheetah_dir": CheetahDirection}

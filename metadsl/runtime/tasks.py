@@ -221,19 +221,3 @@ class Chain:
                                 self.slip)
 
     score = staticmethod(episode_return)
-
-
-FAMILIES = {"bernoulli_bandit": BernoulliBandit, "dependent_bandit": DependentBandit,
-            "informative_arm_bandit": InformativeArmBandit,
-            "tabular_mdp": TabularMDP, "random_quadratic": RandomQuadratic, "sine": Sine,
-            "nav2d": Nav2D, "chain": Chain}
-
-
-GYM_FAMILIES = ("gym", "cheetah_vel", "cheetah_dir")  # in gym_tasks
-
-
-def make(source: str, **args):
-    if source in GYM_FAMILIES:  # gymnasium is imported only by specs that use it
-        from . import gym_tasks
-        return gym_tasks.FAMILIES[source](**args)
-    return FAMILIES[source](**args)
