@@ -42,18 +42,22 @@ def minimize(opt: torch.optim.Optimizer, model, batch: dict, loss_fn,
              gamma: float | None = None) -> dict:
     """`update M by RULE on LOSS over DATA`: the optimizer's epochs × minibatches gradient
     steps, split over task instances (dim 1) so each recurrent trajectory stays whole.
-    Returns the mean loss and, for a policy update, the standard diagnostics of the
-    updated policy on the data (see `diagnostics`)."""
+    Returns the mean loss and, for a policy update, the standard diagnostics (see
+    `diagnostics`), taken as CleanRL does from the last epoch's minibatches, on the heads
+    their steps computed anyway (no extra forward pass)."""
     epochs, minibatches = getattr(opt, "epochs", 1), getattr(opt, "minibatches", 1)
     max_grad_norm = getattr(opt, "max_grad_norm", 0.0)
     width = batch["done"].shape[1]
-    losses = []
-    for _ in range(epochs):
+    losses, stats = [], []
+    for epoch in range(epochs):
         order = torch.randperm(width, generator=gen)
         for chunk in order.chunk(minibatches):
             sub = {k: (v[:, chunk] if isinstance(v, torch.Tensor) and v.dim() >= 2 else v)
                    for k, v in batch.items()}
-            loss = loss_fn(sub, model.sequence(sub))
+            heads = model.sequence(sub)
+            if epoch == epochs - 1:
+                stats.append((len(chunk), diagnostics(heads, sub, clip, gamma)))
+            loss = loss_fn(sub, heads)
             if not torch.isfinite(loss):
                 raise NonFiniteLoss(f"the loss is {loss.item()}")
             opt.zero_grad()
@@ -64,21 +68,20 @@ def minimize(opt: torch.optim.Optimizer, model, batch: dict, loss_fn,
             losses.append(loss.item())
     _check_parameters(opt)
     out = {"loss": sum(losses) / len(losses) if losses else math.nan}
-    out.update(diagnostics(model, batch, clip, gamma))
+    for name in stats[0][1] if stats else ():  # the minibatches' mean, by their sizes
+        out[name] = sum(n * s[name] for n, s in stats) / sum(n for n, _ in stats)
     return out
 
 
 @torch.no_grad()
-def diagnostics(model, batch: dict, clip: float | None = None,
+def diagnostics(heads: dict, batch: dict, clip: float | None = None,
                 gamma: float | None = None) -> dict:
-    """How far an update moved a policy from the one that collected the data: the
-    approximate KL E[(r − 1) − log r] (r the probability ratio), the fraction of steps
-    whose ratio left [1 − clip, 1 + clip] (a clipped objective's `clip`), and the value
-    head's explained variance of the discounted return at the objective's `gamma`."""
-    if "logp" not in batch or "action" not in batch:
-        return {}
-    heads = model.sequence(batch)
-    if "pi" not in heads:
+    """How far an update has moved a policy (`heads`, on `batch`) from the one that
+    collected the data: the approximate KL E[(r − 1) − log r] (r the probability ratio),
+    the fraction of steps whose ratio left [1 − clip, 1 + clip] (a clipped objective's
+    `clip`), and the value head's explained variance of the discounted return at the
+    objective's `gamma`."""
+    if "logp" not in batch or "action" not in batch or "pi" not in heads:
         return {}
     log_ratio = heads["pi"].log_prob(batch["action"]) - batch["logp"]
     ratio = torch.exp(log_ratio)

@@ -104,19 +104,13 @@ def gae(batch, heads, gamma=0.99, lam=0.95, v=None):
 
 def ppo(batch, heads, clip=0.2, gamma=0.99, lam=0.95, value_coef=0.5, entropy_coef=0.01):
     """`loss ppo` from stdlib/rl.mrl."""
-    advantage = ops.normalize(batch, gae(batch, ops.detached(heads), gamma, lam, batch["value"]))
+    estimate = gae(batch, ops.detached(heads), gamma, lam, batch["value"])
+    advantage = ops.normalize(batch, estimate)
     ratio = ops.exp(ops.log_prob(heads["pi"], batch["action"]) - batch["logp"])
     policy = -ops.mean(
         batch, ops.min(ratio * advantage, ops.clamp(ratio, 1 - clip, 1 + clip) * advantage)
     )
-    critic = ops.mean(
-        batch,
-        (
-            heads["v"]
-            - (gae(batch, ops.detached(heads), gamma, lam, batch["value"]) + batch["value"])
-        )
-        ** 2,
-    )
+    critic = ops.mean(batch, (heads["v"] - (estimate + batch["value"])) ** 2)
     return policy + value_coef * critic - entropy_coef * ops.mean(batch, ops.entropy(heads["pi"]))
 
 
