@@ -144,6 +144,21 @@ def test_later_steps_take_the_scaled_step_size():
         torch.testing.assert_close(half[name] - theta[name], 0.5 * (full[name] - theta[name]))
 
 
+def test_a_rule_s_steps_are_gradient_steps_on_the_same_data():
+    """`sgd(lr, steps = 3)`: three steps on one round's batch, each from where the last
+    ended; the loss reported is the one before the first."""
+    model = _regressor()
+    train = _data(tasks=3)
+    theta = model.parameters_per_task(3)
+    three, first_loss = adaptation.sgd(model, theta, train, _mse, lr=0.1, order=2, steps=3)
+    step, before = adaptation.sgd(model, theta, train, _mse, lr=0.1, order=2)
+    for _ in range(2):
+        step, _ = adaptation.sgd(model, step, train, _mse, lr=0.1, order=2)
+    for name in theta:
+        torch.testing.assert_close(three[name], step[name])
+    torch.testing.assert_close(first_loss, before)
+
+
 def _weighted_loss(eta):
     """The meta-gradient setting in miniature: the update's loss is shaped by η."""
     def loss(batch, heads):

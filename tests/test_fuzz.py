@@ -12,7 +12,7 @@ from hypothesis.extra.lark import from_lark
 
 from metadsl.front.ast import strip_spans
 from metadsl.diagnostics import CompileError
-from metadsl.driver import front_end
+from metadsl.driver import NotBuilt, compile_module, front_end
 from metadsl.front.formatter import format_module
 from lark import Lark
 
@@ -116,6 +116,28 @@ def test_mutated_specs(index, seed, kinds):
         if text:
             text = mutate(text, rnd, kind)
     survives(text)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(range(len(SOURCES))), st.integers(0, 2**32),
+       st.lists(st.sampled_from(["delete_line", "duplicate_line", "swap_tokens"]),
+                min_size=1, max_size=2))
+def test_mutated_specs_that_check_compile_or_name_what_is_missing(index, seed, kinds):
+    """Whatever the checker accepts, the back end lowers to a module that is valid
+    Python, or names each construct it cannot lower where it is written."""
+    rnd = random.Random(seed)
+    text = SOURCES[index]
+    for kind in kinds:
+        if text:
+            text = mutate(text, rnd, kind)
+    try:
+        source = compile_module("fuzz.mrl", text.encode("utf-8", "surrogatepass"))
+    except CompileError as e:
+        assert all(d.code != "E0901" for d in e.diagnostics), e.diagnostics
+    except NotBuilt as e:
+        assert e.missing and all(loc.line >= 1 for _, loc in e.missing), e.missing
+    else:
+        compile(source, "fuzz.py", "exec")
 
 
 @FUZZ

@@ -187,3 +187,15 @@ def test_domain_randomization_learns_beyond_random(tmp_path):
     rows = {row["method"]: row for row in json.loads((out / "eval.json").read_text())["results"]}
     gap = -rows["random"]["diff_to_learner"]["mean"]
     assert gap > 10 and gap > 3 * rows["random"]["diff_to_learner"]["stderr"], rows
+
+
+def test_the_pretrained_baseline_s_budget_is_a_spec_setting(tmp_path):
+    spec = (ROOT / "specs" / "maml_sine.mrl").read_text().replace(
+        "    metric = mse\n", "    metric = mse\n    pretrain_iterations = 7\n")
+    path = tmp_path / "budget.mrl"
+    path.write_text(spec)
+    args = {a.path: a.default for a in front_end(str(path), "program").program.args}
+    assert args["evaluate.pretrain_iterations"] == 7
+    default = {a.path: a.default for a in
+               front_end(str(ROOT / "specs" / "maml_sine.mrl"), "program").program.args}
+    assert default["evaluate.pretrain_iterations"] == default["meta.iterations"]
