@@ -689,7 +689,7 @@ class Lowering:
         for baseline in ev.against:
             if baseline == "pretrained":
                 value = X.call(self.rt("evaluation.pretrained"), X.call("build", X.name("args")),
-                               inner_call, family, modules,
+                               inner=inner_call, family=family, modules=modules,
                                batch=self.setting(f"{ev.outer}.meta_batch"),
                                iterations=self.value(ev.pretrain_iterations))
             else:
@@ -706,7 +706,8 @@ class Lowering:
                                ast.Constant(")")])
         call = X.call(self.rt("evaluation.adaptation"), X.name("SPEC"),
                       ast.Dict([k for k, _ in learners], [v for _, v in learners]),
-                      inner_call, family, modules, instances=self.value(ev.instances),
+                      inner=inner_call, family=family, modules=modules,
+                      instances=self.value(ev.instances),
                       steps=X.const(list(ev.adapt_steps)),
                       scales=X.const(list(ev.later_lr_scales)), metric=X.const(ev.metric),
                       label=label, seed=self.setting("seed"),

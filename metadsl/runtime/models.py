@@ -269,7 +269,7 @@ class UniformPolicy(nn.Module):
     def initial_state(self, batch: int):
         return None
 
-    def step(self, fields: dict, state):
+    def step(self, fields: dict, state, params: dict | None = None):
         batch = fields["prev_reward"].shape[0]
         if self.continuous:
             return {"pi": BoxUniform(batch, self.n_actions)}, state

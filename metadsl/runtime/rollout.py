@@ -9,13 +9,27 @@ from the behaviour policy.
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import torch
 
 from . import models
 
 
+class Policy(Protocol):
+    """What acts in a rollout: anything that maps a step's fields (observation, previous
+    action, reward and episode end, and the policy's own memory) to action distributions.
+    A recurrent or feed-forward model, a uniform baseline — and, as they are built, a kNN
+    table's ε-greedy values or a skill-conditioned network — are policies. `params`: one
+    set of parameters per task (adapted copies θ′), where the policy has parameters."""
+
+    def initial_state(self, batch: int): ...
+
+    def step(self, fields: dict, state, params: dict | None = None) -> tuple[dict, object]: ...
+
+
 @torch.no_grad()
-def collect(model, env, steps: int, gen: torch.Generator, episodes: int | None = None,
+def collect(model: Policy, env, steps: int, gen: torch.Generator, episodes: int | None = None,
             params: dict | None = None, memory: str = "trial") -> dict:
     """Roll `model` out for at most `steps` steps. With `episodes`, an instance's trial ends
     once it has completed that many episodes; where episodes vary in length (gymnasium),
@@ -42,8 +56,7 @@ def collect(model, env, steps: int, gen: torch.Generator, episodes: int | None =
     for t in range(steps):
         fields = {"obs": obs, "prev_action": prev_action, "prev_reward": prev_reward,
                   "prev_done": prev_done, "timestep": progress[t]}
-        heads, state = model.step(fields, state) if params is None else \
-            model.step(fields, state, params)
+        heads, state = model.step(fields, state, params)
         pi = heads["pi"]
         action = models.sample(pi, gen)
         next_obs, reward, episode_done = env.step(action)
