@@ -86,6 +86,7 @@ def test_an_inner_update_and_an_outer_collect_are_lowered_not_dropped(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     header = (out / "metrics.csv").read_text().splitlines()[0]
     assert "charts/extra_return" in header  # the outer loop's own collect, logged
+    assert _gap_over_random(out) > 0.1  # and it learns
 
 
 def test_a_recurrent_learner_acts_with_continuous_actions(tmp_path):
@@ -159,9 +160,27 @@ def test_any_title_and_comment_reach_the_module_only_as_literals(title, comment)
     _literals_only(source, value, spec)
 
 
-def test_outer_phases_run_in_sequence_each_with_its_own_checkpointed_counter(tmp_path):
+def _gap_over_random(out) -> float:
+    """The learner's paired margin over random on the held-out tasks, if clear (4 s.e.)."""
+    rows = {row["method"]: row for row in json.loads((out / "eval.json").read_text())["results"]}
+    diff = rows["random"]["diff_to_learner"]
+    assert -diff["mean"] > 4 * diff["stderr"], rows
+    return -diff["mean"]
+
+
+def test_pretraining_then_meta_training_learns(tmp_path):
     out = tmp_path / "run"
     r = metadsl("run", "tests/specs/two_phases.mrl", "--out", str(out))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert _gap_over_random(out) > 0.3
+
+
+def test_outer_phases_run_in_sequence_each_with_its_own_checkpointed_counter(tmp_path):
+    out = tmp_path / "run"
+    small = ["--set", "pretrain.iterations=3", "--iterations", "4", "--set", "agent.hidden=8",
+             "--set", "pretrain.meta_batch=4", "--set", "meta.meta_batch=8",
+             "--set", "evaluate.instances=10"]
+    r = metadsl("run", "tests/specs/two_phases.mrl", *small, "--out", str(out))
     assert r.returncode == 0, r.stderr[-3000:]
     rows = [line.split(",")[:2] for line in (out / "metrics.csv").read_text().splitlines()[1:]]
     assert rows == [["pretrain", str(i)] for i in range(3)] + [["meta", str(i)] for i in range(4)]
