@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import copy
 
-from metadsl.middle import graph as ir
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from metadsl.driver import front_end
 from metadsl.middle import build, passes
+from metadsl.middle import graph as ir
 from metadsl.middle import program as P
 
 
@@ -48,3 +51,26 @@ def test_dumps_are_deterministic():
         ir.dumps(front_end("specs/epg.mrl", "ir").ir)
     assert P.dumps(front_end("specs/epg.mrl", "program").program) == \
         P.dumps(front_end("specs/epg.mrl", "program").program)
+
+
+_SPEC_NAMES = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,6}'{0,2}", fullmatch=True) | \
+    st.sampled_from(["gen", "state", "args", "run", "batch", "heads", "torch", "main", "build",
+                     "evaluate", "State", "class", "lambda", "None", "list", "__init__",
+                     "tau", "tau'", "tau_prime", "x__y", "x", "_"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_SPEC_NAMES, min_size=1, max_size=12))
+def test_the_symbol_table_gives_distinct_safe_python_names(names):
+    import builtins
+    import keyword
+
+    symbols = passes.Symbols()
+    given_names = {n: symbols.add("scope", n, passes.LOCAL_NAMES) for n in names}
+    python = list(given_names.values())
+    assert len(set(python)) == len(given_names)  # injective
+    for name in python:
+        assert name.isidentifier() and not keyword.iskeyword(name)
+        assert not keyword.issoftkeyword(name)
+        assert name.startswith("_") or name not in dir(builtins)
+        assert name not in passes.LOCAL_NAMES and not name.startswith("__")

@@ -428,9 +428,11 @@ STATE_NAMES = frozenset({"gen", "replace", "state_dict", "load_state_dict"})
 LOCAL_NAMES = frozenset({
     "args", "state", "run", "instances", "params", "steps", "order", "replay",
     "later_lr_scale", "rounds", "k", "scale", "adapted", "outer", "iteration", "env",
-    "batch", "heads", "progress"})
+    "batch", "heads", "progress", "_"})
+# Python's own names. Builtins starting with `_` are left out: which of them exist depends
+# on how Python runs (an interactive `_`), and the same spec must give the same module.
 _RESERVED = frozenset(keyword.kwlist) | frozenset(keyword.softkwlist) | \
-    frozenset(dir(builtins))
+    frozenset(n for n in dir(builtins) if not n.startswith("_"))
 
 
 class Symbols:
@@ -449,13 +451,12 @@ class Symbols:
         if (scope, name) in self.table:
             return self.table[(scope, name)]
         base = (spelling or name).split(":")[-1].replace("'", "_prime")
-        if base.startswith("__"):  # private or dunder names mean something to Python
-            base = "n" + base
         candidate = base
         taken = set().union(*(self.taken.get(s, set()) for s in (scope, *also)))
         while candidate in _RESERVED or candidate in reserved or candidate in taken or \
-                not candidate.isidentifier():
-            candidate += "_"
+                not candidate.isidentifier() or candidate.startswith("__"):
+            # private or dunder names mean something to Python: n__x
+            candidate = "n" + candidate if candidate.startswith("__") else candidate + "_"
         self.table[(scope, name)] = candidate
         self.taken.setdefault(scope, set()).add(candidate)
         return candidate
