@@ -218,3 +218,16 @@ def test_the_pretrained_baseline_s_budget_is_a_spec_setting(tmp_path):
     default = {a.path: a.default for a in
                front_end(str(ROOT / "specs" / "maml_sine.mrl"), "program").program.args}
     assert default["evaluate.pretrain_iterations"] == default["meta.iterations"]
+
+
+def test_maml_with_a_recurrent_policy_on_tabular_mdps_runs(tmp_path):
+    """Blocks no spec in specs/ combines: gradient adaptation of a GRU policy whose trial
+    spans two episodes, on tabular MDPs whose reward draws are made per trial step (the
+    evaluation once drew them for one episode only, and prev_action's one-hot could not
+    be vmapped)."""
+    out = tmp_path / "run"
+    r = metadsl("run", "tests/specs/maml_gru_mdp.mrl", "--set",
+                "evaluate.pretrain_iterations=2", "--out", str(out))
+    assert r.returncode == 0, r.stderr[-3000:]
+    methods = {row["method"] for row in json.loads((out / "eval.json").read_text())["results"]}
+    assert methods == {"maml_gru_mdp", "random_init", "pretrained"}

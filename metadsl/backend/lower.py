@@ -29,6 +29,7 @@ class Lowering:
         self.missing: list[tuple[str, P.Loc]] = list(program.unsupported)
         self.fields = {a.path: a.name for a in program.args}
         self.runtime: set[str] = set()  # metadsl.runtime modules the module uses
+        self.imports: set[str] = set()  # standard-library modules it uses
 
     # ---- names ----
 
@@ -39,6 +40,11 @@ class Lowering:
     def rt(self, path: str) -> ast.expr:
         """A runtime attribute (`rollout.collect`), recording the module import."""
         self.runtime.add(path.split(".")[0])
+        return X.dotted(path)
+
+    def std(self, path: str) -> ast.expr:
+        """A standard-library attribute (`functools.partial`), recording the import."""
+        self.imports.add(path.split(".")[0])
         return X.dotted(path)
 
     def impl(self, entry_name: str) -> ast.expr:
@@ -191,7 +197,7 @@ class Lowering:
                               for t in stmt.targets]
                     first = params[0] if len(params) == 1 else \
                         ast.List([ast.Starred(p, X.LOAD) for p in params], X.LOAD)
-                    bind(P.optimizer_key(loop.name, stmt),
+                    bind(P.optimizer_key(loop.name, P.target_name(stmt.targets[0])),
                          X.call_kw(self.impl(stmt.rule.name), [first],
                                    [(k, self.value(v)) for k, v in stmt.rule.args]))
                 if isinstance(stmt, P.Step) and stmt.through is not None and \
@@ -251,36 +257,36 @@ class Lowering:
             return []
         return method(s, ctx)
 
-    def family(self, name: str) -> ast.expr:
-        return self.state(name)
-
     def trial_steps(self, r: P.Rollout, sequential: bool | None = None) -> ast.expr:
         """Environment steps of one trial of a rollout, from the task family's horizon."""
-        horizon = X.attr(self.family(r.tasks), "horizon")
+        horizon = X.attr(self.state(r.tasks), "horizon")
         if r.unit == "steps":
             return self.value(r.count)
         if (r.schedule == "sequential") if sequential is None else sequential:
             return X.binary("*", self.value(r.count), horizon)
         return horizon
 
-    def stmt_sampletasks(self, s: P.SampleTasks, ctx) -> list[ast.stmt]:
+    def trial_length(self, rollouts: list[P.Rollout], tasks: str) -> ast.expr:
+        """The env steps task instances are drawn for: the longest trial acting in them."""
         lengths = []
-        for data in s.trials:
-            length = self.trial_steps(P.producer(self.p, data))
+        for r in rollouts:
+            length = self.trial_steps(r)
             if ast.dump(length) not in map(ast.dump, lengths):
                 lengths.append(length)
-        steps = lengths[0] if len(lengths) == 1 else X.call("max", *lengths) if lengths else \
-            X.attr(self.family(s.source), "horizon")
-        return [X.assign("instances", X.call(X.attr(self.family(s.source), "sample"),
+        return lengths[0] if len(lengths) == 1 else X.call("max", *lengths) if lengths else \
+            X.attr(self.state(tasks), "horizon")
+
+    def stmt_sampletasks(self, s: P.SampleTasks, ctx) -> list[ast.stmt]:
+        steps = self.trial_length([P.producer(self.p, d) for d in s.trials], s.source)
+        return [X.assign("instances", X.call(X.attr(self.state(s.source), "sample"),
                                              self.value(s.count), steps,
                                              X.attr(X.name("state"), "gen")))]
 
-    def theta(self, inner: P.Loop, count: ast.expr, traced: str | None = None,
-              learner: str = "state") -> ast.Dict:
+    def theta(self, inner: P.Loop, count: ast.expr, traced: str | None = None) -> ast.Dict:
         """θ per task of each model the inner loop adapts, {model: {name: [tasks, ...]}}."""
         pairs = []
         for m in P.adapted_models(inner):
-            model = X.attr(X.name(learner), self.p.python("state", m))
+            model = self.state(m)
             if m == traced:  # θ whose gradient to η is the trace
                 pairs.append((m, X.call(X.attr(self.state("trace:" + m), "theta"), model, count)))
             else:
@@ -315,12 +321,12 @@ class Lowering:
 
     def stmt_rollout(self, r: P.Rollout, ctx) -> list[ast.stmt]:
         out = self.local(ctx.loop.name, r.output.name)
-        family = self.family(r.tasks)
+        family = self.state(r.tasks)
         gen = X.attr(X.name("state"), "gen")
         model = P.acting_model(r.policy)
         if model not in {m.name for m in self.p.models}:
             return []  # an unbuilt behaviour policy, noted by the builder
-        parallel = r.schedule == "parallel" and r.unit != "steps"  # N episodes side by side
+        parallel = r.schedule == "parallel"  # N episodes (or samples) side by side
         env = X.call(X.attr(family, "env"), X.name("instances"), copies=self.value(r.count)) \
             if parallel else X.call(X.attr(family, "env"), X.name("instances"))
         if r.unit == "samples":  # supervised data, read in order: nothing acts
@@ -339,7 +345,7 @@ class Lowering:
         params = self.policy_params(r.policy, ctx)
         if params is not None:
             keywords.append(("params", params))
-        if r.memory == "episode" and not (r.unit == "episodes" and parallel):
+        if r.memory == "episode":
             keywords.append(("memory", X.const("episode")))  # returns stop at episode ends
         return [X.assign("env", env),
                 X.assign(out, X.call_kw(self.rt("rollout.collect"),
@@ -438,7 +444,7 @@ class Lowering:
             else X.name("progress")
         batch = X.call("dict", self.data(s.objective.data, ctx), progress=progress)
         call = X.call_kw(self.rt("rules.minimize"),
-                         [self.state(P.optimizer_key(ctx.loop.name, s)), self.state(model),
+                         [self.state(P.optimizer_key(ctx.loop.name, model)), self.state(model),
                           batch, self.objective(s.objective.loss, ctx.loop, s.loc)],
                          [("gen", X.attr(X.name("state"), "gen"))] +
                          [(k, self.value(v)) for k, v in s.diagnostic_args])
@@ -473,8 +479,9 @@ class Lowering:
         keywords = []
         if s.through.traced_model:
             keywords.append(("trace", self.state("trace:" + s.through.traced_model)))
-        step = X.call_kw(self.rt("rules.outer_step"), [self.state(P.optimizer_key(ctx.loop.name, s)),
-                                                       X.name("outer")], keywords)
+        step = X.call_kw(self.rt("rules.outer_step"),
+                         [self.state(P.optimizer_key(ctx.loop.name, target)), X.name("outer")],
+                         keywords)
         return [closure, X.assign(self.local(ctx.loop.name, "loss:" + target), step)]
 
     def interpolation(self, s: P.Step, ctx) -> list[ast.stmt]:
@@ -492,17 +499,12 @@ class Lowering:
         for m in s.metrics:
             if m.kind == "score":
                 data, index = m.source
-                value = X.call(X.attr(X.call(X.attr(self.family(self.p.loop(data.loop).tasks or
-                                                                ctx.loop.tasks), "score"),
+                value = X.call(X.attr(X.call(X.attr(self.state(ctx.loop.tasks), "score"),
                                              self.round_data(data, index, ctx)), "mean"))
-            elif m.kind == "loss" and self.minimized(ctx.loop, m.source):
-                stats = X.name(self.local(ctx.loop.name, "stats:" + m.source))
-                pairs.append((m.name, X.subscript(stats, "loss")))
-                continue
             elif m.kind == "loss":
                 pairs.append((m.name, X.name(self.local(ctx.loop.name, "loss:" + m.source))))
                 continue
-            elif m.kind == "diagnostic":
+            elif m.kind == "step_stat":
                 target, stat = m.source
                 stats = X.name(self.local(ctx.loop.name, "stats:" + target))
                 pairs.append((m.name, X.subscript(stats, stat)))
@@ -512,8 +514,8 @@ class Lowering:
                                                   "loss_" + m.source), "mean"))
             elif m.kind == "rule_stat":
                 target, stat = m.source
-                key = f"opt:{ctx.loop.name}.{target}"
-                pairs.append((m.name, X.attr(self.state(key), stat)))
+                pairs.append((m.name, X.attr(self.state(P.optimizer_key(ctx.loop.name, target)),
+                                             stat)))
                 continue
             else:  # a scalar meta-parameter's value
                 value = X.call(self.state(m.source.name))
@@ -526,14 +528,6 @@ class Lowering:
             steps = count if isinstance(steps, ast.Constant) else X.binary("+", steps, count)
         return [X.expr(X.call(X.attr(X.name("run"), "log"), X.name("iteration"),
                               X.mapping(pairs), env_steps=steps))]
-
-    @staticmethod
-    def minimized(loop: P.Loop, target: str) -> bool:
-        """Whether a loop's step on `target` is an in-place optimizer step (its result is
-        the statistics `rules.minimize` returns)."""
-        return any(isinstance(s, P.Step) and s.mode == "update" and s.through is None and
-                   isinstance(s.objective, P.Minimize) and P.target_name(s.targets[0]) == target
-                   for s in loop.body)
 
     def round_data(self, data: P.Data, index: int, ctx) -> ast.expr:
         if data.loop == ctx.loop.name:
@@ -645,9 +639,9 @@ class Lowering:
             families.append(ast.Tuple([X.const(label), family], X.LOAD))
         body: list[ast.stmt] = []
         learned = []
+        outer = [X.name(self.p.python("module", l.name)) for l in self.p.loops
+                 if l.kind == "outer"]
         for baseline in retrained:  # the spec's own training, on other tasks
-            outer = [X.name(self.p.python("module", l.name)) for l in self.p.loops
-                     if l.kind == "outer"]
             body.append(X.assign(baseline, X.call(
                 self.impl(baseline), X.call("build", X.name("args")),
                 X.const(self.p.python("state", inner.tasks)), ast.List(outer, X.LOAD),
@@ -683,13 +677,14 @@ class Lowering:
         first = next(iter(P.rollouts(inner)), None)
         learners = [(X.name("SPEC"), X.name("state"))]
         fn = X.name(self.p.python("module", inner.name))
-        inner_call = X.call("functools.partial", fn, X.name("args"))
+        inner_call = X.call(self.std("functools.partial"), fn, X.name("args"))
         modules = X.mapping((m, X.const(self.p.python("state", m))) for m in models)
-        family = self.family(inner.tasks)
+        family = self.state(inner.tasks)
+        trial = self.trial_length(P.rollouts(inner), inner.tasks)
         for baseline in ev.against:
             if baseline == "pretrained":
                 value = X.call(self.rt("evaluation.pretrained"), X.call("build", X.name("args")),
-                               inner=inner_call, family=family, modules=modules,
+                               inner=inner_call, family=family, modules=modules, steps=trial,
                                batch=self.setting(f"{ev.outer}.meta_batch"),
                                iterations=self.value(ev.pretrain_iterations))
             else:
@@ -706,7 +701,7 @@ class Lowering:
                                ast.Constant(")")])
         call = X.call(self.rt("evaluation.adaptation"), X.name("SPEC"),
                       ast.Dict([k for k, _ in learners], [v for _, v in learners]),
-                      inner=inner_call, family=family, modules=modules,
+                      inner=inner_call, family=family, modules=modules, trial=trial,
                       instances=self.value(ev.instances),
                       steps=X.const(list(ev.adapt_steps)),
                       scales=X.const(list(ev.later_lr_scales)), metric=X.const(ev.metric),
@@ -783,12 +778,12 @@ class Lowering:
                   "python train.py [--seed N] [--iterations N] [--set PATH=VALUE ...] "
                   "[--out DIR] [--resume DIR]")
         imports = [ast.ImportFrom("__future__", [ast.alias("annotations")], 0),
-                   ast.Import([ast.alias("functools")]) if self.uses_functools() else None,
+                   *[ast.Import([ast.alias(m)]) for m in sorted(self.imports)],
                    ast.ImportFrom("dataclasses", [ast.alias("dataclass")], 0),
                    ast.Import([ast.alias("torch")]),
                    ast.ImportFrom("metadsl.runtime", [ast.alias(m) for m in sorted(self.runtime)],
                                   0)]
-        body = [X.docstring(header), *[i for i in imports if i is not None],
+        body = [X.docstring(header), *imports,
                 X.assign("SPEC", X.const(self.p.spec)), X.assign("SPEC_SHA256", X.const(digest)),
                 self.args_class(), settings, *functions, self.state_class(), build, *loops,
                 evaluate,
@@ -798,9 +793,6 @@ class Lowering:
                 X.if_(X.binary("==", X.name("__name__"), X.const("__main__")),
                       [X.expr(X.call("main"))])]
         return ast.unparse(X.module(body))
-
-    def uses_functools(self) -> bool:
-        return self.p.evaluate.kind == "after_adaptation"
 
 
 class Ctx:

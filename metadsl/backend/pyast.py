@@ -26,8 +26,8 @@ def attr(obj: ast.expr, attribute: str) -> ast.Attribute:
 
 
 def const(value) -> ast.expr:
-    """A Python literal from plain data: numbers, strings, booleans, None, tuples as
-    lists, pairs-tuples as dicts where `mapping` says so."""
+    """A Python literal from plain data: numbers, strings, booleans, None; tuples and
+    lists as lists (dicts are built by `mapping`)."""
     if isinstance(value, (list, tuple)):
         return ast.List([const(v) for v in value], LOAD)
     if isinstance(value, float) and value < 0 or isinstance(value, int) and \

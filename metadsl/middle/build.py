@@ -234,22 +234,13 @@ class Builder:
 
     def model_task_families(self) -> dict[str, str]:
         """The task family whose observations and actions size each model: that of the
-        first loop that rolls it out."""
+        first loop that rolls it out (the checker's record of each loop's policies)."""
         out: dict[str, str] = {}
-        for loop in self.c.loops.values():
-            family = self.loop_tasks(loop.decl.name.id)
-            for stmt in loop.decl.body:
-                if isinstance(stmt, A.Collect) and stmt.source == "with" and family:
-                    policy = self.policy_model(stmt)
-                    if policy is not None:
-                        out.setdefault(policy, family)
+        for name, loop in self.c.loops.items():
+            family = self.loop_tasks(name)
+            for model in loop.policies.values() if family else ():
+                out.setdefault(model, family)
         return out
-
-    def policy_model(self, stmt: A.Collect) -> str | None:
-        if isinstance(stmt.policy, A.Name):
-            base = stmt.policy.id.rstrip("'")
-            return base if base in self.c.models else None
-        return None
 
     def metas(self) -> tuple:
         out = []
@@ -307,7 +298,7 @@ class Builder:
             if decl.over is None:
                 self.missing(f"an outer loop without an inner loop ('{name}')", decl)
             else:
-                body += [P.SampleTasks(family or "", P.Const(1, "int"), None, loc(decl)),
+                body += [P.SampleTasks(family or "", loc=loc(decl)),
                          P.MapTasks(decl.over.id, "batched", loc(decl))]
         for stmt in decl.body:
             if isinstance(stmt, A.Collect):
@@ -441,12 +432,13 @@ class Builder:
                 self.missing(f"backend {s.value.id}", s)
         roots = [s.objective.loss for l in c.loops.values() for s in l.decl.body
                  if isinstance(s, (A.Update, A.Adapt)) and isinstance(s.objective, A.Minimize)]
+        parts = dict(tasks=self.tasks(), models=self.models(), metas=self.metas(),
+                     memories=self.memories(), functions=self.reachable_functions(roots),
+                     loops=self.loops(), evaluate=self.evaluate())
         return P.Program(
             spec=c.module.name.id, title=c.module.title.value if c.module.title else "",
-            source=c.source, path=c.file, seed=seed, tasks=self.tasks(), models=self.models(),
-            metas=self.metas(), memories=self.memories(),
-            functions=self.reachable_functions(roots), loops=self.loops(),
-            evaluate=self.evaluate(), unsupported=tuple(self.unsupported))
+            source=c.source, path=c.file, seed=seed, unsupported=tuple(self.unsupported),
+            **parts)
 
 
 def declared_heads(call: A.Call) -> tuple:
@@ -457,9 +449,5 @@ def declared_heads(call: A.Call) -> tuple:
     return ()
 
 
-
-
 def build(checked: Checked) -> P.Program:
-    builder = Builder(checked)
-    program = builder.program()
-    return program.replace(unsupported=tuple(builder.unsupported))
+    return Builder(checked).program()

@@ -97,7 +97,10 @@ def resolve_defaults(program: P.Program) -> P.Program:
         settings = tuple((p.name, given.get(p.name) or P.Const(p.default, "int"))
                          for p in R.SETTINGS[loop.kind])
         loops.append(dataclasses.replace(loop, settings=settings))
-    return program.replace(loops=tuple(loops))
+    # an outer loop samples its meta-batch of tasks
+    return _map_steps(program.replace(loops=tuple(loops)), lambda loop, st: [
+        dataclasses.replace(st, count=loop.setting("meta_batch"))
+        if isinstance(st, P.SampleTasks) else st])
 
 
 def place_memories(program: P.Program) -> P.Program:
@@ -132,9 +135,7 @@ def place_memories(program: P.Program) -> P.Program:
         if loop.kind == "inner":
             body = resets.get("task", []) + body
         elif loop.over is not None:
-            inner = program.loop(loop.over)
-            adapted = {t.model for s in inner.body if isinstance(s, P.Step) and s.mode == "adapt"
-                       for t in s.targets if isinstance(t, P.Params)}
+            adapted = P.adapted_models(program.loop(loop.over))
             body = resets.get("iteration", []) + body + \
                 [P.CarryOver(m, loop.loc) for m in carried if m in adapted]
         loops.append(dataclasses.replace(loop, body=tuple(body)))
@@ -143,25 +144,28 @@ def place_memories(program: P.Program) -> P.Program:
 
 def schedule_rollouts(program: P.Program) -> P.Program:
     """A policy with memory plays a trial's episodes one after another in one environment
-    per task (its memory spans them); one without plays them as parallel copies of the
-    task. Each outer loop draws its task instances for every rollout that acts in them:
-    its inner loop's and its own."""
+    per task (its memory spans them, and so do its returns); one without plays N episodes
+    (or samples) as N parallel copies of the task, each copy's trial one episode, and a
+    step budget in one environment per task, its returns stopping at each episode's end.
+    Each outer loop draws its task instances for every rollout that acts in them: its
+    inner loop's and its own."""
     stateful = {m.name for m in program.models if m.stateful}
 
     def schedule(loop: P.Loop, stmt):
-        if isinstance(stmt, P.Rollout):
-            memory = P.acting_model(stmt.policy) in stateful
-            return [dataclasses.replace(stmt, schedule="sequential" if memory else "parallel",
-                                        memory="trial" if memory else "episode")]
-        return [stmt]
+        if not isinstance(stmt, P.Rollout):
+            return [stmt]
+        if P.acting_model(stmt.policy) in stateful:
+            return [dataclasses.replace(stmt, schedule="sequential", memory="trial")]
+        if stmt.unit == "steps":
+            return [dataclasses.replace(stmt, schedule="sequential", memory="episode")]
+        return [dataclasses.replace(stmt, schedule="parallel", memory="trial")]
 
     program = _map_steps(program, schedule)
 
     def trials(loop: P.Loop, stmt):
         if isinstance(stmt, P.SampleTasks) and loop.over is not None:
             acting = P.rollouts(program.loop(loop.over)) + P.rollouts(loop)
-            return [dataclasses.replace(stmt, count=loop.setting("meta_batch"),
-                                        trials=tuple(r.output for r in acting))]
+            return [dataclasses.replace(stmt, trials=tuple(r.output for r in acting))]
         return [stmt]
 
     return _map_steps(program, trials)
@@ -188,10 +192,7 @@ def mark_through(program: P.Program) -> P.Program:
                                         "inner loop (an outer step is one step)", stmt.loc))
                 continue
             args.append((name, value))
-        inner = program.loop(stmt.through.loop)
-        adapted = [t.model for s in inner.body if isinstance(s, P.Step) and s.mode == "adapt"
-                   for t in s.targets if isinstance(t, P.Params)]
-        kept = [m for m in adapted if m in carried]
+        kept = [m for m in P.adapted_models(program.loop(stmt.through.loop)) if m in carried]
         traceable = "line_search" not in stmt.rule.traits and len(kept) == 1 and \
             all(isinstance(t, P.Meta) and t.name in scalar for t in stmt.targets)
         trace = stmt.through.trace
@@ -215,8 +216,7 @@ def plan_diagnostics(program: P.Program) -> P.Program:
     functions = {f.name: f for f in program.functions}
 
     def plan(loop: P.Loop, s):
-        if not (isinstance(s, P.Step) and s.mode == "update" and s.through is None and
-                isinstance(s.objective, P.Minimize) and "gradient" in s.rule.traits and
+        if not (isinstance(s, P.Step) and P.in_place_gradient_step(s) and
                 isinstance(s.targets[0], P.Params)):
             return [s]
         made_by = P.producer(program, s.objective.data)
@@ -268,9 +268,12 @@ def insert_logs(program: P.Program) -> P.Program:
         for s in loop.body:
             if isinstance(s, P.Step) and isinstance(s.objective, (P.Minimize, P.Maximize)):
                 target = P.target_name(s.targets[0])
-                metrics.append(P.Metric(f"losses/{target}", "loss", target))
-                metrics += [P.Metric(f"losses/{target}_{d}", "diagnostic", (target, d))
-                            for d in s.diagnostics]
+                if P.in_place_gradient_step(s):  # the statistics rules.minimize returns
+                    metrics += [P.Metric(f"losses/{target}" + (f"_{d}" if d != "loss" else ""),
+                                         "step_stat", (target, d))
+                                for d in ("loss", *s.diagnostics)]
+                else:
+                    metrics.append(P.Metric(f"losses/{target}", "loss", target))
                 if "line_search" in s.rule.traits:
                     metrics.append(P.Metric(f"charts/{target}_kl", "rule_stat", (target, "kl")))
                     metrics.append(P.Metric(f"losses/{target}_improvement", "rule_stat",
@@ -336,6 +339,9 @@ def extract_settings(program: P.Program) -> P.Program:
                                                            R.REGISTRY[m.constructor]))
                   for m in program.metas)
     def stmt_settings(loop: P.Loop, stmt):
+        if isinstance(stmt, P.SampleTasks):  # the meta-batch: the loop's own setting
+            return [dataclasses.replace(stmt, count=s.make(
+                f"{loop.name}.meta_batch", stmt.count, R.SETTINGS["outer"][1], ""))]
         if isinstance(stmt, (P.Rollout, P.SampleBuffer)):
             count = s.make(f"{loop.name}.{stmt.output.name}.count", stmt.count,
                            R.P("count", "int", low=1), f"collect N {stmt.unit} per task")
@@ -378,10 +384,6 @@ def extract_settings(program: P.Program) -> P.Program:
         loops.append(dataclasses.replace(loop, settings=settings))
     program = program.replace(tasks=tasks, models=models, metas=metas, loops=tuple(loops))
     program = _map_steps(program, stmt_settings)
-    # an outer loop's SampleTasks draws its meta-batch: the setting, not a copy of it
-    program = _map_steps(program, lambda loop, st: [
-        dataclasses.replace(st, count=loop.setting("meta_batch"))
-        if isinstance(st, P.SampleTasks) else st])
     ev = program.evaluate
     if ev.kind != "none":
         instances = s.make("evaluate.instances", ev.instances, R.SETTINGS["evaluate"][1],
@@ -487,7 +489,8 @@ def mangle_names(program: P.Program) -> P.Program:
             if isinstance(stmt, P.Step) and stmt.mode == "update" and \
                     "gradient" in stmt.rule.traits and \
                     all(isinstance(t, (P.Params, P.Meta)) for t in stmt.targets):
-                sym.add("state", P.optimizer_key(loop.name, stmt), state_reserved,
+                sym.add("state", P.optimizer_key(loop.name, P.target_name(stmt.targets[0])),
+                        state_reserved,
                         spelling="opt_" + P.target_name(stmt.targets[0]))
             if isinstance(stmt, P.Step) and stmt.through is not None and \
                     stmt.through.traced_model:

@@ -232,12 +232,12 @@ class MemoryDecl:
 
 @dataclass(frozen=True)
 class SampleTasks:
-    """Draw `count` task instances from `source`, with random draws (bandits' common
-    random numbers) for the longest of the rollouts that will act in them: `trials`, the
-    data those rollouts make (found by a pass)."""
+    """Draw `count` task instances from `source` (the outer loop's meta-batch), with random
+    draws (bandits' common random numbers) for the longest of the rollouts that will act
+    in them: `trials`, the data those rollouts make (found by a pass)."""
 
     source: str
-    count: Value
+    count: Value | None = None
     trials: tuple = ()
     loc: Loc = NOWHERE
 
@@ -379,7 +379,7 @@ class Metric:
     """One logged value: `charts/return` of some data, a step's loss, a meta-parameter."""
 
     name: str
-    kind: str  # score | loss | inner_loss | meta | rule_stat
+    kind: str  # score | loss | step_stat | inner_loss | meta | rule_stat
     source: object  # Data | Step target name | Meta | (target, stat)
 
 
@@ -544,6 +544,13 @@ def producer(program: Program, data: Data):
                  if isinstance(s, (Rollout, SampleBuffer)) and s.output == data), None)
 
 
-def optimizer_key(loop: str, step: Step) -> str:
-    """The run state's key of the optimizer an update statement steps: one per statement."""
-    return f"opt:{loop}.{target_name(step.targets[0])}"
+def optimizer_key(loop: str, target: str) -> str:
+    """The run state's key of the optimizer a loop's update of `target` steps."""
+    return f"opt:{loop}.{target}"
+
+
+def in_place_gradient_step(step: Step) -> bool:
+    """An `update ... on LOSS over DATA` without `through`: the optimizer's own steps on
+    the data (`rules.minimize`), which report the loss and the policy diagnostics."""
+    return step.mode == "update" and step.through is None and \
+        isinstance(step.objective, Minimize) and "gradient" in step.rule.traits

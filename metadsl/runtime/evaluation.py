@@ -199,31 +199,32 @@ def _theta(learner, modules: dict, tasks: int) -> dict:
     return {m: getattr(learner, attr).parameters_per_task(tasks) for m, attr in modules.items()}
 
 
-def pretrained(state, inner, family, modules: dict, batch: int, iterations: int):
+def pretrained(state, inner, family, modules: dict, steps: int, batch: int, iterations: int):
     """The `pretrained` baseline: θ from the same initialisation, trained on the task
     mixture by the inner loop's own rule (θ ← the tasks' mean θ′ each iteration):
-    multi-task learning, no meta-learning. `modules`: adapted model → state attribute."""
+    multi-task learning, no meta-learning. `modules`: adapted model → state attribute;
+    `steps`: the env steps of the inner loop's trial, which tasks are drawn for."""
     for iteration in range(iterations):
         if (iteration + 1) % max(1, iterations // 10) == 0:
             _say(f"pretrained baseline, iteration {iteration + 1}/{iterations}")
-        instances = family.sample(batch, family.horizon, state.gen)
+        instances = family.sample(batch, steps, state.gen)
         adapted, _ = inner(state, instances, _theta(state, modules, batch), 1, order=1)
         for m, attr in modules.items():
             adapting.carry_over(getattr(state, attr), adapted[m])
     return state
 
 
-def adaptation(spec: str, learners: dict, inner, family, modules: dict, instances: int,
-               steps: list[int], scales: list[float], metric: str, label: str, seed: int,
-               data: str, kshot: KShot | None = None) -> list[dict]:
+def adaptation(spec: str, learners: dict, inner, family, modules: dict, trial: int,
+               instances: int, steps: list[int], scales: list[float], metric: str, label: str,
+               seed: int, data: str, kshot: KShot | None = None) -> list[dict]:
     """Each learner (the meta-learned state and its baselines) adapted by the inner loop
     on the same held-out tasks and random draws; the score after k = 0, 1, ... inner
     steps. RL inner loops collect fresh trajectories (`data`) with each θ′_k, which are
     its score; supervised ones are K-shot (`kshot`). Each method's step size after the
-    first step is the candidate of `scales` that scores best on validation tasks."""
-    test_tasks = family.sample(instances, family.horizon, torch.Generator().manual_seed(seed + 1))
-    validation_tasks = family.sample(instances, family.horizon,
-                                     torch.Generator().manual_seed(seed + 3))
+    first step is the candidate of `scales` that scores best on validation tasks; tasks are
+    drawn for a `trial` of that many env steps."""
+    test_tasks = family.sample(instances, trial, torch.Generator().manual_seed(seed + 1))
+    validation_tasks = family.sample(instances, trial, torch.Generator().manual_seed(seed + 3))
 
     def scores_of(learner, tasks, scale: float) -> list:
         learner = learner.replace(gen=torch.Generator().manual_seed(seed + 2))

@@ -29,9 +29,9 @@ def features(inputs: list[str], fields: dict, n_actions: int) -> torch.Tensor:
         x = fields[name]
         if name == "prev_action" and x.is_floating_point():  # continuous: the action vector
             parts.append(x)
-        elif name == "prev_action":  # -1 before the first action: an all-zero one-hot
-            parts.append(nn.functional.one_hot(x.clamp(min=0), n_actions).float() *
-                         (x >= 0).unsqueeze(-1).float())
+        elif name == "prev_action":  # one-hot; -1 before the first action matches no arm
+            # (compared with the arms, not one_hot(), whose range check vmap cannot batch)
+            parts.append((x.unsqueeze(-1) == torch.arange(n_actions)).float())
         elif name in ("obs", "x"):
             parts.append(x if x.is_floating_point() else x.float())
         else:

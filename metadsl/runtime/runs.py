@@ -197,7 +197,8 @@ class Run:
         self._state = state
         path = self.folder / "checkpoint.pt"
         if self.options.resume is not None and path.is_file():
-            saved = torch.load(path, weights_only=False)
+            # tensors and plain data only: reading a checkpoint runs no code
+            saved = torch.load(path, weights_only=True)
             state.load_state_dict(saved["state"])
             self.completed = dict(saved["completed"])
             self.env_steps = saved["env_steps"]
