@@ -56,6 +56,7 @@ CODES: dict[str, str] = {
     "E0408": "data used in a loop that does not produce it",
     "E0409": "inner loop that no outer loop runs",
     "E0410": "spec has no outer loop",
+    "E0411": "target network that never moves",
     # override paths given on the command line (`--set path=value`)
     "E0501": "bad override",
     # never the user's fault

@@ -28,6 +28,9 @@ class P:
     choices: tuple[str, ...] | None = None
     doc: str = ""
     built: bool = True  # False: the runtime has only the default (any other value: not built)
+    # a rule parameter that only means something for a step with this fact (a `polyak`
+    # rate: a loss that reads a target network); elsewhere it is neither set nor exposed
+    applies_to: str | None = None
 
     @property
     def required(self) -> bool:
@@ -212,9 +215,30 @@ _add("temporal_conv", "core", [
 
 _INPUTS = ("obs", "prev_action", "prev_reward", "prev_done", "timestep", "x", "prev_y", "z",
            "action", "context")
-_HEADS = ("categorical", "gaussian", "tanh_gaussian", "deterministic", "value", "regression",
-          "q_values", "q_value", "embedding")
-DIST_HEADS = {"categorical", "gaussian", "tanh_gaussian"}
+
+@dataclass(frozen=True)
+class HeadKind:
+    """What a model's head computes: a distribution or a tensor; built or not yet."""
+
+    value: str  # dist | tensor
+    doc: str
+    built: bool = True
+
+
+HEAD_KINDS = {
+    "categorical": HeadKind("dist", "a categorical over the task's actions"),
+    "gaussian": HeadKind("dist", "a diagonal Gaussian with a state-independent log std"),
+    "tanh_gaussian": HeadKind("dist", "a tanh-squashed Gaussian (SAC)", built=False),
+    "deterministic": HeadKind("tensor", "a deterministic action", built=False),
+    "value": HeadKind("tensor", "a state value V(s)"),
+    "regression": HeadKind("tensor", "a scalar prediction"),
+    "q_values": HeadKind("tensor", "one value per action, Q(s, ·); called as `q(s, a)` it "
+                                   "gives Q(s, a)"),
+    "q_value": HeadKind("tensor", "a state-action value Q(s, a): the action joins the "
+                                  "features the head reads; `q(s, a)` evaluates it at a"),
+    "embedding": HeadKind("tensor", "an embedding vector (NEC's keys)", built=False),
+}
+_HEADS = tuple(HEAD_KINDS)
 _add("recurrent", "model", [
     P("core", "core", doc="gru(...), lstm(...) or episodic_lstm(...)"),
     P("inputs", "list", ["obs"], choices=_INPUTS, doc="what the core sees each step"),
@@ -300,8 +324,9 @@ _add("meta_sgd", "rule", [P("lr", "meta", doc="a step_sizes(...) meta-parameter"
 _add("adam", "rule", [
     _gt0("lr", "num", 3e-4), _count("epochs", 1, "passes over the data per update"),
     _count("minibatches", 1), P("max_grad_norm", "num", 0.0, low=0, doc="0: no clipping"),
-    P("polyak", "num", 0.0, low=0, high=1, built=False,
-      doc="rate of the target network's Polyak averaging; 0: no target"),
+    P("polyak", "num", 0.0, low=0, high=1,
+      doc="rate τ of the target network's Polyak averaging after each step, θ⁻ ← (1 − τ)θ⁻ "
+          "+ τθ, for a loss that reads `target(head)`", applies_to="target_network"),
     P("l2", "num", 0.0, low=0),
 ], "rule", "Adam (PPO-style epochs and minibatches optional).", traits={"gradient"})
 _add("rmsprop", "rule", [
@@ -382,7 +407,9 @@ _add("normal", "op", [P("mean", _T), P("log_std", _T)], "dist", "a diagonal Gaus
 _add("unit_normal", "op", [P("like", _T)], "dist", "N(0, I) shaped like `like`")
 _add("detach_dist", "op", [P("d", "dist")], "dist", "d with no gradient (old policy π_old)")
 _add("target", "op", [P("m", "any")], "same",
-     "the Polyak-averaged copy of a model or head (SAC's target critics)")
+     "the target network's copy of a head, Polyak-averaged toward the updated model by the "
+     "rule's `polyak` rate: `target(v)` on the batch, `target(q)(next_obs)` on other inputs",
+     traits={"target_network"})
 _add("lookup", "op", [P("m", "memory"), P("key", _T), P("action", _T)], _T,
      "kernel-weighted kNN value estimate from an episodic table (NEC, MFEC)")
 _add("linear_baseline", "op", [P("ret", _T)], _T,
@@ -533,7 +560,9 @@ for _name in ("exp", "log", "sqrt", "abs", "tanh", "sigmoid", "mean", "sum", "st
               "anneal", "linear_baseline"):
     _IMPLEMENTATIONS[_name] = (f"ops.{_name}", ())
 # stop_grad(x) is lowered as x read from detached heads (meta-parameters keep their gradient)
-_IMPLEMENTATIONS["stop_grad"] = ("ops.detached", ())
+_IMPLEMENTATIONS["stop_grad"] = ("loss_view.LossView.detached", ())
+# target(head) is lowered as a read of the update's target network
+_IMPLEMENTATIONS["target"] = ("loss_view.LossView.target", ())
 for _name, (_impl, _provides) in _IMPLEMENTATIONS.items():
     REGISTRY[_name] = replace(REGISTRY[_name], impl=_impl, provides=frozenset(_provides))
 # Ops whose implementation reads the batch (episode ends for `shift`, progress for

@@ -94,10 +94,17 @@ class Lowering:
         return X.subscript(X.name("batch"), e.name)
 
     def heads(self, detached: bool) -> ast.expr:
-        return X.call(self.rt("ops.detached"), X.name("heads")) if detached else X.name("heads")
+        """The loss's view of its model (runtime.loss_view); `detached`: under stop_grad."""
+        return X.call(X.attr(X.name("heads"), "detached")) if detached else X.name("heads")
 
     def expr_head(self, e: P.Head, ctx) -> ast.expr:
         return X.subscript(self.heads(e.detached), e.slot)
+
+    def expr_headcall(self, e: P.HeadCall, ctx) -> ast.expr:
+        """`q(obs, action)`, `target(v)(next_obs)`: the model called as an operation."""
+        method = "target" if e.target else "call"
+        return X.call(X.attr(self.heads(e.detached and not e.target), method),
+                      X.const(e.slot), *[self.expr(a, ctx) for a in e.args])
 
     def expr_local(self, e: P.Local, ctx) -> ast.expr:
         return X.name(self.p.python(f"function:{ctx.function}", e.name))
@@ -200,6 +207,11 @@ class Lowering:
                     bind(P.optimizer_key(loop.name, P.target_name(stmt.targets[0])),
                          X.call_kw(self.impl(stmt.rule.name), [first],
                                    [(k, self.value(v)) for k, v in stmt.rule.args]))
+                if isinstance(stmt, P.Step) and stmt.target_network and \
+                        isinstance(stmt.targets[0], P.Params):
+                    bind(P.target_network_key(stmt.targets[0].model),
+                         X.call(self.rt("loss_view.TargetNetwork"),
+                                self.local_part(stmt.targets[0])))
                 if isinstance(stmt, P.Step) and stmt.through is not None and \
                         stmt.through.traced_model:
                     model = stmt.through.traced_model
@@ -398,6 +410,8 @@ class Lowering:
         if isinstance(s.objective, P.Maximize):
             self.note("evolutionary updates (`maximizing`)", s.loc)
             return []
+        if not self.model_calls_lower(s):
+            return []
         if s.mode == "adapt":
             if "differentiable" not in traits or not isinstance(s.objective, P.Minimize):
                 self.note(f"`adapt` by {s.rule.name}", s.loc)
@@ -414,6 +428,25 @@ class Lowering:
         if s.through is not None:
             return self.outer_step(s, ctx)
         return self.optimizer_step(s, ctx)
+
+    def model_calls_lower(self, s: P.Step) -> bool:
+        """Whether the heads the loss calls as operations can be built for this step: a
+        target network is kept by in-place updates only, and only a feed-forward model is
+        evaluated on other inputs."""
+        if s.target_network and not P.in_place_gradient_step(s):
+            self.note("a target network read in a step other than an in-place gradient "
+                      "update", s.loc)
+            return False
+        if not isinstance(s.objective, P.Minimize):
+            return True
+        models = {m.name: m for m in self.p.models}
+        called = any(isinstance(n, P.HeadCall) and n.args
+                     for n in P.loss_nodes(self.p, s.objective.loss))
+        if called and any(isinstance(t, P.Params) and t.model in models and
+                          models[t.model].stateful for t in s.targets):
+            self.note("a recurrent model's head called on other inputs", s.loc)
+            return False
+        return True
 
     def differentiable_step(self, s: P.Step, ctx) -> list[ast.stmt]:
         """θ′ = θ − α∇L per task, vmapped (adaptation.sgd): the inner loop's `adapt`."""
@@ -443,11 +476,13 @@ class Lowering:
         progress = X.attr(X.name("run"), "progress") if ctx.loop.kind == "outer" \
             else X.name("progress")
         batch = X.call("dict", self.data(s.objective.data, ctx), progress=progress)
+        target = [("target", self.state(P.target_network_key(model)))] \
+            if s.target_network else []
         call = X.call_kw(self.rt("rules.minimize"),
                          [self.state(P.optimizer_key(ctx.loop.name, model)), self.state(model),
                           batch, self.objective(s.objective.loss, ctx.loop, s.loc)],
                          [("gen", X.attr(X.name("state"), "gen"))] +
-                         [(k, self.value(v)) for k, v in s.diagnostic_args])
+                         [(k, self.value(v)) for k, v in s.diagnostic_args] + target)
         return [X.assign(self.local(ctx.loop.name, "stats:" + model), call)]
 
     def outer_step(self, s: P.Step, ctx) -> list[ast.stmt]:

@@ -128,6 +128,9 @@ class Builder:
             return P.Meta(n)
         if n in self.heads:
             return P.Head(n, detached)
+        if n in self.c.models:
+            return P.Unsupported(f"model '{n}' passed to a loss (a learned loss's network)",
+                                 loc(e))
         return P.Unsupported(f"name '{n}' in a loss", loc(e))
 
     def call(self, e: A.Call, local: frozenset, detached: bool) -> P.Expr:
@@ -139,6 +142,17 @@ class Builder:
         positional = tuple(self.expr(a.value, local, detached) for a in e.args if a.name is None)
         keywords = tuple((a.name, self.expr(a.value, local, detached))
                          for a in e.args if a.name is not None)
+        if name == "target" and len(e.args) == 1 and name not in local:
+            head = self.target_head(e.args[0].value, local)
+            return P.HeadCall(head, (), True, True) if head else \
+                P.Unsupported("target(...) of anything but a head", loc(e))
+        if isinstance(e.func, A.Call) and e.func.func_name == "target" and \
+                len(e.func.args) == 1:  # target(q)(next_obs, action)
+            head = self.target_head(e.func.args[0].value, local)
+            return P.HeadCall(head, positional, True, True) if head else \
+                P.Unsupported("target(...) of anything but a head", loc(e))
+        if name in self.heads and name not in local and name not in self.functions:
+            return P.HeadCall(name, positional, False, detached)
         if name in self.functions and name not in local:
             return P.Call(name, positional, keywords, detached)
         entry = R.REGISTRY.get(name)
@@ -146,7 +160,16 @@ class Builder:
             if not entry.impl:
                 return P.Unsupported(f"op '{name}'", loc(e))
             return P.Op(name, positional, keywords, "batch" in entry.traits)
+        if name in local:
+            return P.Unsupported(f"'{name}(...)': a model argument called as an operation "
+                                 "(a learned loss)", loc(e))
         return P.Unsupported(f"call of '{name or '?'}' in a loss", loc(e))
+
+    def target_head(self, e: A.Expr, local: frozenset) -> str | None:
+        """The head a `target(...)` copies."""
+        if isinstance(e, A.Name) and e.id in self.heads and e.id not in local:
+            return e.id
+        return None
 
     # ---- functions ----
 
@@ -226,6 +249,9 @@ class Builder:
                 self.missing(f"core {info.core.name}", info.decl)
             core_call = next((a.value for a in info.decl.value.args
                               if a.name in ("core", "net")), None)
+            for head, kind in declared_heads(info.decl.value):
+                if kind in R.HEAD_KINDS and not R.HEAD_KINDS[kind].built:
+                    self.missing(f"head {head}: {kind}", info.decl)
             out.append(P.ModelDecl(
                 name, info.entry.name, info.core.name, self.args(core_call, info.core),
                 tuple(info.inputs), declared_heads(info.decl.value), info.stateful,

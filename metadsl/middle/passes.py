@@ -81,8 +81,12 @@ def resolve_defaults(program: P.Program) -> P.Program:
     def step(loop: P.Loop, stmt):
         if not isinstance(stmt, P.Step):
             return [stmt]
-        rule = dataclasses.replace(stmt.rule, args=_with_defaults(stmt.rule.args,
-                                                                 R.REGISTRY.get(stmt.rule.name)))
+        entry = R.REGISTRY.get(stmt.rule.name)
+        if entry is not None:  # parameters for facts this step lacks are not defaulted
+            entry = dataclasses.replace(entry, params=tuple(
+                p for p in entry.params
+                if p.applies_to is None or getattr(stmt, p.applies_to)))
+        rule = dataclasses.replace(stmt.rule, args=_with_defaults(stmt.rule.args, entry))
         through = stmt.through
         if through is not None:
             order = through.order or P.Const(R.THROUGH.param("order").default, "int")
@@ -207,6 +211,20 @@ def mark_through(program: P.Program) -> P.Program:
 
     program = _map_steps(program, mark)
     return program.replace(unsupported=tuple(unsupported))
+
+
+def mark_target_networks(program: P.Program) -> P.Program:
+    """A step whose loss reads `target(...)` updates a target network with its model: the
+    run state keeps one per such model (the loss's target parameters, as TorchRL's losses
+    hold theirs)."""
+    def mark(loop: P.Loop, s):
+        if isinstance(s, P.Step) and isinstance(s.objective, P.Minimize) and any(
+                isinstance(n, P.HeadCall) and n.target
+                for n in P.loss_nodes(program, s.objective.loss)):
+            return [dataclasses.replace(s, target_network=True)]
+        return [s]
+
+    return _map_steps(program, mark)
 
 
 def plan_diagnostics(program: P.Program) -> P.Program:
@@ -422,7 +440,7 @@ def _lit_type(value) -> str:
 # Names the generated module defines or imports at its top level, and the runtime modules.
 MODULE_NAMES = frozenset({
     "annotations", "dataclass", "functools", "torch", "adaptation", "evaluation", "gym_tasks",
-    "metaparams", "models", "ops", "rollout", "rules", "runs", "tasks", "Args", "SETTINGS",
+    "loss_view", "metaparams", "models", "ops", "rollout", "rules", "runs", "tasks", "Args", "SETTINGS",
     "SPEC", "SPEC_SHA256", "SPEC_SOURCE", "State", "build", "evaluate", "main"})
 # Attributes of the run state that are not spec names.
 STATE_NAMES = frozenset({"gen", "replace", "state_dict", "load_state_dict"})
@@ -492,6 +510,9 @@ def mangle_names(program: P.Program) -> P.Program:
                 sym.add("state", P.optimizer_key(loop.name, P.target_name(stmt.targets[0])),
                         state_reserved,
                         spelling="opt_" + P.target_name(stmt.targets[0]))
+            if isinstance(stmt, P.Step) and stmt.target_network:
+                sym.add("state", P.target_network_key(P.target_name(stmt.targets[0])),
+                        state_reserved, spelling="target_" + P.target_name(stmt.targets[0]))
             if isinstance(stmt, P.Step) and stmt.through is not None and \
                     stmt.through.traced_model:
                 sym.add("state", "trace:" + stmt.through.traced_model, state_reserved,
@@ -523,7 +544,8 @@ def args_field_name(path: str) -> str:
     return "__".join(part.replace("'", "_prime") for part in path.split("."))
 
 
-PASSES = (resolve_defaults, place_memories, schedule_rollouts, mark_through, plan_diagnostics,
+PASSES = (mark_target_networks, resolve_defaults, place_memories, schedule_rollouts,
+          mark_through, plan_diagnostics,
           insert_logs, extract_settings, mangle_names)
 
 

@@ -119,6 +119,19 @@ class Head:
 
 
 @dataclass(frozen=True)
+class HeadCall:
+    """A head of the model being updated, called as an operation: on explicit inputs
+    (`pi(next_obs)`, `q(obs, action)`: the first argument replaces the model's observation
+    input, a `q_values`/`q_value` head takes the action second) and/or on the target
+    network's parameters (`target(v)`, `target(q)(next_obs)`), which carry no gradient."""
+
+    slot: str
+    args: tuple = ()
+    target: bool = False
+    detached: bool = False
+
+
+@dataclass(frozen=True)
 class Local:
     """A function's parameter or `let`."""
 
@@ -165,8 +178,8 @@ class Unsupported:
     loc: Loc
 
 
-Expr = Union[Lit, Field, Head, Local, Op, Call, Binary, Negate, Meta, Setting, Const,
-             Unsupported]
+Expr = Union[Lit, Field, Head, HeadCall, Local, Op, Call, Binary, Negate, Meta, Setting,
+             Const, Unsupported]
 
 
 @dataclass(frozen=True)
@@ -344,6 +357,8 @@ class Step:
     # explained_variance) and the objective's arguments they need ((clip, v), (gamma, v))
     diagnostics: tuple = ()
     diagnostic_args: tuple = ()
+    # the loss reads the updated model's target network (set by mark_target_networks)
+    target_network: bool = False
     loc: Loc = NOWHERE
 
 
@@ -512,6 +527,20 @@ def walk(node):
 # ---- queries every phase shares -----------------------------------------------------------------
 
 
+def loss_nodes(program: Program, expr):
+    """Every expression node a loss evaluates, through the functions it calls."""
+    functions = {f.name: f for f in program.functions}
+    seen: set[str] = set()
+    stack = [expr]
+    while stack:
+        for node in walk(stack.pop()):
+            yield node
+            if isinstance(node, Call) and node.func in functions and node.func not in seen:
+                seen.add(node.func)
+                f = functions[node.func]
+                stack.append((f.params, f.lets, f.body))
+
+
 def target_name(target) -> str:
     """The name of a step's target: a model's, meta-parameter's, memory's or tasks'."""
     if isinstance(target, Params):
@@ -547,6 +576,11 @@ def producer(program: Program, data: Data):
 def optimizer_key(loop: str, target: str) -> str:
     """The run state's key of the optimizer a loop's update of `target` steps."""
     return f"opt:{loop}.{target}"
+
+
+def target_network_key(model: str) -> str:
+    """The run state's key of a model's target network."""
+    return f"target:{model}"
 
 
 def in_place_gradient_step(step: Step) -> bool:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 from torch.func import grad_and_value, vmap
 
+from . import loss_view
 from .rules import NonFiniteLoss
 
 
@@ -33,7 +34,7 @@ def _per_task(model, loss_fn, shared: dict):
     def one(params, data):
         data = dict(data, **shared)
         raw = model.raw(params, data)
-        return loss_fn(data, model.heads.wrap(raw)), raw
+        return loss_fn(data, loss_view.LossView(model.heads.wrap(raw), model, params, data)), raw
     return one
 
 

@@ -101,24 +101,34 @@ def detach_head(head):
 class Heads(nn.Module):
     def __init__(self, hidden: int, heads: dict[str, str], n_actions: int):
         super().__init__()
-        self.kinds = dict(heads)
-        sizes = {"categorical": n_actions, "gaussian": n_actions, "value": 1, "regression": 1}
-        self.layers = nn.ModuleDict({name: nn.Linear(hidden, sizes[kind])
+        self.kinds, self.n_actions = dict(heads), n_actions
+        sizes = {"categorical": n_actions, "gaussian": n_actions, "value": 1, "regression": 1,
+                 "q_values": n_actions, "q_value": 1}
+        # a state-action value reads the action too (one-hot, or the action vector)
+        inputs = {"q_value": hidden + n_actions}
+        self.layers = nn.ModuleDict({name: nn.Linear(inputs.get(kind, hidden), sizes[kind])
                                      for name, kind in heads.items()})
         # state-independent log standard deviations (MAML, TRPO), initialised to std 1
         self.log_std = nn.ParameterDict({name: nn.Parameter(torch.zeros(n_actions))
                                          for name, kind in heads.items() if kind == "gaussian"})
 
     def raw(self, h: torch.Tensor, params: dict[str, torch.Tensor] | None = None,
-            prefix: str = "") -> dict[str, torch.Tensor]:
+            prefix: str = "", action: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """The heads as plain tensors (what `vmap` can return): logits, means, values; a
         Gaussian head's log std under `NAME.log_std`. With `params` (named as the owning
-        model names them, `prefix` + `layers.pi.weight`), those instead of the heads' own."""
+        model names them, `prefix` + `layers.pi.weight`), those instead of the heads' own.
+        A `q_value` head needs the `action` it values; without one (acting) it is left out."""
         out = {}
         for name, layer in self.layers.items():
             weight, bias = (layer.weight, layer.bias) if params is None else \
                 (params[f"{prefix}layers.{name}.weight"], params[f"{prefix}layers.{name}.bias"])
-            out[name] = nn.functional.linear(h, weight, bias)
+            x = h
+            if self.kinds[name] == "q_value":
+                if action is None:
+                    continue
+                x = torch.cat([h, features(["prev_action"], {"prev_action": action},
+                                           self.n_actions)], dim=-1)
+            out[name] = nn.functional.linear(x, weight, bias)
         for name, log_std in self.log_std.items():
             if params is not None:
                 log_std = params[f"{prefix}log_std.{name}"]
@@ -129,6 +139,8 @@ class Heads(nn.Module):
         """Plain tensors → heads: distributions for policy heads, [..] tensors for values."""
         out = {}
         for name, kind in self.kinds.items():
+            if name not in raw:
+                continue  # a q_value head with no action to value
             if kind == "categorical":
                 out[name] = Categorical(logits=raw[name])
             elif kind == "gaussian":
@@ -137,8 +149,8 @@ class Heads(nn.Module):
                 out[name] = raw[name].squeeze(-1)
         return out
 
-    def forward(self, h: torch.Tensor) -> dict:
-        return self.wrap(self.raw(h))
+    def forward(self, h: torch.Tensor, action: torch.Tensor | None = None) -> dict:
+        return self.wrap(self.raw(h, action=action))
 
 
 class Recurrent(nn.Module):
@@ -219,7 +231,8 @@ class Recurrent(nn.Module):
                 state = self._cleared(state, fields["prev_done"][t])
             h, state = self._cell(p, x[t], state)
             outputs.append(h)
-        return self.heads.raw(torch.stack(outputs), p, prefix="heads.")
+        return self.heads.raw(torch.stack(outputs), p, prefix="heads.",
+                              action=fields.get("action"))
 
     def _step_per_task(self, params: dict, fields: dict, state):
         tasks = next(iter(params.values())).shape[0]
@@ -248,14 +261,14 @@ class Recurrent(nn.Module):
         x = features(self.inputs, batch, self.n_actions)
         if self.reset != "episode":
             h, _ = self.core(x)
-            return self.heads(h)
+            return self.heads(h, batch.get("action"))
         state, outputs = None, []
         for t in range(x.shape[0]):  # step by step: clearing needs the state between steps
             if state is not None:
                 state = self._cleared(state, batch["prev_done"][t])
             h, state = self.core(x[t:t + 1], state)
             outputs.append(h)
-        return self.heads(torch.cat(outputs))
+        return self.heads(torch.cat(outputs), batch.get("action"))
 
 
 class UniformPolicy(nn.Module):
@@ -314,7 +327,7 @@ class FeedForward(nn.Module):
         h = features(self.inputs, fields, self.n_actions)
         for i in range(len(self.net)):
             h = self.activation(nn.functional.linear(h, p[f"net.{i}.weight"], p[f"net.{i}.bias"]))
-        return self.heads.raw(h, p, prefix="heads.")
+        return self.heads.raw(h, p, prefix="heads.", action=fields.get("action"))
 
     def apply(self, params: dict[str, torch.Tensor] | None, fields: dict) -> dict:
         return self.heads.wrap(self.raw(params, fields))

@@ -52,12 +52,6 @@ def std(batch, x):
     return torch.sqrt((centred ** 2).sum() / (w.sum() - 1).clamp(min=1))
 
 
-def detached(heads: dict) -> dict:
-    """The heads with no gradient to the model's parameters: what `stop_grad(...)` reads.
-    A meta-parameter inside it (a learned γ in the return) still gets its gradient."""
-    return {k: models.detach_head(v) for k, v in heads.items()}
-
-
 def normalize(batch, x):
     x = _t(x)
     return (x - mean(batch, x)) / (std(batch, x) + 1e-8)

@@ -50,7 +50,8 @@ def collect(model: Policy, env, steps: int, gen: torch.Generator, episodes: int 
     valid = torch.ones(batch)
     progress = (torch.arange(steps, dtype=torch.float32) / steps)[:, None].expand(steps, batch)
     state = model.initial_state(batch)
-    record: dict[str, list] = {k: [] for k in ("obs", "action", "reward", "logp", "value",
+    record: dict[str, list] = {k: [] for k in ("obs", "next_obs", "action", "reward", "logp",
+                                                "value",
                                                 "prev_action", "prev_reward", "prev_done",
                                                 "timestep", "episode_done", "valid")}
     for t in range(steps):
@@ -63,7 +64,8 @@ def collect(model: Policy, env, steps: int, gen: torch.Generator, episodes: int 
         if episodes is not None:  # instances past their last episode are padding
             valid = 1 - finished
             reward, episode_done = reward * valid, episode_done * valid
-        for key, value in (("obs", obs), ("action", action), ("reward", reward),
+        for key, value in (("obs", obs), ("next_obs", next_obs), ("action", action),
+                           ("reward", reward),
                            ("logp", pi.log_prob(action)), ("value", heads.get("v", no_value)),
                            ("prev_action", prev_action), ("prev_reward", prev_reward),
                            ("prev_done", prev_done), ("timestep", fields["timestep"]),

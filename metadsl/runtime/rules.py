@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from . import models, ops
+from . import loss_view, models, ops
 
 
 class NonFiniteLoss(RuntimeError):
@@ -14,13 +14,15 @@ class NonFiniteLoss(RuntimeError):
 
 
 class Adam(torch.optim.Adam):
-    """`adam(lr, epochs, minibatches, max_grad_norm, l2)`: Adam, with how many passes and
-    minibatches an update makes and its gradient clipping (`minimize` reads them)."""
+    """`adam(lr, epochs, minibatches, max_grad_norm, polyak, l2)`: Adam, with how many passes
+    and minibatches an update makes, its gradient clipping and the rate its target network
+    follows the model (`minimize` reads them)."""
 
     def __init__(self, params, lr: float = 3e-4, epochs: int = 1, minibatches: int = 1,
-                 max_grad_norm: float = 0.0, l2: float = 0.0):
+                 max_grad_norm: float = 0.0, polyak: float = 0.0, l2: float = 0.0):
         super().__init__(params, lr=lr, weight_decay=l2)
         self.epochs, self.minibatches, self.max_grad_norm = epochs, minibatches, max_grad_norm
+        self.polyak = polyak
 
 
 class RMSprop(torch.optim.RMSprop):
@@ -39,12 +41,14 @@ def _check_parameters(opt: torch.optim.Optimizer) -> None:
 
 def minimize(opt: torch.optim.Optimizer, model, batch: dict, loss_fn,
              gen: torch.Generator | None = None, clip: float | None = None,
-             gamma: float | None = None) -> dict:
+             gamma: float | None = None,
+             target: loss_view.TargetNetwork | None = None) -> dict:
     """`update M by RULE on LOSS over DATA`: the optimizer's epochs × minibatches gradient
     steps, split over task instances (dim 1) so each recurrent trajectory stays whole.
-    Returns the mean loss and, for a policy update, the standard diagnostics (see
-    `diagnostics`), taken as CleanRL does from the last epoch's minibatches, on the heads
-    their steps computed anyway (no extra forward pass)."""
+    A loss that reads a `target` network has it follow the model by the rule's Polyak
+    rate after every step. Returns the mean loss and, for a policy update, the standard
+    diagnostics (see `diagnostics`), taken as CleanRL does from the last epoch's
+    minibatches, on the heads their steps computed anyway (no extra forward pass)."""
     epochs, minibatches = getattr(opt, "epochs", 1), getattr(opt, "minibatches", 1)
     max_grad_norm = getattr(opt, "max_grad_norm", 0.0)
     width = batch["done"].shape[1]
@@ -57,7 +61,7 @@ def minimize(opt: torch.optim.Optimizer, model, batch: dict, loss_fn,
             heads = model.sequence(sub)
             if epoch == epochs - 1:
                 stats.append((len(chunk), diagnostics(heads, sub, clip, gamma)))
-            loss = loss_fn(sub, heads)
+            loss = loss_fn(sub, loss_view.LossView(heads, model, None, sub, target))
             if not torch.isfinite(loss):
                 raise NonFiniteLoss(f"the loss is {loss.item()}")
             opt.zero_grad()
@@ -65,6 +69,8 @@ def minimize(opt: torch.optim.Optimizer, model, batch: dict, loss_fn,
             if max_grad_norm > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
             opt.step()
+            if target is not None:
+                target.follow(model, opt.polyak)
             losses.append(loss.item())
     _check_parameters(opt)
     out = {"loss": sum(losses) / len(losses) if losses else math.nan}

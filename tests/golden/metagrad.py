@@ -142,13 +142,10 @@ def gae(batch, heads, gamma=0.99, lam=0.95, v=None):
 
 def a2c(batch, heads, gamma=0.99, lam=1.0, value_coef=0.5, entropy_coef=0.01):
     """`loss a2c` from stdlib/rl.mrl."""
-    advantage = gae(batch, ops.detached(heads), gamma, lam, ops.detached(heads)["v"])
+    advantage = gae(batch, heads.detached(), gamma, lam, heads.detached()["v"])
     critic = ops.mean(
         batch,
-        (
-            heads["v"]
-            - lambda_return(batch, ops.detached(heads), gamma, lam, ops.detached(heads)["v"])
-        )
+        (heads["v"] - lambda_return(batch, heads.detached(), gamma, lam, heads.detached()["v"]))
         ** 2,
     )
     return (

@@ -95,7 +95,7 @@ def gae(batch, heads, gamma=0.99, lam=0.95, v=None):
 
 def ppo(batch, heads, clip=0.2, gamma=0.99, lam=0.95, value_coef=0.5, entropy_coef=0.01):
     """`loss ppo` from stdlib/rl.mrl."""
-    estimate = gae(batch, ops.detached(heads), gamma, lam, batch["value"])
+    estimate = gae(batch, heads.detached(), gamma, lam, batch["value"])
     advantage = ops.normalize(batch, estimate)
     ratio = ops.exp(ops.log_prob(heads["pi"], batch["action"]) - batch["logp"])
     policy = -ops.mean(

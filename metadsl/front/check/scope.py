@@ -4,6 +4,7 @@ and what it refers to."""
 from __future__ import annotations
 
 from .. import ast as A
+from ..formatter import format_expr
 from ... import registry as R
 from ...diagnostics import did_you_mean, one_of
 from .facts import FuncInfo, LoopInfo, compatible, ref, type_word
@@ -161,6 +162,8 @@ class Scope:
                         "expression", e.func.span)
                 return "unknown"
             c.check_args(e, entry, self)
+            if "target_network" in entry.traits:  # the updating rule must move it
+                self.refs.add(ref("target", format_expr(e)))
             if entry.result == "same":
                 return self.infer(e.args[0].value) if e.args else "unknown"
             for arg in e.args:

@@ -8,7 +8,7 @@ from .. import ast as A
 from ... import registry as R
 from ...diagnostics import did_you_mean, one_of
 from .. import stdlib
-from .facts import LoopInfo, ModelInfo, ref
+from .facts import LoopInfo, ModelInfo, bind_args, ref
 
 
 class Structure:
@@ -113,6 +113,7 @@ class Structure:
             self.error("E0406", f"'{rule_name}' minimises a loss `on LOSS over DATA`; "
                        "`maximizing` needs an evolutionary rule such as es", obj.span)
             return
+        self.check_target_network(stmt, rule, refs)
         for (kind, name), target in zip(targets, stmt.targets):
             if kind == "memory":
                 entry = self.memory_entry(name)
@@ -136,6 +137,24 @@ class Structure:
                                hint=(f"it uses heads {', '.join(used)}; '{name}' has "
                                      if used else f"it uses no head of '{name}', which has ")
                                + (", ".join(sorted(info.heads)) or "no heads"))
+
+    def check_target_network(self, stmt, rule: R.Entry, refs: set) -> None:
+        """A loss that reads `target(...)` needs a rule that moves the target network."""
+        read = sorted(name for kind, name in refs if kind == "target")
+        rate = bind_args(stmt.rule, rule).get("polyak") if rule.param("polyak") else None
+        if not read:
+            if rate is not None:
+                self.error("E0213", "`polyak` has no effect: the loss reads no target network",
+                           rate.span, hint="read one with `target(v)` or `target(q)(next_obs)`")
+            return
+        if rate is None or not self.const(rate):
+            has = rule.param("polyak") is not None
+            why = "is given no `polyak` rate" if has and rate is None else \
+                "has `polyak = 0`" if has else "has no `polyak` rate"
+            self.error("E0411", f"the loss reads {read[0]}, but '{rule.name}' {why}: the "
+                       "target network would never move", stmt.rule.span,
+                       hint=f"`{rule.name}(..., polyak = 0.01)`" if has else
+                       "use a rule with a `polyak` rate, such as adam")
 
     def memory_entry(self, name: str) -> R.Entry | None:
         decl = self.memories.get(name)

@@ -100,11 +100,11 @@ class Types:
         if isinstance(heads, A.DictExpr):
             for key, value in heads.items:
                 kind = value.id if isinstance(value, A.Name) else ""
-                info.heads[key.id] = "dist" if kind in R.DIST_HEADS else "tensor"
+                info.heads[key.id] = R.HEAD_KINDS[kind].value if kind in R.HEAD_KINDS else "tensor"
         elif heads is None and entry.param("heads") is not None:
             default = entry.param("heads").default
             if isinstance(default, dict):
-                info.heads.update({k: "dist" if v in R.DIST_HEADS else "tensor"
+                info.heads.update({k: R.HEAD_KINDS[v].value if v in R.HEAD_KINDS else "tensor"
                                    for k, v in default.items()})
         if "discriminator" in entry.traits:
             info.heads["q_z"] = "dist"

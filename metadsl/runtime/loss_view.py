@@ -1,0 +1,84 @@
+"""What a loss reads of the model it updates: its heads on the batch, the model called as
+an operation on other inputs, and its target network.
+
+A generated loss is a function `loss(batch, heads)`. `heads` is a `LossView`: a mapping of
+the updated model's heads on the batch (`heads["pi"]`), which also evaluates the model on
+explicit inputs (`heads.call("q", obs, action)`, `pi(next_obs)` in the language) and
+under its target network's parameters (`heads.target("v", next_obs)`). The parameters are
+the ones the update is differentiating: θ for an in-place update, one task's θ′ under
+vmap for an adaptation step. The target network holds its own copy (TorchRL's losses
+keep their target parameters the same way) and is moved by the rule after each step.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from . import models
+
+
+def _evaluate(model, params, batch: dict, inputs: tuple) -> dict:
+    """The model's heads on `inputs`: the state replaces its observation input, an action
+    (second) replaces the batch's; every other input the model reads comes from the
+    batch (a skill z, a previous reward)."""
+    fields = dict(batch)
+    if inputs:
+        fields[model.inputs[0]] = inputs[0]
+    if len(inputs) > 1:
+        fields["action"] = inputs[1]
+    return model.apply(params, fields)
+
+
+def _at_action(model, slot: str, head, inputs: tuple):
+    """A `q_values` head called with an action gives that action's value, Q(s, a)."""
+    if len(inputs) > 1 and model.heads.kinds.get(slot) == "q_values":
+        return head.gather(-1, inputs[1].long().unsqueeze(-1)).squeeze(-1)
+    return head
+
+
+class LossView(dict):
+    """The updated model as its loss sees it (see the module docstring)."""
+
+    def __init__(self, heads: dict, model, params: dict | None, batch: dict,
+                 target: "TargetNetwork | None" = None, detached: bool = False):
+        super().__init__(heads)
+        self.model, self.params, self.batch = model, params, batch
+        self.target_network, self.is_detached = target, detached
+
+    def detached(self) -> "LossView":
+        """The same view with no gradient to the model (what `stop_grad(...)` reads)."""
+        return LossView({k: models.detach_head(v) for k, v in self.items()}, self.model,
+                        self.params, self.batch, self.target_network, detached=True)
+
+    def call(self, slot: str, *inputs):
+        """Head `slot` of the model under the update's parameters, on `inputs`."""
+        head = _at_action(self.model, slot,
+                          _evaluate(self.model, self.params, self.batch, inputs)[slot], inputs)
+        return models.detach_head(head) if self.is_detached else head
+
+    def target(self, slot: str, *inputs):
+        """Head `slot` of the target network, on `inputs` (the batch's if none)."""
+        if self.target_network is None:
+            raise RuntimeError("this update keeps no target network")  # the checker's E0411
+        with torch.no_grad():
+            net = self.target_network.model
+            head = net.sequence(self.batch)[slot] if not inputs else \
+                _evaluate(net, None, self.batch, inputs)[slot]
+        return _at_action(net, slot, head, inputs)
+
+
+class TargetNetwork(nn.Module):
+    """A frozen copy θ⁻ of a model, moved toward it by Polyak averaging after each of the
+    rule's steps: θ⁻ ← (1 − τ)θ⁻ + τθ. Checkpointed with the run."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = copy.deepcopy(model).requires_grad_(False)
+
+    @torch.no_grad()
+    def follow(self, model: nn.Module, rate: float) -> None:
+        for target, online in zip(self.model.parameters(), model.parameters()):
+            target.lerp_(online, rate)
