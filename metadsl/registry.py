@@ -507,8 +507,9 @@ SETTINGS: dict[str, tuple[P, ...]] = {
         P("seed", "int", 0, low=0),
         _count("envs", 1, "vectorized environments per task"),
         _count("workers", 1, "Ray workers (backend = ray)"),
-        _count("checkpoint_every", 50, "outer iterations between checkpoints"),
-        _count("log_every", 10, "outer iterations between log lines"),
+        _count("checkpoint_every", 25, "outer iterations between checkpoints"),
+        P("log_every", "int", 0, low=0,
+          doc="outer iterations between progress lines; 0: ten per phase"),
     ),
 }
 

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from metadsl import registry as R
 from metadsl.driver import NotBuilt, compile_module, front_end
 from metadsl.middle import program as P
+from metadsl.runtime import runs
 
 from .conftest import ROOT, SPECS
 
@@ -245,3 +246,38 @@ def test_a_loss_that_reads_a_target_network_learns(tmp_path):
     assert _gap_over_random(out) > 50  # random ≈ 22 on CartPole
     saved = torch.load(out / "checkpoint.pt", weights_only=True)
     assert "target_agent" in saved["state"]
+
+
+def test_each_place_in_a_run_has_its_own_random_key():
+    """runs.key(seed, phase, iteration, ...): the same path draws the same numbers, and any
+    other path (another seed, phase, iteration or task index) other numbers."""
+    def draw(*path):
+        return torch.rand(4, generator=runs.key(*path))
+
+    assert torch.equal(draw(0, "train", 3), draw(0, "train", 3))
+    others = [draw(1, "train", 3), draw(0, "meta", 3), draw(0, "train", 4),
+              draw(0, "train", 3, 0)]
+    assert all(not torch.equal(draw(0, "train", 3), o) for o in others)
+
+
+def test_schedule_settings_are_honoured_or_named_as_not_built(tmp_path):
+    spec = (ROOT / "specs" / "rl2_bandits.mrl").read_text().replace(
+        "    seed = 1\n", "    seed = 1\n    log_every = 1\n    checkpoint_every = 2\n")
+    path = tmp_path / "scheduled.mrl"
+    path.write_text(spec)
+    args = {a.path: a.default for a in front_end(str(path), "program").program.args}
+    assert (args["schedule.log_every"], args["schedule.checkpoint_every"]) == (1, 2)
+    out = tmp_path / "run"
+    r = metadsl("run", str(path), "--iterations", "3", "--set", "agent.hidden=8",
+                "--set", "meta.meta_batch=8", "--set", "evaluate.instances=10",
+                "--out", str(out))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert [line.split()[3] for line in r.stderr.splitlines()
+            if line.startswith("rl2_bandits meta iteration")] == ["1/3", "2/3", "3/3"]
+    for setting in ("device = cuda", "envs = 4", "backend = ray"):
+        path.write_text(spec.replace("    seed = 1\n", f"    seed = 1\n    {setting}\n"))
+        with pytest.raises(NotBuilt) as e:
+            compile_module(str(path))
+        (what, loc), = e.value.missing
+        assert setting.split()[0] in what and loc.line == spec.count("\n", 0, spec.index(
+            "    seed = 1")) + 2, (what, loc)

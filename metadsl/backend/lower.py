@@ -227,8 +227,9 @@ class Lowering:
     def state_class(self) -> ast.ClassDef:
         """The run's typed state: one field per part build() makes."""
         body: list[ast.stmt] = [X.docstring(
-            "Everything the run learns and samples with: its generator, task families, "
-            "models, meta-parameters and optimizers; checkpointed whole.")]
+            "Everything the run learns and samples with: its generator (each outer "
+            "iteration replaces it by that iteration's key), task families, models, "
+            "meta-parameters and optimizers; checkpointed whole.")]
         for name, annotation in self.state_fields:
             body.append(ast.AnnAssign(X.name(name, True), annotation or X.name("object"), None,
                                       1))
@@ -635,12 +636,16 @@ class Lowering:
         doc = f"outer loop {loop.name}" + (f" over {loop.over}" if loop.over else "") + \
             ": each iteration samples a batch of tasks, runs the inner loop on them, then " \
             "updates from what it collected."
+        # each iteration draws from its own key (seed, phase, iteration)
+        keyed = X.assign("state", X.call(X.attr(X.name("state"), "replace"), gen=X.call(
+            self.rt("runs.key"), self.setting("seed"), X.const(loop.name), X.name("iteration"))))
         return X.function(self.p.python("module", loop.name),
                           X.arguments(["args", "state", "run"],
                                       annotations={"args": X.name("Args"),
                                                    "state": X.name("State"),
                                                    "run": self.rt("runs.Run")}),
-                          [X.for_("iteration", iterations, body)], doc, returns=X.const(None))
+                          [X.for_("iteration", iterations, [keyed] + body)], doc,
+                          returns=X.const(None))
 
     # ---- evaluation ----
 
@@ -782,9 +787,10 @@ class Lowering:
                                X.name("state"), X.name("run"))) for l in outer]
         parse = X.call(self.rt("runs.parse"), X.name("Args"), X.name("SETTINGS"), X.name("argv"),
                        iterations=X.const(f"{outer[-1].name}.iterations" if outer else None))
-        run = X.call(self.rt("runs.Run"), X.name("SPEC"), X.name("SPEC_SHA256"), X.name("args"),
-                     X.name("options"), source=X.name("__file__"),
-                     spec_source=X.name("SPEC_SOURCE"))
+        run = X.call_kw(self.rt("runs.Run"), [X.name("SPEC"), X.name("SPEC_SHA256"),
+                                              X.name("args"), X.name("options")],
+                        [("source", X.name("__file__")), ("spec_source", X.name("SPEC_SOURCE"))]
+                        + [(name, self.value(v)) for name, v in self.p.schedule])
         body = [X.assign(["args", "options"], parse),
                 ast.With([ast.withitem(run, X.name("run", True))],
                          [X.assign("state", X.call("build", X.name("args"))),

@@ -448,14 +448,21 @@ class Builder:
 
     def program(self) -> P.Program:
         c = self.c
-        seed = 0
-        schedule = c.blocks.get("schedule")
-        for s in schedule.body if schedule else ():
-            if isinstance(s, A.Setting) and s.name.id == "seed":
-                seed = int(constant(s.value).value)
-            elif isinstance(s, A.Setting) and s.name.id == "backend" and \
-                    getattr(s.value, "id", "") != "local":
-                self.missing(f"backend {s.value.id}", s)
+        seed, honoured = 0, []
+        block = c.blocks.get("schedule")
+        params = {p.name: p for p in R.SETTINGS["schedule"]}
+        for s in block.body if block else ():
+            if not isinstance(s, A.Setting) or s.name.id not in params:
+                continue
+            name, value = s.name.id, constant(s.value, params[s.name.id])
+            if name == "seed":
+                seed = int(value.value)
+            elif name in ("checkpoint_every", "log_every"):
+                honoured.append((name, value))
+            elif value is not None and value.value != params[name].default:
+                # the runtime has only the default: one CPU process, one env per task
+                self.missing(f"{name} = {value.value} (only {name} = "
+                             f"{params[name].default} is built)", s)
         roots = [s.objective.loss for l in c.loops.values() for s in l.decl.body
                  if isinstance(s, (A.Update, A.Adapt)) and isinstance(s.objective, A.Minimize)]
         parts = dict(tasks=self.tasks(), models=self.models(), metas=self.metas(),
@@ -463,7 +470,8 @@ class Builder:
                      loops=self.loops(), evaluate=self.evaluate())
         return P.Program(
             spec=c.module.name.id, title=c.module.title.value if c.module.title else "",
-            source=c.source, path=c.file, seed=seed, unsupported=tuple(self.unsupported),
+            source=c.source, path=c.file, seed=seed, schedule=tuple(honoured),
+            unsupported=tuple(self.unsupported),
             **parts)
 
 

@@ -94,7 +94,12 @@ def resolve_defaults(program: P.Program) -> P.Program:
             through = dataclasses.replace(through, order=order, trace=trace)
         return [dataclasses.replace(stmt, rule=rule, through=through)]
 
-    program = _map_steps(program.replace(tasks=tasks, models=models, metas=metas), step)
+    given = dict(program.schedule)
+    schedule = tuple((p.name, given.get(p.name) or P.Const(p.default, "int"))
+                     for p in R.SETTINGS["schedule"] if p.name in ("checkpoint_every",
+                                                                   "log_every"))
+    program = _map_steps(program.replace(tasks=tasks, models=models, metas=metas,
+                                         schedule=schedule), step)
     loops = []
     for loop in program.loops:
         given = dict(loop.settings)
@@ -346,8 +351,11 @@ def extract_settings(program: P.Program) -> P.Program:
     keyword argument), `LOOP.DATA.count`, `LOOP.through.order|trace`, `evaluate.…`, `seed`.
     Lists, dictionaries and symbols stay literals."""
     s = _Settings()
-    s.make("seed", P.Const(program.seed, "int"), R.SETTINGS["schedule"][2],
-           "schedule: the random seed")
+    params = {p.name: p for p in R.SETTINGS["schedule"]}
+    s.make("seed", P.Const(program.seed, "int"), params["seed"], "schedule: the random seed")
+    schedule = tuple((name, s.make(f"schedule.{name}", value, params[name],
+                                   f"schedule: {params[name].doc}"))
+                     for name, value in program.schedule)
     tasks = tuple(dataclasses.replace(t, args=s.entry_args(t.name, t.args, R.REGISTRY[t.source]))
                   for t in program.tasks)
     models = tuple(dataclasses.replace(m, core_args=s.entry_args(m.name, m.core_args,
@@ -400,7 +408,8 @@ def extract_settings(program: P.Program) -> P.Program:
         settings = tuple((k, s.make(f"{loop.name}.{k}", v, params[k], params[k].doc))
                          for k, v in loop.settings)
         loops.append(dataclasses.replace(loop, settings=settings))
-    program = program.replace(tasks=tasks, models=models, metas=metas, loops=tuple(loops))
+    program = program.replace(tasks=tasks, models=models, metas=metas, loops=tuple(loops),
+                              schedule=schedule)
     program = _map_steps(program, stmt_settings)
     ev = program.evaluate
     if ev.kind != "none":

@@ -461,6 +461,9 @@ class Program:
     source: str
     path: str
     seed: int
+    # the run's schedule settings the runtime honours ((name, Const), ...): checkpoint_every,
+    # log_every (the seed is `seed`; device, envs and backend have only their defaults built)
+    schedule: tuple
     tasks: tuple  # (TaskDecl, ...)
     models: tuple  # (ModelDecl, ...)
     metas: tuple  # (MetaDecl, ...)

@@ -12,6 +12,7 @@ import argparse
 import csv
 import dataclasses
 import difflib
+import hashlib
 import json
 import os
 import platform
@@ -51,6 +52,16 @@ class State:
                 part.set_state(value)
             else:
                 part.load_state_dict(value)
+
+
+def key(seed: int, *path) -> torch.Generator:
+    """The random key of one place in a run — (seed, phase, iteration), and below it a task
+    or population member's index — as a generator seeded by a hash of that path. What an
+    iteration draws is fixed by where it is, not by what ran before it: a resumed run, a
+    baseline retrained on other tasks, or a worker given the path draws exactly what the
+    uninterrupted batch would."""
+    digest = hashlib.blake2b(repr((int(seed), *path)).encode(), digest_size=8).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest, "little") >> 1)
 
 
 class UsageError(SystemExit):
@@ -151,12 +162,14 @@ class Run:
     """The run folder, metrics and checkpoints of one training run (a context manager)."""
 
     def __init__(self, spec: str, digest: str, args, options, source: str | None = None,
-                 spec_source: str | None = None, checkpoint_every: int = 25):
+                 spec_source: str | None = None, checkpoint_every: int = 25,
+                 log_every: int = 0):
         self.spec, self.args, self.options = spec, args, options
         stamp = time.strftime("%Y%m%d-%H%M%S")
         self.folder = Path(options.resume or options.out or Path("runs") / f"{spec}-{stamp}")
         self.folder.mkdir(parents=True, exist_ok=True)
         self.checkpoint_every = checkpoint_every
+        self.log_every = log_every  # iterations between progress lines; 0: ten per phase
         self.completed: dict[str, int] = {}  # iterations done, per outer loop (phase)
         self.loop, self.iteration, self.total = "", 0, 1
         self.progress = 0.0
@@ -273,7 +286,8 @@ class Run:
         ret = metrics.get("charts/return")
         self._bar.update(self._task, completed=iteration + 1, rate=f"{rate:,.0f}",
                          ret=f"{ret:.3f}" if ret is not None else "-")
-        if not sys.stderr.isatty() and (iteration + 1) % max(1, self.total // 10) == 0:
+        every = self.log_every or max(1, self.total // 10)
+        if not sys.stderr.isatty() and (iteration + 1) % every == 0:
             shown = f"  return {ret:.3f}" if ret is not None else ""
             print(f"{self.spec} {self.loop} iteration {iteration + 1}/{self.total}  "
                   f"env-steps/s {rate:,.0f}{shown}", file=sys.stderr)

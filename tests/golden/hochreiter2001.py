@@ -19,6 +19,10 @@ class Args:
 
     seed: int = 0
     "seed: schedule: the random seed"
+    schedule__checkpoint_every: int = 25
+    "schedule.checkpoint_every: schedule: outer iterations between checkpoints"
+    schedule__log_every: int = 0
+    "schedule.log_every: schedule: outer iterations between progress lines; 0: ten per phase"
     quadratics__coef_low: float = -1.0
     "quadratics.coef_low: random_quadratic(coef_low): coefficients a..f ~ U[coef_low, coef_high]"
     quadratics__coef_high: float = 1.0
@@ -55,6 +59,10 @@ class Args:
 
 SETTINGS = {
     "seed": runs.Setting("seed", bounds=runs.Bounds(low=0)),
+    "schedule.checkpoint_every": runs.Setting(
+        "schedule__checkpoint_every", bounds=runs.Bounds(low=1)
+    ),
+    "schedule.log_every": runs.Setting("schedule__log_every", bounds=runs.Bounds(low=0)),
     "quadratics.coef_low": runs.Setting("quadratics__coef_low"),
     "quadratics.coef_high": runs.Setting("quadratics__coef_high"),
     "quadratics.x_low": runs.Setting("quadratics__x_low"),
@@ -89,7 +97,7 @@ def mse(batch, heads, prediction=None, target=None):
 
 @dataclass
 class State(runs.State):
-    """Everything the run learns and samples with: its generator, task families, models, meta-parameters and optimizers; checkpointed whole."""
+    """Everything the run learns and samples with: its generator (each outer iteration replaces it by that iteration's key), task families, models, meta-parameters and optimizers; checkpointed whole."""
 
     gen: torch.Generator
     quadratics: tasks.RandomQuadratic
@@ -141,6 +149,7 @@ def sequence(args: Args, state: State, instances, steps: int) -> list:
 def meta(args: Args, state: State, run: runs.Run) -> None:
     """outer loop meta over sequence: each iteration samples a batch of tasks, runs the inner loop on them, then updates from what it collected."""
     for iteration in run.iterations("meta", args.meta__iterations):
+        state = state.replace(gen=runs.key(args.seed, "meta", iteration))
         instances = state.quadratics.sample(
             args.meta__meta_batch,
             args.sequence__examples__count * state.quadratics.horizon,
@@ -227,7 +236,14 @@ SPEC_SOURCE = "\n".join(
 def main(argv=None) -> None:
     args, options = runs.parse(Args, SETTINGS, argv, iterations="meta.iterations")
     with runs.Run(
-        SPEC, SPEC_SHA256, args, options, source=__file__, spec_source=SPEC_SOURCE
+        SPEC,
+        SPEC_SHA256,
+        args,
+        options,
+        source=__file__,
+        spec_source=SPEC_SOURCE,
+        checkpoint_every=args.schedule__checkpoint_every,
+        log_every=args.schedule__log_every,
     ) as run:
         state = build(args)
         run.restore(state)

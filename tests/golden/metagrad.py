@@ -29,6 +29,10 @@ class Args:
 
     seed: int = 0
     "seed: schedule: the random seed"
+    schedule__checkpoint_every: int = 25
+    "schedule.checkpoint_every: schedule: outer iterations between checkpoints"
+    schedule__log_every: int = 0
+    "schedule.log_every: schedule: outer iterations between progress lines; 0: ten per phase"
     chain_mdp__length: int = 5
     "chain_mdp.length: chain(length)"
     chain_mdp__horizon: int = 50
@@ -85,6 +89,10 @@ class Args:
 
 SETTINGS = {
     "seed": runs.Setting("seed", bounds=runs.Bounds(low=0)),
+    "schedule.checkpoint_every": runs.Setting(
+        "schedule__checkpoint_every", bounds=runs.Bounds(low=1)
+    ),
+    "schedule.log_every": runs.Setting("schedule__log_every", bounds=runs.Bounds(low=0)),
     "chain_mdp.length": runs.Setting("chain_mdp__length", bounds=runs.Bounds(low=2)),
     "chain_mdp.horizon": runs.Setting("chain_mdp__horizon", bounds=runs.Bounds(low=1)),
     "chain_mdp.near_reward": runs.Setting("chain_mdp__near_reward"),
@@ -157,7 +165,7 @@ def a2c(batch, heads, gamma=0.99, lam=1.0, value_coef=0.5, entropy_coef=0.01):
 
 @dataclass
 class State(runs.State):
-    """Everything the run learns and samples with: its generator, task families, models, meta-parameters and optimizers; checkpointed whole."""
+    """Everything the run learns and samples with: its generator (each outer iteration replaces it by that iteration's key), task families, models, meta-parameters and optimizers; checkpointed whole."""
 
     gen: torch.Generator
     chain_mdp: tasks.Chain
@@ -244,6 +252,7 @@ def step(
 def meta(args: Args, state: State, run: runs.Run) -> None:
     """outer loop meta over step: each iteration samples a batch of tasks, runs the inner loop on them, then updates from what it collected."""
     for iteration in run.iterations("meta", args.meta__iterations):
+        state = state.replace(gen=runs.key(args.seed, "meta", iteration))
         instances = state.chain_mdp.sample(
             args.meta__meta_batch, state.chain_mdp.horizon, state.gen
         )
@@ -368,7 +377,14 @@ SPEC_SOURCE = "\n".join(
 def main(argv=None) -> None:
     args, options = runs.parse(Args, SETTINGS, argv, iterations="meta.iterations")
     with runs.Run(
-        SPEC, SPEC_SHA256, args, options, source=__file__, spec_source=SPEC_SOURCE
+        SPEC,
+        SPEC_SHA256,
+        args,
+        options,
+        source=__file__,
+        spec_source=SPEC_SOURCE,
+        checkpoint_every=args.schedule__checkpoint_every,
+        log_every=args.schedule__log_every,
     ) as run:
         state = build(args)
         run.restore(state)

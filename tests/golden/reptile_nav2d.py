@@ -20,6 +20,10 @@ class Args:
 
     seed: int = 0
     "seed: schedule: the random seed"
+    schedule__checkpoint_every: int = 25
+    "schedule.checkpoint_every: schedule: outer iterations between checkpoints"
+    schedule__log_every: int = 0
+    "schedule.log_every: schedule: outer iterations between progress lines; 0: ten per phase"
     nav__goal_low: float = -0.5
     "nav.goal_low: nav2d(goal_low)"
     nav__goal_high: float = 0.5
@@ -60,6 +64,10 @@ class Args:
 
 SETTINGS = {
     "seed": runs.Setting("seed", bounds=runs.Bounds(low=0)),
+    "schedule.checkpoint_every": runs.Setting(
+        "schedule__checkpoint_every", bounds=runs.Bounds(low=1)
+    ),
+    "schedule.log_every": runs.Setting("schedule__log_every", bounds=runs.Bounds(low=0)),
     "nav.goal_low": runs.Setting("nav__goal_low"),
     "nav.goal_high": runs.Setting("nav__goal_high"),
     "nav.horizon": runs.Setting("nav__horizon", bounds=runs.Bounds(low=1)),
@@ -102,7 +110,7 @@ def reinforce_linear(batch, heads, gamma=0.99):
 
 @dataclass
 class State(runs.State):
-    """Everything the run learns and samples with: its generator, task families, models, meta-parameters and optimizers; checkpointed whole."""
+    """Everything the run learns and samples with: its generator (each outer iteration replaces it by that iteration's key), task families, models, meta-parameters and optimizers; checkpointed whole."""
 
     gen: torch.Generator
     nav: tasks.Nav2D
@@ -172,6 +180,7 @@ def adapt(
 def meta(args: Args, state: State, run: runs.Run) -> None:
     """outer loop meta over adapt: each iteration samples a batch of tasks, runs the inner loop on them, then updates from what it collected."""
     for iteration in run.iterations("meta", args.meta__iterations):
+        state = state.replace(gen=runs.key(args.seed, "meta", iteration))
         instances = state.nav.sample(args.meta__meta_batch, state.nav.horizon, state.gen)
         adapted, rounds = adapt(
             args,
@@ -284,7 +293,14 @@ SPEC_SOURCE = "\n".join(
 def main(argv=None) -> None:
     args, options = runs.parse(Args, SETTINGS, argv, iterations="meta.iterations")
     with runs.Run(
-        SPEC, SPEC_SHA256, args, options, source=__file__, spec_source=SPEC_SOURCE
+        SPEC,
+        SPEC_SHA256,
+        args,
+        options,
+        source=__file__,
+        spec_source=SPEC_SOURCE,
+        checkpoint_every=args.schedule__checkpoint_every,
+        log_every=args.schedule__log_every,
     ) as run:
         state = build(args)
         run.restore(state)

@@ -20,6 +20,10 @@ class Args:
 
     seed: int = 0
     "seed: schedule: the random seed"
+    schedule__checkpoint_every: int = 25
+    "schedule.checkpoint_every: schedule: outer iterations between checkpoints"
+    schedule__log_every: int = 0
+    "schedule.log_every: schedule: outer iterations between progress lines; 0: ten per phase"
     sines__amp_low: float = 0.1
     "sines.amp_low: sine(amp_low)"
     sines__amp_high: float = 5.0
@@ -56,6 +60,10 @@ class Args:
 
 SETTINGS = {
     "seed": runs.Setting("seed", bounds=runs.Bounds(low=0)),
+    "schedule.checkpoint_every": runs.Setting(
+        "schedule__checkpoint_every", bounds=runs.Bounds(low=1)
+    ),
+    "schedule.log_every": runs.Setting("schedule__log_every", bounds=runs.Bounds(low=0)),
     "sines.amp_low": runs.Setting("sines__amp_low", bounds=runs.Bounds(low=0, low_open=True)),
     "sines.amp_high": runs.Setting("sines__amp_high", bounds=runs.Bounds(low=0, low_open=True)),
     "sines.phase_low": runs.Setting("sines__phase_low"),
@@ -88,7 +96,7 @@ def mse(batch, heads, prediction=None, target=None):
 
 @dataclass
 class State(runs.State):
-    """Everything the run learns and samples with: its generator, task families, models, meta-parameters and optimizers; checkpointed whole."""
+    """Everything the run learns and samples with: its generator (each outer iteration replaces it by that iteration's key), task families, models, meta-parameters and optimizers; checkpointed whole."""
 
     gen: torch.Generator
     sines: tasks.Sine
@@ -156,6 +164,7 @@ def adapt(
 def meta(args: Args, state: State, run: runs.Run) -> None:
     """outer loop meta over adapt: each iteration samples a batch of tasks, runs the inner loop on them, then updates from what it collected."""
     for iteration in run.iterations("meta", args.meta__iterations):
+        state = state.replace(gen=runs.key(args.seed, "meta", iteration))
         instances = state.sines.sample(args.meta__meta_batch, state.sines.horizon, state.gen)
         adapted, rounds = adapt(
             args,
@@ -260,7 +269,14 @@ SPEC_SOURCE = "\n".join(
 def main(argv=None) -> None:
     args, options = runs.parse(Args, SETTINGS, argv, iterations="meta.iterations")
     with runs.Run(
-        SPEC, SPEC_SHA256, args, options, source=__file__, spec_source=SPEC_SOURCE
+        SPEC,
+        SPEC_SHA256,
+        args,
+        options,
+        source=__file__,
+        spec_source=SPEC_SOURCE,
+        checkpoint_every=args.schedule__checkpoint_every,
+        log_every=args.schedule__log_every,
     ) as run:
         state = build(args)
         run.restore(state)

@@ -19,6 +19,10 @@ class Args:
 
     seed: int = 1
     "seed: schedule: the random seed"
+    schedule__checkpoint_every: int = 25
+    "schedule.checkpoint_every: schedule: outer iterations between checkpoints"
+    schedule__log_every: int = 0
+    "schedule.log_every: schedule: outer iterations between progress lines; 0: ten per phase"
     bandits__arms: int = 5
     "bandits.arms: bernoulli_bandit(arms): number of arms k; each arm pays 1 with p ~ U(0, 1)"
     agent__hidden: int = 256
@@ -53,6 +57,10 @@ class Args:
 
 SETTINGS = {
     "seed": runs.Setting("seed", bounds=runs.Bounds(low=0)),
+    "schedule.checkpoint_every": runs.Setting(
+        "schedule__checkpoint_every", bounds=runs.Bounds(low=1)
+    ),
+    "schedule.log_every": runs.Setting("schedule__log_every", bounds=runs.Bounds(low=0)),
     "bandits.arms": runs.Setting("bandits__arms", bounds=runs.Bounds(low=2)),
     "agent.hidden": runs.Setting("agent__hidden", bounds=runs.Bounds(low=1)),
     "trial.steps": runs.Setting("trial__steps", bounds=runs.Bounds(low=1)),
@@ -101,7 +109,7 @@ def ppo(batch, heads, clip=0.2, gamma=0.99, lam=0.95, value_coef=0.5, entropy_co
 
 @dataclass
 class State(runs.State):
-    """Everything the run learns and samples with: its generator, task families, models, meta-parameters and optimizers; checkpointed whole."""
+    """Everything the run learns and samples with: its generator (each outer iteration replaces it by that iteration's key), task families, models, meta-parameters and optimizers; checkpointed whole."""
 
     gen: torch.Generator
     bandits: tasks.BernoulliBandit
@@ -153,6 +161,7 @@ def trial(args: Args, state: State, instances, steps: int) -> list:
 def meta(args: Args, state: State, run: runs.Run) -> None:
     """outer loop meta over trial: each iteration samples a batch of tasks, runs the inner loop on them, then updates from what it collected."""
     for iteration in run.iterations("meta", args.meta__iterations):
+        state = state.replace(gen=runs.key(args.seed, "meta", iteration))
         instances = state.bandits.sample(
             args.meta__meta_batch, args.trial__tau__count * state.bandits.horizon, state.gen
         )
@@ -271,7 +280,14 @@ SPEC_SOURCE = "\n".join(
 def main(argv=None) -> None:
     args, options = runs.parse(Args, SETTINGS, argv, iterations="meta.iterations")
     with runs.Run(
-        SPEC, SPEC_SHA256, args, options, source=__file__, spec_source=SPEC_SOURCE
+        SPEC,
+        SPEC_SHA256,
+        args,
+        options,
+        source=__file__,
+        spec_source=SPEC_SOURCE,
+        checkpoint_every=args.schedule__checkpoint_every,
+        log_every=args.schedule__log_every,
     ) as run:
         state = build(args)
         run.restore(state)

@@ -19,6 +19,10 @@ class Args:
 
     seed: int = 0
     "seed: schedule: the random seed"
+    schedule__checkpoint_every: int = 25
+    "schedule.checkpoint_every: schedule: outer iterations between checkpoints"
+    schedule__log_every: int = 0
+    "schedule.log_every: schedule: outer iterations between progress lines; 0: ten per phase"
     bandits__arms: int = 11
     "bandits.arms: informative_arm_bandit(arms): arms; one informative arm reveals which other arm pays"
     agent__hidden: int = 48
@@ -53,6 +57,10 @@ class Args:
 
 SETTINGS = {
     "seed": runs.Setting("seed", bounds=runs.Bounds(low=0)),
+    "schedule.checkpoint_every": runs.Setting(
+        "schedule__checkpoint_every", bounds=runs.Bounds(low=1)
+    ),
+    "schedule.log_every": runs.Setting("schedule__log_every", bounds=runs.Bounds(low=0)),
     "bandits.arms": runs.Setting("bandits__arms", bounds=runs.Bounds(low=3)),
     "agent.hidden": runs.Setting("agent__hidden", bounds=runs.Bounds(low=1)),
     "agent.layers": runs.Setting("agent__layers", bounds=runs.Bounds(low=1)),
@@ -114,7 +122,7 @@ def a2c(batch, heads, gamma=0.99, lam=1.0, value_coef=0.5, entropy_coef=0.01):
 
 @dataclass
 class State(runs.State):
-    """Everything the run learns and samples with: its generator, task families, models, meta-parameters and optimizers; checkpointed whole."""
+    """Everything the run learns and samples with: its generator (each outer iteration replaces it by that iteration's key), task families, models, meta-parameters and optimizers; checkpointed whole."""
 
     gen: torch.Generator
     bandits: tasks.InformativeArmBandit
@@ -166,6 +174,7 @@ def episode(args: Args, state: State, instances, steps: int) -> list:
 def meta(args: Args, state: State, run: runs.Run) -> None:
     """outer loop meta over episode: each iteration samples a batch of tasks, runs the inner loop on them, then updates from what it collected."""
     for iteration in run.iterations("meta", args.meta__iterations):
+        state = state.replace(gen=runs.key(args.seed, "meta", iteration))
         instances = state.bandits.sample(
             args.meta__meta_batch, args.episode__tau__count * state.bandits.horizon, state.gen
         )
@@ -271,7 +280,14 @@ SPEC_SOURCE = "\n".join(
 def main(argv=None) -> None:
     args, options = runs.parse(Args, SETTINGS, argv, iterations="meta.iterations")
     with runs.Run(
-        SPEC, SPEC_SHA256, args, options, source=__file__, spec_source=SPEC_SOURCE
+        SPEC,
+        SPEC_SHA256,
+        args,
+        options,
+        source=__file__,
+        spec_source=SPEC_SOURCE,
+        checkpoint_every=args.schedule__checkpoint_every,
+        log_every=args.schedule__log_every,
     ) as run:
         state = build(args)
         run.restore(state)
