@@ -1,7 +1,7 @@
 """MAML speed: the compiled spec against a plain hand-written torch.func MAML, and
 per-task computations vmapped over the task batch against a Python loop over tasks.
 
-    python bench/maml_speed.py [--iterations 10]
+    python bench/maml_speed.py [--iterations 30]
 
 Both trainers run second-order MAML on 2-D navigation at the same sizes (2×100 ReLU
 Gaussian policy, meta-batch 20, 20 episodes of 100 steps per task before and after one
@@ -254,7 +254,7 @@ def sine_data():
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--iterations", type=int, default=10)
+    parser.add_argument("--iterations", type=int, default=30)
     n = parser.parse_args().iterations
     module = compiled_module()
     hand = hand_seconds(n)

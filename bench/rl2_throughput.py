@@ -1,7 +1,7 @@
 """RL² speed: the compiled spec against a plain hand-written PyTorch RL², and the bandit
 environment alone.
 
-    python bench/rl2_throughput.py [--iterations 60] [--rounds 6]
+    python bench/rl2_throughput.py [--iterations 160] [--rounds 16]
 
 Both trainers run the same algorithm at the same sizes (GRU 256 on 5-armed bandits, 10
 pulls per trial, 256 trials per iteration, PPO with 4 epochs × 4 minibatches), seeded
@@ -146,8 +146,8 @@ def env_rate(batch: int = 4096, steps: int = 1000) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--iterations", type=int, default=60, help="per trainer, in all")
-    parser.add_argument("--rounds", type=int, default=6,
+    parser.add_argument("--iterations", type=int, default=160, help="per trainer, in all")
+    parser.add_argument("--rounds", type=int, default=16,
                         help="alternations of the two trainers (a busy machine's drift "
                              "then hits both alike)")
     options = parser.parse_args()

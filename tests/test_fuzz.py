@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 import re
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.lark import from_lark
 
@@ -66,6 +66,7 @@ def test_grammar_generated_programs(text):
 
 @FUZZ
 @given(GENERATED)
+@example("metadsl 1 spec a tasks a = 0 . a ")  # a field of a number: `0.a` reads as `0.` a
 def test_fmt_round_trips_generated_programs(text):
     try:
         module = parse(text)

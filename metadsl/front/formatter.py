@@ -42,7 +42,10 @@ def format_expr(e: A.Expr) -> str:
     if isinstance(e, A.Name):
         return e.id
     if isinstance(e, A.Attr):
-        return f"{_wrap(e.obj, _POSTFIX)}.{e.name}"
+        # `0 .a` written `0.a` would read back as the number `0.` then a name
+        obj = f"({format_expr(e.obj)})" if isinstance(e.obj, A.Number) else \
+            _wrap(e.obj, _POSTFIX)
+        return f"{obj}.{e.name}"
     if isinstance(e, A.Index):
         return f"{_wrap(e.obj, _POSTFIX)}[{format_expr(e.index)}]"
     if isinstance(e, A.Call):

@@ -94,7 +94,7 @@ def detach_head(head):
     if isinstance(head, DiagGaussian):
         return head.detach()
     if isinstance(head, Categorical):
-        return Categorical(logits=head.logits.detach())
+        return Categorical(logits=head.logits.detach(), validate_args=False)
     return head.detach()
 
 
@@ -142,7 +142,9 @@ class Heads(nn.Module):
             if name not in raw:
                 continue  # a q_value head with no action to value
             if kind == "categorical":
-                out[name] = Categorical(logits=raw[name])
+                # no argument validation: logits come from the network, actions from the
+                # policy's own samples, and the checks cost ~3% of an RL² iteration
+                out[name] = Categorical(logits=raw[name], validate_args=False)
             elif kind == "gaussian":
                 out[name] = DiagGaussian(raw[name], raw[name + ".log_std"])
             else:
@@ -286,7 +288,8 @@ class UniformPolicy(nn.Module):
         batch = fields["prev_reward"].shape[0]
         if self.continuous:
             return {"pi": BoxUniform(batch, self.n_actions)}, state
-        return {"pi": Categorical(logits=torch.zeros(batch, self.n_actions))}, state
+        uniform = Categorical(logits=torch.zeros(batch, self.n_actions), validate_args=False)
+        return {"pi": uniform}, state
 
 
 _ACTIVATIONS = {"relu": torch.relu, "tanh": torch.tanh, "elu": nn.functional.elu,
