@@ -59,6 +59,9 @@ CODES: dict[str, str] = {
     "E0411": "target network that never moves",
     # override paths given on the command line (`--set path=value`)
     "E0501": "bad override",
+    "E0601": "run folder refused",
+    "E0602": "checkpoint or run file unusable",
+    "E0603": "the run folder cannot be written",
     # never the user's fault
     "E0901": "internal compiler error",
 }

@@ -10,11 +10,13 @@ escaping a phase is our bug: it becomes E0901 naming the phase, never a tracebac
 from __future__ import annotations
 
 import json
+import os
+import stat
 from dataclasses import dataclass, fields, is_dataclass, replace
-from pathlib import Path
 
 from .front import ast as A
 from .diagnostics import CompileError, Diagnostic, NotBuilt
+from .front.parser import MAX_BYTES
 
 @dataclass
 class FrontEnd:
@@ -42,9 +44,18 @@ def guarded(phase: str, fn, *args):
 
 
 def read(path: str) -> bytes:
-    p = Path(path)
+    """A spec file's bytes: a regular file only (a FIFO or device would block or never
+    end), read up to one byte past the size limit, which decode() then reports."""
     try:
-        return p.read_bytes()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO opens without a writer
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise CompileError([Diagnostic("E0001", f"{path} is not a regular file",
+                                               hint="a spec is a .mrl text file", file=path)])
+            with os.fdopen(fd, "rb", closefd=False) as f:
+                return f.read(MAX_BYTES + 1)
+        finally:
+            os.close(fd)
     except FileNotFoundError:
         msg = f"no such file: {path}"
     except IsADirectoryError:

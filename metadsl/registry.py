@@ -28,6 +28,7 @@ class P:
     choices: tuple[str, ...] | None = None
     doc: str = ""
     built: bool = True  # False: the runtime has only the default (any other value: not built)
+    item: str = "num"  # a list's items: num or int (bounded by low/high where given)
     # a rule parameter that only means something for a step with this fact (a `polyak`
     # rate: a loss that reads a target network); elsewhere it is neither set nor exposed
     applies_to: str | None = None
@@ -81,8 +82,17 @@ def _unit(name, default=REQUIRED, doc=""):
     return P(name, "num", default, low=0, high=1, doc=doc)
 
 
-def _count(name, default=REQUIRED, doc="", low=1):
-    return P(name, "int", default, low=low, doc=doc)
+# Sizes and counts have an upper bound: a typo of a few digits is an error at check time,
+# not an allocation that fails (or a run that never ends) after training has started.
+MAX_COUNT = 10 ** 7
+MAX_UNITS = 16384  # units of one recurrent layer
+# Numbers train in float32 (largest 3.4e38): a setting beyond this is a typo, and would
+# overflow inside an optimizer rather than be refused.
+MAX_MAGNITUDE = 1e30
+
+
+def _count(name, default=REQUIRED, doc="", low=1, high=MAX_COUNT):
+    return P(name, "int", default, low=low, high=high, doc=doc)
 
 
 REGISTRY: dict[str, Entry] = {}
@@ -194,15 +204,16 @@ _add("held_out", "op", [
 
 _ACT = ("relu", "tanh", "elu", "gelu")
 _add("mlp", "core", [
-    P("hidden", "list", [64, 64], doc="units per hidden layer"),
+    P("hidden", "list", [64, 64], low=1, high=MAX_UNITS, item="int",
+      doc="units per hidden layer"),
     P("activation", "symbol", "tanh", choices=_ACT),
 ], "core", "A feed-forward network.")
-_add("gru", "core", [_count("hidden", 256)], "core", "A GRU; its hidden state is memory.",
+_add("gru", "core", [_count("hidden", 256, high=MAX_UNITS)], "core", "A GRU; its hidden state is memory.",
      traits={"stateful"})
-_add("lstm", "core", [_count("hidden", 256), _count("layers", 1)], "core",
+_add("lstm", "core", [_count("hidden", 256, high=MAX_UNITS), _count("layers", 1)], "core",
      "An LSTM; its hidden and cell state are memory.", traits={"stateful"})
 _add("episodic_lstm", "core", [
-    _count("hidden", 48), _count("capacity", 1000, "stored (key, cell state) pairs"),
+    _count("hidden", 48, high=MAX_UNITS), _count("capacity", 1000, "stored (key, cell state) pairs"),
     _count("k", 1, "neighbours recalled"),
     P("key", "symbol", "context", choices=("context", "obs"), doc="what keys the episodic store"),
 ], "core", "Ritter et al. 2018: an LSTM whose cell state is reinstated from an episodic store "
@@ -490,7 +501,8 @@ SETTINGS: dict[str, tuple[P, ...]] = {
         P("tasks", "any", doc="held-out task source(s)"),
         _count("instances", 1000, "task instances evaluated"),
         P("against", "list", [], doc="baselines run on the same tasks and random draws"),
-        P("adapt_steps", "list", [0, 1, 2, 3], doc="returns reported after these inner steps"),
+        P("adapt_steps", "list", [0, 1, 2, 3], low=0, high=1000, item="int",
+          doc="returns reported after these inner steps"),
         P("later_lr_scales", "list", [1.0], low=0, low_open=True,
           doc="inner step size of the steps after the first, as a fraction of the inner "
               "rule's (MAML's evaluation halves it: [0.5]); with several, each method takes "
@@ -507,7 +519,9 @@ SETTINGS: dict[str, tuple[P, ...]] = {
         P("seed", "int", 0, low=0),
         _count("envs", 1, "vectorized environments per task"),
         _count("workers", 1, "Ray workers (backend = ray)"),
-        _count("checkpoint_every", 25, "outer iterations between checkpoints"),
+        _count("checkpoint_every", 25, "most outer iterations between checkpoints; any "
+                                       "iteration that took 20 checkpoints' time or more is "
+                                       "checkpointed (a kill loses at most that iteration)"),
         P("log_every", "int", 0, low=0,
           doc="outer iterations between progress lines; 0: ten per phase"),
     ),

@@ -130,7 +130,7 @@ def test_resume_continues_from_the_checkpoint(tmp_path):
 ])
 def test_bad_overrides_are_errors(override, message):
     r = metadsl("run", "specs/rl2_bandits.mrl", "--set", override)
-    assert r.returncode == 1
+    assert r.returncode == 2  # a usage error
     assert message in r.stderr and "Traceback" not in r.stderr
 
 
@@ -140,12 +140,13 @@ class _PrimedArgs:
 
 
 @pytest.mark.parametrize("path", ["meta.tau'.count", "meta.tau_prime.count"])
-def test_a_primed_name_is_set_by_its_spec_spelling_and_held_to_its_bounds(path):
+def test_a_primed_name_is_set_by_its_spec_spelling_and_held_to_its_bounds(path, capsys):
     settings = {"meta.tau'.count": runs.Setting("meta__tau_prime__count", runs.Bounds(low=1))}
     args, _ = runs.parse(_PrimedArgs, settings, ["--set", f"{path}=5"])
     assert args.meta__tau_prime__count == 5
-    with pytest.raises(runs.UsageError, match=r"meta.tau'.count=0: out of bounds"):
+    with pytest.raises(runs.UsageError) as e:
         runs.parse(_PrimedArgs, settings, ["--set", f"{path}=0"])
+    assert e.value.code == 2 and "meta.tau'.count=0: out of bounds" in capsys.readouterr().err
 
 
 def test_non_finite_loss_stops_the_run(tmp_path, capsys):

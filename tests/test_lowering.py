@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from metadsl import registry as R
 from metadsl.driver import NotBuilt, compile_module, front_end
 from metadsl.middle import program as P
-from metadsl.runtime import runs
+from metadsl.runtime import run_folder, runs
 
 from .conftest import ROOT, SPECS
 
@@ -244,7 +244,8 @@ def test_a_loss_that_reads_a_target_network_learns(tmp_path):
     r = metadsl("run", "tests/specs/target_critic.mrl", "--iterations", "30", "--out", str(out))
     assert r.returncode == 0, r.stderr[-3000:]
     assert _gap_over_random(out) > 50  # random ≈ 22 on CartPole
-    saved = torch.load(out / "checkpoint.pt", weights_only=True)
+    saved = run_folder.load(out, "target_critic", json.loads(
+        (out / "versions.json").read_text())["spec_sha256"])
     assert "target_agent" in saved["state"]
 
 

@@ -17,7 +17,8 @@ from . import ast as A
 from ..diagnostics import CompileError, Diagnostic
 from ..resources import grammar_path
 
-MAX_BYTES = 1 << 20  # a spec is a page of text; a megabyte is a mistake
+MAX_BYTES = 1 << 18  # a spec is a page of text (the largest in specs/ is 2 KB)
+MAX_OPERATORS = 1000  # operators in one declaration: the stdlib's longest loss has 12
 MAX_DEPTH = 64  # bracket nesting
 MAX_TREE_DEPTH = 400  # operator chains: `a + a + ... + a`
 MAX_ERRORS = 20
@@ -60,6 +61,7 @@ def decode(data: bytes, file: str) -> str:
 
 def parse(source: str, file: str = "<input>") -> A.Module:
     _check_nesting(source, file)
+    _check_operator_chains(source, file)
     try:
         tree = grammar().parse(source, start="start")
     except UnexpectedInput as first:
@@ -84,6 +86,22 @@ def _check_nesting(source: str, file: str) -> None:
             depth = max(0, depth - 1)
 
 
+_OPERATOR_TOKEN = re.compile(r'"(?:[^"\\\n]|\\.)*"|#[^\n]*|==|!=|<=|>=|[-+*/^<>]|\b(?:and|or)\b')
+
+
+def _check_operator_chains(source: str, file: str) -> None:
+    """Refuse a declaration with thousands of operators before Lark parses it: the parse
+    (and the reparses that look for further errors) takes seconds per 100 KB of them."""
+    starts = [m.start() for m in _ITEM_START.finditer(source)] + [len(source)]
+    for begin, end in zip(starts, starts[1:]):
+        count = sum(1 for m in _OPERATOR_TOKEN.finditer(source, begin, end)
+                    if m.group()[0] not in '"#')
+        if count > MAX_OPERATORS:
+            raise CompileError([Diagnostic(
+                "E0003", f"a declaration with {count} operators; the limit is {MAX_OPERATORS}",
+                _span_at(source, begin), hint="split the expression with `def`", file=file)])
+
+
 def _check_tree_depth(tree, file: str) -> None:
     stack = [(tree, 1)]
     while stack:
@@ -99,7 +117,7 @@ def _check_tree_depth(tree, file: str) -> None:
 
 def _check_version(module: A.Module, file: str) -> None:
     v = module.version
-    if not v.is_int or int(v.value) not in SUPPORTED_VERSIONS:
+    if not v.is_int or v.value not in SUPPORTED_VERSIONS:  # a float: 10^400 is inf
         raise CompileError([Diagnostic(
             "E0110", f"language version {v.text} is not supported", v.span,
             hint="this metadsl reads `metadsl 1`", file=file)])

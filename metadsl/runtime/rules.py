@@ -69,10 +69,10 @@ def minimize(opt: torch.optim.Optimizer, model, batch: dict, loss_fn,
             if max_grad_norm > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
             opt.step()
+            _check_parameters(opt)  # before a NaN step reaches the next one, or a checkpoint
             if target is not None:
                 target.follow(model, opt.polyak)
             losses.append(loss.item())
-    _check_parameters(opt)
     out = {"loss": sum(losses) / len(losses) if losses else math.nan}
     for name in stats[0][1] if stats else ():  # the minibatches' mean, by their sizes
         out[name] = sum(n * s[name] for n, s in stats) / sum(n for n, _ in stats)

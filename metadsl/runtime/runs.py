@@ -14,6 +14,7 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import math
 import os
 import platform
 import sys
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from . import run_folder
 from .rules import NonFiniteLoss
 from .tasks import TaskError
 
@@ -50,6 +52,13 @@ class State:
             part = self.__dict__[name]
             if isinstance(part, torch.Generator):
                 part.set_state(value)
+            elif isinstance(part, torch.optim.Optimizer):
+                # the moments continue; the hyperparameters are this run's (a `--set` of a
+                # learning rate on resume takes effect, as args.json records it)
+                given = [{k: v for k, v in g.items() if k != "params"} for g in part.param_groups]
+                part.load_state_dict(value)
+                for group, hyper in zip(part.param_groups, given):
+                    group.update(hyper)
             else:
                 part.load_state_dict(value)
 
@@ -65,7 +74,11 @@ def key(seed: int, *path) -> torch.Generator:
 
 
 class UsageError(SystemExit):
-    pass
+    """A command-line option or run folder the run refuses: said on stderr, exit status 2."""
+
+    def __init__(self, message: str):
+        sys.stderr.write(message.rstrip("\n") + "\n")
+        super().__init__(2)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,9 +120,29 @@ def _convert(text: str, type_name: str, path: str):
             if text.lower() in ("false", "0", "no"):
                 return False
             raise ValueError
-        return {"int": int, "float": float, "str": str}[type_name](text)
+        value = {"int": int, "float": float, "str": str}[type_name](text)
     except ValueError:
         raise UsageError(f"error[E0501]: --set {path}={text}: expected a {type_name}") from None
+    if type_name == "float" and not (math.isfinite(value) and abs(value) <= 1e30):
+        raise UsageError(f"error[E0207]: --set {path}={text}: a setting is a finite number "
+                         "of at most 1e30 in magnitude (training runs in float32)")
+    if type_name == "int" and abs(value) >= 2 ** 63:
+        raise UsageError(f"error[E0207]: --set {path}={text}: out of range for an integer")
+    return value
+
+
+def _is_a(value, type_name: str) -> bool:
+    """Whether a stored args.json value has its field's type (JSON keeps 1.0 as 1.0)."""
+    if type_name == "bool":
+        return isinstance(value, bool)
+    if type_name == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if type_name == "float":
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and \
+            math.isfinite(value)
+    if type_name == "str":
+        return isinstance(value, str)
+    return True  # lists and dicts stay literals in the module
 
 
 def parse(args_cls, settings: dict[str, Setting], argv=None, iterations: str | None = None):
@@ -121,18 +154,33 @@ def parse(args_cls, settings: dict[str, Setting], argv=None, iterations: str | N
     parser.add_argument("--set", action="append", default=[], metavar="PATH=VALUE")
     parser.add_argument("--out", type=Path, help="run folder (default runs/SPEC-TIME)")
     parser.add_argument("--resume", type=Path, help="continue the run in this folder")
+    parser.add_argument("--force", action="store_true",
+                        help="with --out: start over in a folder that holds files (only the "
+                             "run's own files are replaced)")
     options = parser.parse_args(argv)
     types = {f.name: f.type for f in dataclasses.fields(args_cls)}
     values = {}
+    if options.resume is not None and (options.out is not None or options.force):
+        raise UsageError("error[E0501]: --resume continues a run in its own folder: give it "
+                         "without --out and --force")
     if options.resume is not None:
         saved = options.resume / "args.json"
         if not saved.is_file():
-            raise UsageError(f"error: {options.resume} is not a run folder (no args.json)")
-        stored = json.loads(saved.read_text())
+            raise UsageError(f"error[E0601]: {options.resume} is not a run folder (no args.json)")
+        try:
+            stored = json.loads(saved.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise UsageError(f"error[E0602]: {saved} cannot be read: {e}") from None
+        if not isinstance(stored, dict):
+            raise UsageError(f"error[E0602]: {saved} is not a run's args.json")
         gone = sorted(set(stored) - set(types))
         if gone:  # the spec changed since the run began
             print(f"note: {options.resume} has settings this module lacks, ignored: "
                   f"{', '.join(gone)}", file=sys.stderr)
+        for name, value in stored.items():
+            if name in types and not _is_a(value, types[name]):
+                raise UsageError(f"error[E0602]: {saved}: '{name}' is {value!r}, not a "
+                                 f"{types[name]}")
         values.update({k: v for k, v in stored.items() if k in types})
     overrides = [("seed", str(options.seed))] if options.seed is not None else []
     if options.iterations is not None:
@@ -164,10 +212,11 @@ class Run:
     def __init__(self, spec: str, digest: str, args, options, source: str | None = None,
                  spec_source: str | None = None, checkpoint_every: int = 25,
                  log_every: int = 0):
-        self.spec, self.args, self.options = spec, args, options
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        self.folder = Path(options.resume or options.out or Path("runs") / f"{spec}-{stamp}")
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self.spec, self.digest, self.args, self.options = spec, digest, args, options
+        self.folder = run_folder.choose(spec, digest, options.out, options.resume,
+                                        getattr(options, "force", False))
+        self._lock = run_folder.Lock(self.folder)
+        self._source, self._spec_source = source, spec_source
         self.checkpoint_every = checkpoint_every
         self.log_every = log_every  # iterations between progress lines; 0: ten per phase
         self.completed: dict[str, int] = {}  # iterations done, per outer loop (phase)
@@ -179,14 +228,27 @@ class Run:
         self._file = None
         self._writer = None
         self._t0 = time.time()
-        if source is not None:  # the generated module that trains: the run can be re-run
-            (self.folder / "train.py").write_text(Path(source).read_text())
-        if spec_source is not None:  # with args.json: the spec as this run resolved it
-            (self.folder / "spec.mrl").write_text(spec_source)
-        (self.folder / "args.json").write_text(json.dumps(dataclasses.asdict(args), indent=2))
-        (self.folder / "versions.json").write_text(json.dumps({
-            "spec": spec, "spec_sha256": digest, "python": platform.python_version(),
-            "torch": torch.__version__, "metadsl": _version()}, indent=2))
+        self._checkpointed_at, self._checkpoint_cost, self._since_checkpoint = \
+            time.perf_counter(), 0.0, 0
+
+    def _write_run_files(self) -> None:
+        """The module that trains (the run can be re-run), the spec and args as this run
+        resolved them, and the versions it ran with."""
+        files = {"args.json": json.dumps(dataclasses.asdict(self.args), indent=2),
+                 "versions.json": json.dumps({
+                     "spec": self.spec, "spec_sha256": self.digest,
+                     "python": platform.python_version(), "torch": torch.__version__,
+                     "metadsl": _version()}, indent=2)}
+        if self._source is not None:
+            files["train.py"] = Path(self._source).read_text(encoding="utf-8")
+        if self._spec_source is not None:
+            files["spec.mrl"] = self._spec_source
+        try:
+            for name, text in files.items():
+                (self.folder / name).write_text(text, encoding="utf-8")
+        except OSError as e:
+            run_folder.refuse("E0603", f"cannot write in the run folder {self.folder}: "
+                                       f"{e.strerror or e}", status=4)
 
     def __enter__(self):
         return self
@@ -196,9 +258,14 @@ class Run:
             self._file.close()
         if self._tensorboard is not None:
             self._tensorboard.close()
+        self._lock.release()
         if isinstance(error, NonFiniteLoss):
-            sys.stderr.write(f"\nstopped: {error} at iteration {self.iteration}; the last good "
-                             f"checkpoint is {self.folder / 'checkpoint.pt'}\n")
+            saved = self.folder / run_folder.CHECKPOINT
+            where = f"the last good checkpoint is {saved}" if saved.is_file() else \
+                "no checkpoint was written before it"
+            phase = f" of {self.loop}" if self.loop else ""
+            sys.stderr.write(f"\nstopped: {error} at iteration {self.iteration}{phase}; "
+                             f"{where}\n")
             raise SystemExit(1)
         if isinstance(error, TaskError):
             sys.stderr.write(f"error: {error}\n")
@@ -207,24 +274,52 @@ class Run:
 
     # -- checkpoints --
     def restore(self, state: State) -> None:
+        """Start the run: on `--resume`, load the checkpoint into `state` (proven whole,
+        this spec's, and fitting its models) before anything in the folder changes; then
+        write the run's files."""
         self._state = state
-        path = self.folder / "checkpoint.pt"
-        if self.options.resume is not None and path.is_file():
-            # tensors and plain data only: reading a checkpoint runs no code
-            saved = torch.load(path, weights_only=True)
-            state.load_state_dict(saved["state"])
-            self.completed = dict(saved["completed"])
-            self.env_steps = saved["env_steps"]
-            self._t0 = time.time() - saved["wall_s"]  # wall-clock time continues too
+        resuming = self.options.resume is not None
+        if resuming and (self.folder / run_folder.CHECKPOINT).is_file():
+            saved = run_folder.load(self.folder, self.spec, self.digest)
+            try:
+                state.load_state_dict(saved["state"])
+                self.completed = {str(k): int(v) for k, v in saved["completed"].items()}
+                self.env_steps = int(saved["env_steps"])
+                wall = float(saved["wall_s"])
+            except (RuntimeError, KeyError, ValueError, TypeError, AttributeError) as e:
+                run_folder.refuse("E0602", f"{self.folder / run_folder.CHECKPOINT} does not "
+                                           f"fit this spec's state: {str(e).splitlines()[0]}",
+                                  status=4)
+            self._t0 = time.time() - wall  # wall-clock time continues too
             self._keep_metrics_up_to_the_checkpoint()
             where = ", ".join(f"{loop} iteration {n}" for loop, n in self.completed.items())
             print(f"resumed {self.folder} at {where}", file=sys.stderr)
+        elif resuming:
+            print(f"note: {self.folder} has no checkpoint: the run starts from its first "
+                  "iteration, and the metrics logged without one are dropped", file=sys.stderr)
+            run_folder.clear(self.folder)
+        else:
+            run_folder.clear(self.folder)  # an empty folder, or --force
+        self._write_run_files()
+
+    # A checkpoint may cost at most this share of the time between two: iterations slower
+    # than 20 checkpoints are all checkpointed (a kill loses at most the one under way).
+    CHECKPOINT_SHARE = 0.05
+
+    def _checkpoint_due(self, last: bool) -> bool:
+        self._since_checkpoint += 1
+        waited = time.perf_counter() - self._checkpointed_at
+        return last or self._since_checkpoint >= self.checkpoint_every or \
+            self._checkpoint_cost <= self.CHECKPOINT_SHARE * waited
 
     def checkpoint(self) -> None:
-        tmp = self.folder / "checkpoint.pt.tmp"
-        torch.save({"completed": self.completed, "env_steps": self.env_steps,
-                    "wall_s": time.time() - self._t0, "state": self._state.state_dict()}, tmp)
-        os.replace(tmp, self.folder / "checkpoint.pt")
+        start = time.perf_counter()
+        run_folder.save(self.folder, self.spec, self.digest, {
+            "completed": self.completed, "env_steps": self.env_steps,
+            "wall_s": time.time() - self._t0, "state": self._state.state_dict()})
+        self._checkpointed_at = time.perf_counter()
+        self._checkpoint_cost = self._checkpointed_at - start
+        self._since_checkpoint = 0
 
     def _keep_metrics_up_to_the_checkpoint(self) -> None:
         """Rows logged after the checkpoint are run again on resume: drop them, so no
@@ -266,7 +361,7 @@ class Run:
                 self.progress = iteration / max(1, total)
                 yield iteration
                 self.completed[loop] = iteration + 1
-                if (iteration + 1) % self.checkpoint_every == 0 or iteration + 1 == total:
+                if self._checkpoint_due(iteration + 1 == total):
                     self.checkpoint()
 
     def log(self, iteration: int, metrics: dict, env_steps: int = 0, state=None) -> None:

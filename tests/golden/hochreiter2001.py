@@ -20,7 +20,7 @@ class Args:
     seed: int = 0
     "seed: schedule: the random seed"
     schedule__checkpoint_every: int = 25
-    "schedule.checkpoint_every: schedule: outer iterations between checkpoints"
+    "schedule.checkpoint_every: schedule: most outer iterations between checkpoints; any iteration that took 20 checkpoints' time or more is checkpointed (a kill loses at most that iteration)"
     schedule__log_every: int = 0
     "schedule.log_every: schedule: outer iterations between progress lines; 0: ten per phase"
     quadratics__coef_low: float = -1.0
@@ -60,29 +60,33 @@ class Args:
 SETTINGS = {
     "seed": runs.Setting("seed", bounds=runs.Bounds(low=0)),
     "schedule.checkpoint_every": runs.Setting(
-        "schedule__checkpoint_every", bounds=runs.Bounds(low=1)
+        "schedule__checkpoint_every", bounds=runs.Bounds(low=1, high=10000000)
     ),
     "schedule.log_every": runs.Setting("schedule__log_every", bounds=runs.Bounds(low=0)),
     "quadratics.coef_low": runs.Setting("quadratics__coef_low"),
     "quadratics.coef_high": runs.Setting("quadratics__coef_high"),
     "quadratics.x_low": runs.Setting("quadratics__x_low"),
     "quadratics.x_high": runs.Setting("quadratics__x_high"),
-    "learner.hidden": runs.Setting("learner__hidden", bounds=runs.Bounds(low=1)),
-    "learner.layers": runs.Setting("learner__layers", bounds=runs.Bounds(low=1)),
-    "sequence.steps": runs.Setting("sequence__steps", bounds=runs.Bounds(low=1)),
-    "meta.iterations": runs.Setting("meta__iterations", bounds=runs.Bounds(low=1)),
-    "meta.meta_batch": runs.Setting("meta__meta_batch", bounds=runs.Bounds(low=1)),
+    "learner.hidden": runs.Setting("learner__hidden", bounds=runs.Bounds(low=1, high=16384)),
+    "learner.layers": runs.Setting("learner__layers", bounds=runs.Bounds(low=1, high=10000000)),
+    "sequence.steps": runs.Setting("sequence__steps", bounds=runs.Bounds(low=1, high=10000000)),
+    "meta.iterations": runs.Setting("meta__iterations", bounds=runs.Bounds(low=1, high=10000000)),
+    "meta.meta_batch": runs.Setting("meta__meta_batch", bounds=runs.Bounds(low=1, high=10000000)),
     "sequence.examples.count": runs.Setting("sequence__examples__count", bounds=runs.Bounds(low=1)),
     "meta.learner.lr": runs.Setting("meta__learner__lr", bounds=runs.Bounds(low=0, low_open=True)),
-    "meta.learner.epochs": runs.Setting("meta__learner__epochs", bounds=runs.Bounds(low=1)),
+    "meta.learner.epochs": runs.Setting(
+        "meta__learner__epochs", bounds=runs.Bounds(low=1, high=10000000)
+    ),
     "meta.learner.minibatches": runs.Setting(
-        "meta__learner__minibatches", bounds=runs.Bounds(low=1)
+        "meta__learner__minibatches", bounds=runs.Bounds(low=1, high=10000000)
     ),
     "meta.learner.max_grad_norm": runs.Setting(
         "meta__learner__max_grad_norm", bounds=runs.Bounds(low=0)
     ),
     "meta.learner.l2": runs.Setting("meta__learner__l2", bounds=runs.Bounds(low=0)),
-    "evaluate.instances": runs.Setting("evaluate__instances", bounds=runs.Bounds(low=1)),
+    "evaluate.instances": runs.Setting(
+        "evaluate__instances", bounds=runs.Bounds(low=1, high=10000000)
+    ),
 }
 
 

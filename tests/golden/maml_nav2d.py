@@ -21,7 +21,7 @@ class Args:
     seed: int = 0
     "seed: schedule: the random seed"
     schedule__checkpoint_every: int = 25
-    "schedule.checkpoint_every: schedule: outer iterations between checkpoints"
+    "schedule.checkpoint_every: schedule: most outer iterations between checkpoints; any iteration that took 20 checkpoints' time or more is checkpointed (a kill loses at most that iteration)"
     schedule__log_every: int = 0
     "schedule.log_every: schedule: outer iterations between progress lines; 0: ten per phase"
     nav__goal_low: float = -0.5
@@ -77,38 +77,42 @@ class Args:
 SETTINGS = {
     "seed": runs.Setting("seed", bounds=runs.Bounds(low=0)),
     "schedule.checkpoint_every": runs.Setting(
-        "schedule__checkpoint_every", bounds=runs.Bounds(low=1)
+        "schedule__checkpoint_every", bounds=runs.Bounds(low=1, high=10000000)
     ),
     "schedule.log_every": runs.Setting("schedule__log_every", bounds=runs.Bounds(low=0)),
     "nav.goal_low": runs.Setting("nav__goal_low"),
     "nav.goal_high": runs.Setting("nav__goal_high"),
-    "nav.horizon": runs.Setting("nav__horizon", bounds=runs.Bounds(low=1)),
+    "nav.horizon": runs.Setting("nav__horizon", bounds=runs.Bounds(low=1, high=10000000)),
     "nav.action_clip": runs.Setting("nav__action_clip", bounds=runs.Bounds(low=0, low_open=True)),
     "nav.action_scale": runs.Setting("nav__action_scale", bounds=runs.Bounds(low=0, low_open=True)),
     "nav.sparse": runs.Setting("nav__sparse"),
     "nav.goal_radius": runs.Setting("nav__goal_radius", bounds=runs.Bounds(low=0, low_open=True)),
-    "adapt.steps": runs.Setting("adapt__steps", bounds=runs.Bounds(low=1)),
-    "meta.iterations": runs.Setting("meta__iterations", bounds=runs.Bounds(low=1)),
-    "meta.meta_batch": runs.Setting("meta__meta_batch", bounds=runs.Bounds(low=1)),
+    "adapt.steps": runs.Setting("adapt__steps", bounds=runs.Bounds(low=1, high=10000000)),
+    "meta.iterations": runs.Setting("meta__iterations", bounds=runs.Bounds(low=1, high=10000000)),
+    "meta.meta_batch": runs.Setting("meta__meta_batch", bounds=runs.Bounds(low=1, high=10000000)),
     "adapt.tau.count": runs.Setting("adapt__tau__count", bounds=runs.Bounds(low=1)),
     "adapt.pi.lr": runs.Setting("adapt__pi__lr", bounds=runs.Bounds(low=0, low_open=True)),
-    "adapt.pi.steps": runs.Setting("adapt__pi__steps", bounds=runs.Bounds(low=1)),
+    "adapt.pi.steps": runs.Setting("adapt__pi__steps", bounds=runs.Bounds(low=1, high=10000000)),
     "adapt.pi.reinforce_linear.gamma": runs.Setting("adapt__pi__reinforce_linear__gamma"),
     "meta.tau'.count": runs.Setting("meta__tau_prime__count", bounds=runs.Bounds(low=1)),
     "meta.pi.max_kl": runs.Setting("meta__pi__max_kl", bounds=runs.Bounds(low=0, low_open=True)),
-    "meta.pi.cg_iters": runs.Setting("meta__pi__cg_iters", bounds=runs.Bounds(low=1)),
+    "meta.pi.cg_iters": runs.Setting(
+        "meta__pi__cg_iters", bounds=runs.Bounds(low=1, high=10000000)
+    ),
     "meta.pi.damping": runs.Setting("meta__pi__damping", bounds=runs.Bounds(low=0, low_open=True)),
     "meta.pi.backtrack": runs.Setting(
         "meta__pi__backtrack", bounds=runs.Bounds(low=0, high=1, low_open=True, high_open=True)
     ),
     "meta.pi.line_search_steps": runs.Setting(
-        "meta__pi__line_search_steps", bounds=runs.Bounds(low=1)
+        "meta__pi__line_search_steps", bounds=runs.Bounds(low=1, high=10000000)
     ),
     "meta.pi.surrogate.gamma": runs.Setting("meta__pi__surrogate__gamma"),
     "meta.through.order": runs.Setting("meta__through__order", bounds=runs.Bounds(low=1, high=2)),
-    "evaluate.instances": runs.Setting("evaluate__instances", bounds=runs.Bounds(low=1)),
+    "evaluate.instances": runs.Setting(
+        "evaluate__instances", bounds=runs.Bounds(low=1, high=10000000)
+    ),
     "evaluate.pretrain_iterations": runs.Setting(
-        "evaluate__pretrain_iterations", bounds=runs.Bounds(low=0)
+        "evaluate__pretrain_iterations", bounds=runs.Bounds(low=0, high=10000000)
     ),
 }
 

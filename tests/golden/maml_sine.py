@@ -21,7 +21,7 @@ class Args:
     seed: int = 0
     "seed: schedule: the random seed"
     schedule__checkpoint_every: int = 25
-    "schedule.checkpoint_every: schedule: outer iterations between checkpoints"
+    "schedule.checkpoint_every: schedule: most outer iterations between checkpoints; any iteration that took 20 checkpoints' time or more is checkpointed (a kill loses at most that iteration)"
     schedule__log_every: int = 0
     "schedule.log_every: schedule: outer iterations between progress lines; 0: ten per phase"
     sines__amp_low: float = 0.1
@@ -67,7 +67,7 @@ class Args:
 SETTINGS = {
     "seed": runs.Setting("seed", bounds=runs.Bounds(low=0)),
     "schedule.checkpoint_every": runs.Setting(
-        "schedule__checkpoint_every", bounds=runs.Bounds(low=1)
+        "schedule__checkpoint_every", bounds=runs.Bounds(low=1, high=10000000)
     ),
     "schedule.log_every": runs.Setting("schedule__log_every", bounds=runs.Bounds(low=0)),
     "sines.amp_low": runs.Setting("sines__amp_low", bounds=runs.Bounds(low=0, low_open=True)),
@@ -76,20 +76,22 @@ SETTINGS = {
     "sines.phase_high": runs.Setting("sines__phase_high"),
     "sines.x_low": runs.Setting("sines__x_low"),
     "sines.x_high": runs.Setting("sines__x_high"),
-    "adapt.steps": runs.Setting("adapt__steps", bounds=runs.Bounds(low=1)),
-    "meta.iterations": runs.Setting("meta__iterations", bounds=runs.Bounds(low=1)),
-    "meta.meta_batch": runs.Setting("meta__meta_batch", bounds=runs.Bounds(low=1)),
+    "adapt.steps": runs.Setting("adapt__steps", bounds=runs.Bounds(low=1, high=10000000)),
+    "meta.iterations": runs.Setting("meta__iterations", bounds=runs.Bounds(low=1, high=10000000)),
+    "meta.meta_batch": runs.Setting("meta__meta_batch", bounds=runs.Bounds(low=1, high=10000000)),
     "adapt.train.count": runs.Setting("adapt__train__count", bounds=runs.Bounds(low=1)),
     "adapt.f.lr": runs.Setting("adapt__f__lr", bounds=runs.Bounds(low=0, low_open=True)),
-    "adapt.f.steps": runs.Setting("adapt__f__steps", bounds=runs.Bounds(low=1)),
+    "adapt.f.steps": runs.Setting("adapt__f__steps", bounds=runs.Bounds(low=1, high=10000000)),
     "meta.test.count": runs.Setting("meta__test__count", bounds=runs.Bounds(low=1)),
     "meta.f.lr": runs.Setting("meta__f__lr", bounds=runs.Bounds(low=0, low_open=True)),
     "meta.f.max_grad_norm": runs.Setting("meta__f__max_grad_norm", bounds=runs.Bounds(low=0)),
     "meta.f.l2": runs.Setting("meta__f__l2", bounds=runs.Bounds(low=0)),
     "meta.through.order": runs.Setting("meta__through__order", bounds=runs.Bounds(low=1, high=2)),
-    "evaluate.instances": runs.Setting("evaluate__instances", bounds=runs.Bounds(low=1)),
+    "evaluate.instances": runs.Setting(
+        "evaluate__instances", bounds=runs.Bounds(low=1, high=10000000)
+    ),
     "evaluate.pretrain_iterations": runs.Setting(
-        "evaluate__pretrain_iterations", bounds=runs.Bounds(low=0)
+        "evaluate__pretrain_iterations", bounds=runs.Bounds(low=0, high=10000000)
     ),
 }
 

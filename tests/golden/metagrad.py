@@ -30,7 +30,7 @@ class Args:
     seed: int = 0
     "seed: schedule: the random seed"
     schedule__checkpoint_every: int = 25
-    "schedule.checkpoint_every: schedule: outer iterations between checkpoints"
+    "schedule.checkpoint_every: schedule: most outer iterations between checkpoints; any iteration that took 20 checkpoints' time or more is checkpointed (a kill loses at most that iteration)"
     schedule__log_every: int = 0
     "schedule.log_every: schedule: outer iterations between progress lines; 0: ten per phase"
     chain_mdp__length: int = 5
@@ -90,11 +90,13 @@ class Args:
 SETTINGS = {
     "seed": runs.Setting("seed", bounds=runs.Bounds(low=0)),
     "schedule.checkpoint_every": runs.Setting(
-        "schedule__checkpoint_every", bounds=runs.Bounds(low=1)
+        "schedule__checkpoint_every", bounds=runs.Bounds(low=1, high=10000000)
     ),
     "schedule.log_every": runs.Setting("schedule__log_every", bounds=runs.Bounds(low=0)),
-    "chain_mdp.length": runs.Setting("chain_mdp__length", bounds=runs.Bounds(low=2)),
-    "chain_mdp.horizon": runs.Setting("chain_mdp__horizon", bounds=runs.Bounds(low=1)),
+    "chain_mdp.length": runs.Setting("chain_mdp__length", bounds=runs.Bounds(low=2, high=10000000)),
+    "chain_mdp.horizon": runs.Setting(
+        "chain_mdp__horizon", bounds=runs.Bounds(low=1, high=10000000)
+    ),
     "chain_mdp.near_reward": runs.Setting("chain_mdp__near_reward"),
     "chain_mdp.far_reward": runs.Setting("chain_mdp__far_reward"),
     "chain_mdp.slip": runs.Setting("chain_mdp__slip", bounds=runs.Bounds(low=0, high=1)),
@@ -104,12 +106,14 @@ SETTINGS = {
     "lam.init": runs.Setting("lam__init"),
     "lam.low": runs.Setting("lam__low"),
     "lam.high": runs.Setting("lam__high"),
-    "step.steps": runs.Setting("step__steps", bounds=runs.Bounds(low=1)),
-    "meta.iterations": runs.Setting("meta__iterations", bounds=runs.Bounds(low=1)),
-    "meta.meta_batch": runs.Setting("meta__meta_batch", bounds=runs.Bounds(low=1)),
+    "step.steps": runs.Setting("step__steps", bounds=runs.Bounds(low=1, high=10000000)),
+    "meta.iterations": runs.Setting("meta__iterations", bounds=runs.Bounds(low=1, high=10000000)),
+    "meta.meta_batch": runs.Setting("meta__meta_batch", bounds=runs.Bounds(low=1, high=10000000)),
     "step.tau.count": runs.Setting("step__tau__count", bounds=runs.Bounds(low=1)),
     "step.agent.lr": runs.Setting("step__agent__lr", bounds=runs.Bounds(low=0, low_open=True)),
-    "step.agent.steps": runs.Setting("step__agent__steps", bounds=runs.Bounds(low=1)),
+    "step.agent.steps": runs.Setting(
+        "step__agent__steps", bounds=runs.Bounds(low=1, high=10000000)
+    ),
     "meta.tau'.count": runs.Setting("meta__tau_prime__count", bounds=runs.Bounds(low=1)),
     "meta.gamma.lr": runs.Setting("meta__gamma__lr", bounds=runs.Bounds(low=0, low_open=True)),
     "meta.gamma.max_grad_norm": runs.Setting(
@@ -120,7 +124,9 @@ SETTINGS = {
     "meta.gamma.a2c.lam": runs.Setting("meta__gamma__a2c__lam"),
     "meta.through.order": runs.Setting("meta__through__order", bounds=runs.Bounds(low=1, high=2)),
     "meta.through.trace": runs.Setting("meta__through__trace", bounds=runs.Bounds(low=0, high=1)),
-    "evaluate.instances": runs.Setting("evaluate__instances", bounds=runs.Bounds(low=1)),
+    "evaluate.instances": runs.Setting(
+        "evaluate__instances", bounds=runs.Bounds(low=1, high=10000000)
+    ),
 }
 
 

@@ -20,7 +20,7 @@ class Args:
     seed: int = 1
     "seed: schedule: the random seed"
     schedule__checkpoint_every: int = 25
-    "schedule.checkpoint_every: schedule: outer iterations between checkpoints"
+    "schedule.checkpoint_every: schedule: most outer iterations between checkpoints; any iteration that took 20 checkpoints' time or more is checkpointed (a kill loses at most that iteration)"
     schedule__log_every: int = 0
     "schedule.log_every: schedule: outer iterations between progress lines; 0: ten per phase"
     bandits__arms: int = 5
@@ -58,18 +58,22 @@ class Args:
 SETTINGS = {
     "seed": runs.Setting("seed", bounds=runs.Bounds(low=0)),
     "schedule.checkpoint_every": runs.Setting(
-        "schedule__checkpoint_every", bounds=runs.Bounds(low=1)
+        "schedule__checkpoint_every", bounds=runs.Bounds(low=1, high=10000000)
     ),
     "schedule.log_every": runs.Setting("schedule__log_every", bounds=runs.Bounds(low=0)),
     "bandits.arms": runs.Setting("bandits__arms", bounds=runs.Bounds(low=2)),
-    "agent.hidden": runs.Setting("agent__hidden", bounds=runs.Bounds(low=1)),
-    "trial.steps": runs.Setting("trial__steps", bounds=runs.Bounds(low=1)),
-    "meta.iterations": runs.Setting("meta__iterations", bounds=runs.Bounds(low=1)),
-    "meta.meta_batch": runs.Setting("meta__meta_batch", bounds=runs.Bounds(low=1)),
+    "agent.hidden": runs.Setting("agent__hidden", bounds=runs.Bounds(low=1, high=16384)),
+    "trial.steps": runs.Setting("trial__steps", bounds=runs.Bounds(low=1, high=10000000)),
+    "meta.iterations": runs.Setting("meta__iterations", bounds=runs.Bounds(low=1, high=10000000)),
+    "meta.meta_batch": runs.Setting("meta__meta_batch", bounds=runs.Bounds(low=1, high=10000000)),
     "trial.tau.count": runs.Setting("trial__tau__count", bounds=runs.Bounds(low=1)),
     "meta.agent.lr": runs.Setting("meta__agent__lr", bounds=runs.Bounds(low=0, low_open=True)),
-    "meta.agent.epochs": runs.Setting("meta__agent__epochs", bounds=runs.Bounds(low=1)),
-    "meta.agent.minibatches": runs.Setting("meta__agent__minibatches", bounds=runs.Bounds(low=1)),
+    "meta.agent.epochs": runs.Setting(
+        "meta__agent__epochs", bounds=runs.Bounds(low=1, high=10000000)
+    ),
+    "meta.agent.minibatches": runs.Setting(
+        "meta__agent__minibatches", bounds=runs.Bounds(low=1, high=10000000)
+    ),
     "meta.agent.max_grad_norm": runs.Setting(
         "meta__agent__max_grad_norm", bounds=runs.Bounds(low=0)
     ),
@@ -77,7 +81,9 @@ SETTINGS = {
     "meta.agent.ppo.clip": runs.Setting("meta__agent__ppo__clip"),
     "meta.agent.ppo.gamma": runs.Setting("meta__agent__ppo__gamma"),
     "meta.agent.ppo.lam": runs.Setting("meta__agent__ppo__lam"),
-    "evaluate.instances": runs.Setting("evaluate__instances", bounds=runs.Bounds(low=1)),
+    "evaluate.instances": runs.Setting(
+        "evaluate__instances", bounds=runs.Bounds(low=1, high=10000000)
+    ),
 }
 
 

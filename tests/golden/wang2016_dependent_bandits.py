@@ -20,7 +20,7 @@ class Args:
     seed: int = 0
     "seed: schedule: the random seed"
     schedule__checkpoint_every: int = 25
-    "schedule.checkpoint_every: schedule: outer iterations between checkpoints"
+    "schedule.checkpoint_every: schedule: most outer iterations between checkpoints; any iteration that took 20 checkpoints' time or more is checkpointed (a kill loses at most that iteration)"
     schedule__log_every: int = 0
     "schedule.log_every: schedule: outer iterations between progress lines; 0: ten per phase"
     agent__hidden: int = 48
@@ -56,14 +56,14 @@ class Args:
 SETTINGS = {
     "seed": runs.Setting("seed", bounds=runs.Bounds(low=0)),
     "schedule.checkpoint_every": runs.Setting(
-        "schedule__checkpoint_every", bounds=runs.Bounds(low=1)
+        "schedule__checkpoint_every", bounds=runs.Bounds(low=1, high=10000000)
     ),
     "schedule.log_every": runs.Setting("schedule__log_every", bounds=runs.Bounds(low=0)),
-    "agent.hidden": runs.Setting("agent__hidden", bounds=runs.Bounds(low=1)),
-    "agent.layers": runs.Setting("agent__layers", bounds=runs.Bounds(low=1)),
-    "episode.steps": runs.Setting("episode__steps", bounds=runs.Bounds(low=1)),
-    "meta.iterations": runs.Setting("meta__iterations", bounds=runs.Bounds(low=1)),
-    "meta.meta_batch": runs.Setting("meta__meta_batch", bounds=runs.Bounds(low=1)),
+    "agent.hidden": runs.Setting("agent__hidden", bounds=runs.Bounds(low=1, high=16384)),
+    "agent.layers": runs.Setting("agent__layers", bounds=runs.Bounds(low=1, high=10000000)),
+    "episode.steps": runs.Setting("episode__steps", bounds=runs.Bounds(low=1, high=10000000)),
+    "meta.iterations": runs.Setting("meta__iterations", bounds=runs.Bounds(low=1, high=10000000)),
+    "meta.meta_batch": runs.Setting("meta__meta_batch", bounds=runs.Bounds(low=1, high=10000000)),
     "episode.tau.count": runs.Setting("episode__tau__count", bounds=runs.Bounds(low=1)),
     "meta.agent.lr": runs.Setting("meta__agent__lr", bounds=runs.Bounds(low=0, low_open=True)),
     "meta.agent.alpha": runs.Setting("meta__agent__alpha", bounds=runs.Bounds(low=0, high=1)),
@@ -74,7 +74,9 @@ SETTINGS = {
     "meta.agent.a2c.gamma": runs.Setting("meta__agent__a2c__gamma"),
     "meta.agent.a2c.lam": runs.Setting("meta__agent__a2c__lam"),
     "meta.agent.a2c.value_coef": runs.Setting("meta__agent__a2c__value_coef"),
-    "evaluate.instances": runs.Setting("evaluate__instances", bounds=runs.Bounds(low=1)),
+    "evaluate.instances": runs.Setting(
+        "evaluate__instances", bounds=runs.Bounds(low=1, high=10000000)
+    ),
 }
 
 

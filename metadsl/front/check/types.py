@@ -4,6 +4,8 @@ loop statement through `Scope.infer`, recording what each expression refers to."
 
 from __future__ import annotations
 
+import math
+
 from .. import ast as A
 from ... import registry as R
 from ...diagnostics import did_you_mean, one_of
@@ -40,9 +42,10 @@ class Types:
                 self.type_function(info)
                 if len(self.diags) > before:
                     self.broken.add(name)
+        direct = {name: set(info.refs) for name, info in self.funcs.items()}
         for name, info in self.funcs.items():
             if info.module == "":  # imported functions arrive with their references closed
-                info.refs = self.function_refs(name, set())
+                info.refs = self.function_refs(name, direct)
 
     def expect_entry(self, expr: A.Expr, kind: str, what: str) -> R.Entry | None:
         """`expr` must call a registry entry of `kind`; checks its arguments."""
@@ -215,7 +218,7 @@ class Types:
                         self.check_value(R.P(p.name, "symbol", choices=p.choices), item, scope,
                                          entry)
                     elif p.low is not None or p.high is not None:  # numbers within bounds
-                        self.check_number(R.P(p.name, "num", low=p.low, high=p.high,
+                        self.check_number(R.P(p.name, p.item, low=p.low, high=p.high,
                                               low_open=p.low_open, high_open=p.high_open,
                                               doc=p.doc), item, scope, f"an item of {where}")
                     elif self.const(item) is None and not isinstance(item, (A.ListExpr,)):
@@ -255,6 +258,10 @@ class Types:
                     return
             self.error("E0206", f"{where} is {'an integer' if p.type == 'int' else 'a number'}",
                        expr.span)
+            return
+        if not math.isfinite(value) or abs(value) > R.MAX_MAGNITUDE:
+            self.error("E0207", f"{where} is not a finite number of at most "
+                                f"{R.MAX_MAGNITUDE:g} in magnitude", expr.span)
             return
         if p.type == "int" and not float(value).is_integer():
             self.error("E0206", f"{where} is an integer, got {value:g}", expr.span)
@@ -337,14 +344,17 @@ class Types:
                 out |= self.funcs[name].refs
         return out
 
-    def function_refs(self, name: str, visiting: set[str]) -> set:
-        info = self.funcs[name]
-        if name in visiting:
-            return set()
-        refs = set(info.refs)
-        for kind, callee in list(info.refs):
-            if kind == "call" and callee in self.funcs:
-                refs |= self.function_refs(callee, visiting | {name})
+    def function_refs(self, name: str, direct: dict[str, set]) -> set:
+        """The references of `name` and of every function it reaches (each visited once:
+        linear in the call graph, however the functions call each other)."""
+        refs: set = set()
+        seen, stack = {name}, [name]
+        while stack:
+            for kind, callee in direct[stack.pop()]:
+                refs.add((kind, callee))
+                if kind == "call" and callee in direct and callee not in seen:
+                    seen.add(callee)
+                    stack.append(callee)
         return refs
 
     # -- loops --------------------------------------------------------------------------
@@ -398,7 +408,16 @@ class Types:
 
     def type_loop_body(self, loop: LoopInfo, allowed: tuple[R.P, ...], body) -> None:
         name = loop.decl.name.id
+        stepped: dict[str, A.Stmt] = {}  # target → the statement that first changes it
         for stmt in body:
+            if isinstance(stmt, (A.Adapt, A.Update)):
+                for target in stmt.targets:
+                    first = stepped.setdefault(target.text, stmt)
+                    if first is not stmt:
+                        self.error("E0214", f"'{target.text}' is already changed in loop "
+                                   f"'{name}' (line {first.span.line}): one step per target "
+                                   "and loop", target.span,
+                                   hint="combine the objectives: `on a() + b() over DATA`")
             if isinstance(stmt, A.Setting):
                 self.type_setting(stmt, allowed, loop.settings, f"loop '{name}'")
             elif isinstance(stmt, A.Collect):
@@ -497,10 +516,10 @@ class Types:
 
     def type_collect(self, loop: LoopInfo, stmt: A.Collect) -> None:
         count = self.const(stmt.count)
-        if count is None or not float(count).is_integer():
+        if count is None or not math.isfinite(count) or not float(count).is_integer():
             self.error("E0206", "a collect count is an integer", stmt.count.span)
-        elif count < 1:
-            self.error("E0207", f"collect count {count:g} is out of bounds [1, inf)",
+        elif not 1 <= count <= R.MAX_COUNT:
+            self.error("E0207", f"collect count {count:g} is out of bounds [1, {R.MAX_COUNT}]",
                        stmt.count.span)
         if stmt.unit.id not in R.COLLECT_UNITS:
             self.error("E0208", f"unknown unit '{stmt.unit.id}'", stmt.unit.span,
