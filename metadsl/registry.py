@@ -520,7 +520,7 @@ SETTINGS: dict[str, tuple[P, ...]] = {
         _count("envs", 1, "vectorized environments per task"),
         _count("workers", 1, "Ray workers (backend = ray)"),
         _count("checkpoint_every", 25, "most outer iterations between checkpoints; any "
-                                       "iteration that took 20 checkpoints' time or more is "
+                                       "iteration that took 10 checkpoints' time or more is "
                                        "checkpointed (a kill loses at most that iteration)"),
         P("log_every", "int", 0, low=0,
           doc="outer iterations between progress lines; 0: ten per phase"),

@@ -161,3 +161,21 @@ def test_check_and_graph_never_import_torch_or_networkx_needlessly():
     r = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True)
     lines = [line for line in r.stderr.splitlines() if line.split()[0] in ("check", "fmt", "graph")]
     assert lines == ["check False False", "fmt False False", "graph False True"], r.stderr
+
+
+def test_the_stdlib_cache_is_read_only_where_this_user_alone_can_write_it(tmp_path):
+    """Unpickling runs code: a cache file or folder others can write is rebuilt, not read."""
+    import os
+
+    from metadsl.front import stdlib
+
+    folder = tmp_path / "cache"
+    folder.mkdir(mode=0o700)
+    path = folder / "stdlib.pickle"
+    path.write_bytes(b"x")
+    for folder_mode, file_mode, readable in ((0o700, 0o600, True), (0o700, 0o666, False),
+                                             (0o777, 0o600, False)):
+        os.chmod(folder, folder_mode)
+        os.chmod(path, file_mode)
+        with open(path, "rb") as fh:
+            assert stdlib._private(folder, fh.fileno()) is readable

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+import stat
 import tempfile
 from functools import lru_cache
 from pathlib import Path
@@ -44,7 +45,8 @@ def _all() -> dict:
     cache = _cache_dir() / f"stdlib-{digest.hexdigest()[:24]}.pickle"
     try:
         with open(cache, "rb") as fh:
-            return pickle.load(fh)
+            if _private(cache.parent, fh.fileno()):  # a pickle only this user could write
+                return pickle.load(fh)
     except Exception:  # noqa: BLE001 - missing, stale or unreadable: rebuild it
         pass
     global _partial
@@ -63,6 +65,16 @@ def _all() -> dict:
     except OSError:
         pass  # a read-only home only costs speed
     return checked
+
+
+def _private(folder: Path, fd: int) -> bool:
+    """Whether the cache file and its folder belong to this user and nobody else can write
+    them: unpickling runs code, so only a file the user alone controls is read."""
+    uid = os.getuid()
+    for info in (os.stat(folder), os.fstat(fd)):
+        if info.st_uid != uid or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            return False
+    return stat.S_ISREG(os.fstat(fd).st_mode)
 
 
 def _cache_dir() -> Path:

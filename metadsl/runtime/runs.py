@@ -166,7 +166,9 @@ def parse(args_cls, settings: dict[str, Setting], argv=None, iterations: str | N
     if options.resume is not None:
         saved = options.resume / "args.json"
         if not saved.is_file():
-            raise UsageError(f"error[E0601]: {options.resume} is not a run folder (no args.json)")
+            raise UsageError(f"error[E0601]: {options.resume} is not a run folder (no args.json)"
+                             f"\n  = help: a run stopped before it began leaves none: --out "
+                             f"{options.resume} starts it")
         try:
             stored = json.loads(saved.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -303,8 +305,8 @@ class Run:
         self._write_run_files()
 
     # A checkpoint may cost at most this share of the time between two: iterations slower
-    # than 20 checkpoints are all checkpointed (a kill loses at most the one under way).
-    CHECKPOINT_SHARE = 0.05
+    # than 10 checkpoints are all checkpointed (a kill loses at most the one under way).
+    CHECKPOINT_SHARE = 0.1
 
     def _checkpoint_due(self, last: bool) -> bool:
         self._since_checkpoint += 1

@@ -20,7 +20,7 @@ class Args:
     seed: int = 0
     "seed: schedule: the random seed"
     schedule__checkpoint_every: int = 25
-    "schedule.checkpoint_every: schedule: most outer iterations between checkpoints; any iteration that took 20 checkpoints' time or more is checkpointed (a kill loses at most that iteration)"
+    "schedule.checkpoint_every: schedule: most outer iterations between checkpoints; any iteration that took 10 checkpoints' time or more is checkpointed (a kill loses at most that iteration)"
     schedule__log_every: int = 0
     "schedule.log_every: schedule: outer iterations between progress lines; 0: ten per phase"
     agent__hidden: int = 48
