@@ -18,7 +18,9 @@ from .diagnostics import CompileError
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
                   help="metadsl: a declarative meta-reinforcement-learning language.")
 
-EXIT_ERRORS, EXIT_NOT_BUILT = 1, 3  # usage errors exit 2, through click
+# usage errors exit 2 (click's, and a run's options and folders); 4: the environment
+# (a missing program, an unreadable file, the operating system)
+EXIT_ERRORS, EXIT_NOT_BUILT, EXIT_ENVIRONMENT = 1, 3, 4
 
 
 class DiagFormat(str, Enum):
@@ -105,14 +107,15 @@ def graph(
     if format == GraphFormat.png and output is None:
         raise typer.BadParameter("a PNG needs an output file: -o FILE.png",
                                  param_hint="'--format png'")
+    from .backend import render
+
     try:
         result = _front(spec, "ir")
-        from .backend import render
         from .driver import guarded
         from .middle.graph import dumps
 
         if format in (GraphFormat.svg, GraphFormat.png):
-            data = guarded("graph", render.to_image, result.ir, format.value)
+            data = render.to_image(result.ir, format.value)  # its errors are the tool's
         else:
             text = {GraphFormat.dot: render.to_dot, GraphFormat.mermaid: render.to_mermaid,
                     GraphFormat.json: dumps}[format](result.ir)
@@ -120,6 +123,9 @@ def graph(
     except CompileError as e:
         _report(e)
         raise typer.Exit(EXIT_ERRORS)
+    except render.MissingTool as e:
+        sys.stderr.write(f"error: {e}\n  = help: {e.hint}\n")
+        raise typer.Exit(EXIT_ENVIRONMENT)
     _write(data, output)
 
 
@@ -229,7 +235,13 @@ def plot(run: Path = typer.Argument(..., metavar="RUN", help="a run folder")) ->
         raise typer.Exit(EXIT_ERRORS)
     from .plots import plot_run
 
-    for path in plot_run(run):
+    try:
+        written = plot_run(run)
+    except (OSError, ValueError, KeyError, TypeError, IndexError) as e:  # json errors included
+        sys.stderr.write(f"error[E0602]: {run} holds a metrics.csv or eval.json that is not a "
+                         f"run's: {type(e).__name__}: {e}\n")
+        raise typer.Exit(EXIT_ENVIRONMENT)
+    for path in written:
         print(path)
 
 

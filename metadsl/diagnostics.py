@@ -62,6 +62,7 @@ CODES: dict[str, str] = {
     "E0601": "run folder refused",
     "E0602": "checkpoint or run file unusable",
     "E0603": "the run folder cannot be written",
+    "E0604": "the run needs more memory than the machine has",
     # never the user's fault
     "E0901": "internal compiler error",
 }

@@ -26,10 +26,15 @@ def _curves(folder: Path) -> Path:
     with open(folder / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
     keys = [k for k in rows[0] if k not in ("loop", "iteration", "env_steps", "wall_s")]
+    # against environment steps where the run takes any; else against iterations (all
+    # phases in order)
+    by_steps = any(float(r["env_steps"] or 0) > 0 for r in rows)
+    x_of = {id(r): float(r["env_steps"]) if by_steps else i for i, r in enumerate(rows)}
+    levels = _baseline_levels(folder)
     fig, axes = plt.subplots(len(keys), 1, figsize=(7, 2.6 * len(keys)), squeeze=False)
     for ax, key in zip(axes[:, 0], keys):
         logged = [r for r in rows if r[key] != ""]  # each phase logs its own metrics
-        steps = [float(r["env_steps"]) for r in logged]
+        steps = [x_of[id(r)] for r in logged]
         values = [float(r[key]) for r in logged]
         window = max(1, len(values) // 50)  # a running mean shows the trend under the noise
         smooth = [sum(values[max(0, i - window + 1): i + 1]) / len(values[max(0, i - window + 1):
@@ -37,15 +42,34 @@ def _curves(folder: Path) -> Path:
                   for i in range(len(values))]
         ax.plot(steps, values, alpha=0.3, linewidth=0.8)
         ax.plot(steps, smooth, linewidth=1.6)
+        if key == "charts/return":  # the held-out baselines' levels, for reference
+            for i, (method, level) in enumerate(levels):
+                ax.axhline(level, linestyle="--", linewidth=0.9, color=f"C{(i + 2) % 10}",
+                           label=method)
+            if levels:
+                ax.legend(fontsize=7, loc="lower right")
         ax.set_ylabel(key)
         ax.grid(alpha=0.3)
-    axes[-1, 0].set_xlabel("environment steps")
+    axes[-1, 0].set_xlabel("environment steps" if by_steps else "iterations")
     fig.suptitle(folder.name)
     fig.tight_layout()
     out = folder / "learning_curves.png"
     fig.savefig(out, dpi=120)
     plt.close(fig)
     return out
+
+
+def _baseline_levels(folder: Path) -> list[tuple[str, float]]:
+    """Each baseline's mean on the held-out tasks (before any adaptation), where the
+    evaluation scores what training logs as its return."""
+    path = folder / "eval.json"
+    if not path.is_file():
+        return []
+    data = json.loads(path.read_text())
+    learner = data.get("spec")
+    return [(r["method"], float(r["mean"])) for r in data.get("results", [])
+            if r["method"] != learner and r.get("metric") in ("total_reward", "return")
+            and r.get("adapt_steps", 0) == 0]
 
 
 def _evaluation(folder: Path) -> Path:

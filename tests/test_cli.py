@@ -118,11 +118,13 @@ def test_graph_images(fmt, magic, tmp_path):
 
 
 def test_graph_without_graphviz_says_how_to_install(tmp_path):
+    """Nothing is wrong with the spec: no diagnostic code, exit status 4 (the environment)."""
     env = dict(os.environ, PATH=str(Path(sys.executable).parent))  # no `dot` on this PATH
     r = metadsl("graph", "specs/maml_nav2d.mrl", "--format", "svg", "-o",
                 str(tmp_path / "g.svg"), env=env)
-    assert r.returncode == 1
+    assert r.returncode == 4
     assert "Graphviz" in r.stderr and "apt-get install graphviz" in r.stderr
+    assert "E0001" not in r.stderr and "<input>" not in r.stderr
 
 
 def test_fmt_check_and_rewrite(tmp_path):
@@ -179,3 +181,23 @@ def test_the_stdlib_cache_is_read_only_where_this_user_alone_can_write_it(tmp_pa
         os.chmod(path, file_mode)
         with open(path, "rb") as fh:
             assert stdlib._private(folder, fh.fileno()) is readable
+
+
+
+def test_plot_draws_runs_without_environment_steps_and_the_baselines_levels(tmp_path):
+    """A supervised run logs no env steps: its curves are drawn against iterations."""
+    (tmp_path / "metrics.csv").write_text(
+        "loop,iteration,env_steps,wall_s,charts/return\n" +
+        "".join(f"meta,{i},0,{i},{i / 10}\n" for i in range(20)))
+    (tmp_path / "eval.json").write_text(json.dumps({"spec": "s", "seed": 0, "results": [
+        {"tasks": "t", "method": "s", "metric": "return", "mean": 1.9, "stderr": 0.1,
+         "episodes": 5},
+        {"tasks": "t", "method": "random", "metric": "return", "mean": 0.2, "stderr": 0.1,
+         "episodes": 5}]}))
+    r = metadsl("plot", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "learning_curves.png").stat().st_size > 1000
+    assert (tmp_path / "evaluation.png").stat().st_size > 1000
+    (tmp_path / "eval.json").write_text("{}")
+    r = metadsl("plot", str(tmp_path))
+    assert r.returncode == 4 and "error[E0602]" in r.stderr and "Traceback" not in r.stderr

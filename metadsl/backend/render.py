@@ -115,14 +115,21 @@ def to_mermaid(g: IR) -> str:
     return "\n".join(lines) + "\n"
 
 
+class MissingTool(Exception):
+    """A program the command needs is not installed: nothing is wrong with the spec."""
+
+    def __init__(self, message: str, hint: str):
+        super().__init__(message)
+        self.hint = hint
+
+
 def to_image(g: IR, fmt: str) -> bytes:
     """SVG or PNG bytes through Graphviz's `dot`."""
     dot = shutil.which("dot")
     if dot is None:
-        raise CompileError([Diagnostic(
-            "E0001", f"drawing {fmt} needs Graphviz's `dot`, which is not installed",
-            hint="install Graphviz (Debian/Ubuntu: `apt-get install graphviz`; macOS: `brew "
-                 "install graphviz`), or use --format dot|mermaid|json")])
+        raise MissingTool(f"drawing {fmt} needs Graphviz's `dot`, which is not installed",
+                          "install Graphviz (Debian/Ubuntu: `apt-get install graphviz`; macOS: "
+                          "`brew install graphviz`), or use --format dot|mermaid|json")
     result = subprocess.run([dot, f"-T{fmt}"], input=to_dot(g).encode(), capture_output=True,
                             timeout=60)
     if result.returncode != 0:

@@ -17,6 +17,7 @@ import json
 import math
 import os
 import platform
+import re
 import sys
 import time
 from pathlib import Path
@@ -71,6 +72,17 @@ def key(seed: int, *path) -> torch.Generator:
     uninterrupted batch would."""
     digest = hashlib.blake2b(repr((int(seed), *path)).encode(), digest_size=8).digest()
     return torch.Generator().manual_seed(int.from_bytes(digest, "little") >> 1)
+
+
+def _allocation(error) -> str | None:
+    """How much an allocation that ran out of memory asked for ("640.0 GB"), or None if
+    `error` is something else."""
+    if isinstance(error, MemoryError):
+        return "memory"
+    if isinstance(error, RuntimeError) and "can't allocate memory" in str(error):
+        asked = re.search(r"allocate (\d+) bytes", str(error))
+        return f"{int(asked.group(1)) / 1e9:,.1f} GB" if asked else "memory"
+    return None
 
 
 class UsageError(SystemExit):
@@ -272,6 +284,14 @@ class Run:
         if isinstance(error, TaskError):
             sys.stderr.write(f"error: {error}\n")
             raise SystemExit(1)
+        wanted = _allocation(error)
+        if wanted is not None:
+            phase = f" of {self.loop}" if self.loop else ""
+            run_folder.refuse("E0604", f"the run needs more memory than this machine has: "
+                                       f"allocating {wanted} failed at iteration "
+                                       f"{self.iteration}{phase}",
+                              hint="lower the sizes that multiply: meta_batch, collect "
+                                   "counts, hidden units, evaluate.instances", status=4)
         return False
 
     # -- checkpoints --
