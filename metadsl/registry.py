@@ -524,6 +524,10 @@ SETTINGS: dict[str, tuple[P, ...]] = {
                                        "checkpointed (a kill loses at most that iteration)"),
         P("log_every", "int", 0, low=0,
           doc="outer iterations between progress lines; 0: ten per phase"),
+        P("threads", "int", 1, low=0, high=1024,
+          doc="torch threads for the run (`--threads N`); 0: torch's default, one per core. "
+              "One is fastest for the small models of meta-RL and is not slowed down by "
+              "other work on the machine"),
     ),
 }
 

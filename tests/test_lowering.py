@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import ast
 import importlib
+import importlib.util
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -282,3 +284,28 @@ def test_schedule_settings_are_honoured_or_named_as_not_built(tmp_path):
         (what, loc), = e.value.missing
         assert setting.split()[0] in what and loc.line == spec.count("\n", 0, spec.index(
             "    seed = 1")) + 2, (what, loc)
+
+
+def _generated(spec: str, tmp_path):
+    source = compile_module(str(ROOT / spec))
+    path = tmp_path / f"{Path(spec).stem}_module.py"
+    path.write_text(source)
+    loaded = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(loaded)
+    sys.modules[loaded.name] = module
+    loaded.loader.exec_module(module)
+    return module
+
+
+def test_a_short_run_is_short_throughout_and_threads_are_a_setting(tmp_path):
+    """`--iterations N` also gives the pretrained baseline N iterations (its budget
+    follows the outer loop's unless set); `--threads` sets schedule.threads."""
+    m = _generated("specs/maml_sine.mrl", tmp_path)
+    args, _ = runs.parse(m.Args, m.SETTINGS, ["--iterations", "3", "--threads", "2"],
+                         iterations="meta.iterations")
+    assert (args.meta__iterations, args.evaluate__pretrain_iterations) == (3, 3)
+    assert args.schedule__threads == 2 and m.Args().schedule__threads == 1
+    args, _ = runs.parse(m.Args, m.SETTINGS, ["--iterations", "3", "--set",
+                                              "evaluate.pretrain_iterations=5"],
+                         iterations="meta.iterations")
+    assert (args.meta__iterations, args.evaluate__pretrain_iterations) == (3, 5)

@@ -777,6 +777,8 @@ class Lowering:
             bounds = [(k, X.const(v)) for k, v in given if v is not None and v is not False]
             keywords = [("bounds", X.call_kw(self.rt("runs.Bounds"), [], bounds))] \
                 if bounds else []
+            if a.follows:
+                keywords.append(("follows", X.const(a.follows)))
             keys.append(X.const(a.path))
             values.append(X.call_kw(self.rt("runs.Setting"), [X.const(a.name)], keywords))
         return X.assign("SETTINGS", ast.Dict(keys, values))

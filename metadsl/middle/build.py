@@ -457,7 +457,7 @@ class Builder:
             name, value = s.name.id, constant(s.value, params[s.name.id])
             if name == "seed":
                 seed = int(value.value)
-            elif name in ("checkpoint_every", "log_every"):
+            elif name in ("checkpoint_every", "log_every", "threads"):
                 honoured.append((name, value))
             elif value is not None and value.value != params[name].default:
                 # the runtime has only the default: one CPU process, one env per task

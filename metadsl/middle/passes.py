@@ -97,7 +97,7 @@ def resolve_defaults(program: P.Program) -> P.Program:
     given = dict(program.schedule)
     schedule = tuple((p.name, given.get(p.name) or P.Const(p.default, "int"))
                      for p in R.SETTINGS["schedule"] if p.name in ("checkpoint_every",
-                                                                   "log_every"))
+                                                                   "log_every", "threads"))
     program = _map_steps(program.replace(tasks=tasks, models=models, metas=metas,
                                          schedule=schedule), step)
     loops = []
@@ -418,11 +418,15 @@ def extract_settings(program: P.Program) -> P.Program:
         pretrain = None
         if ev.kind == "after_adaptation" and "pretrained" in ev.against and ev.outer:
             given = ev.pretrain_iterations
-            budget = given.value if isinstance(given, P.Const) and given.value else \
+            explicit = isinstance(given, P.Const) and given.value
+            budget = given.value if explicit else \
                 program_default(program.loop(ev.outer).setting("iterations"), s)
             param = R.SETTINGS["evaluate"][-1]
             pretrain = s.make("evaluate.pretrain_iterations", P.Const(budget, "int"), param,
                               param.doc)
+            if not explicit:
+                s.fields["evaluate.pretrain_iterations"] = dataclasses.replace(
+                    s.fields["evaluate.pretrain_iterations"], follows=f"{ev.outer}.iterations")
         ev = dataclasses.replace(ev, instances=instances, pretrain_iterations=pretrain)
     return program.replace(evaluate=ev, args=tuple(s.fields.values()))
 

@@ -452,6 +452,9 @@ class ArgField:
     default: object
     doc: str
     bounds: tuple = ()  # ((low, high, low_open, high_open),) or ()
+    # the path whose value this field's default is (the pretrained baseline's budget is
+    # the outer loop's): an override of that path moves this one too, unless it is set
+    follows: str | None = None
 
 
 @dataclass(frozen=True)
@@ -462,7 +465,8 @@ class Program:
     path: str
     seed: int
     # the run's schedule settings the runtime honours ((name, Const), ...): checkpoint_every,
-    # log_every (the seed is `seed`; device, envs and backend have only their defaults built)
+    # log_every, threads (the seed is `seed`; device, envs and backend have only their
+    # defaults built)
     schedule: tuple
     tasks: tuple  # (TaskDecl, ...)
     models: tuple  # (ModelDecl, ...)

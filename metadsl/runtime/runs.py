@@ -122,6 +122,7 @@ class Setting:
 
     field: str
     bounds: Bounds | None = None
+    follows: str | None = None  # the path whose override this setting's default follows
 
 
 def _convert(text: str, type_name: str, path: str):
@@ -163,6 +164,8 @@ def parse(args_cls, settings: dict[str, Setting], argv=None, iterations: str | N
     parser = argparse.ArgumentParser(description=(args_cls.__doc__ or "").strip())
     parser.add_argument("--seed", type=int)
     parser.add_argument("--iterations", type=int, help=f"sets {iterations}")
+    parser.add_argument("--threads", type=int, help="sets schedule.threads: torch threads "
+                        "(0: one per core)")
     parser.add_argument("--set", action="append", default=[], metavar="PATH=VALUE")
     parser.add_argument("--out", type=Path, help="run folder (default runs/SPEC-TIME)")
     parser.add_argument("--resume", type=Path, help="continue the run in this folder")
@@ -199,12 +202,21 @@ def parse(args_cls, settings: dict[str, Setting], argv=None, iterations: str | N
     overrides = [("seed", str(options.seed))] if options.seed is not None else []
     if options.iterations is not None:
         overrides.append((iterations, str(options.iterations)))
+    if options.threads is not None:
+        overrides.append(("schedule.threads", str(options.threads)))
     for item in options.set:
         if "=" not in item:
             raise UsageError(f"error[E0501]: --set {item}: expected PATH=VALUE")
         path, text = item.split("=", 1)
         overrides.append((path.strip(), text.strip()))
     spelled = {path.replace("'", "_prime"): path for path in settings}  # tau_prime for tau'
+    named = {spelled.get(path, path) for path, _ in overrides}
+    # a default that follows another setting moves with it (`--iterations 3` also gives
+    # the pretrained baseline 3), unless it is set itself or resumed from args.json
+    overrides += [(path, text) for leader, text in list(overrides)
+                  for path, s in settings.items()
+                  if s.follows == spelled.get(leader, leader) and path not in named
+                  and settings[path].field not in values]
     for path, text in overrides:
         path = spelled.get(path, path)
         if path not in settings:
@@ -225,8 +237,10 @@ class Run:
 
     def __init__(self, spec: str, digest: str, args, options, source: str | None = None,
                  spec_source: str | None = None, checkpoint_every: int = 25,
-                 log_every: int = 0):
+                 log_every: int = 0, threads: int = 0):
         self.spec, self.digest, self.args, self.options = spec, digest, args, options
+        if threads > 0:
+            torch.set_num_threads(threads)
         self.folder = run_folder.choose(spec, digest, options.out, options.resume,
                                         getattr(options, "force", False))
         self._lock = run_folder.Lock(self.folder)

@@ -23,6 +23,8 @@ class Args:
     "schedule.checkpoint_every: schedule: most outer iterations between checkpoints; any iteration that took 10 checkpoints' time or more is checkpointed (a kill loses at most that iteration)"
     schedule__log_every: int = 0
     "schedule.log_every: schedule: outer iterations between progress lines; 0: ten per phase"
+    schedule__threads: int = 1
+    "schedule.threads: schedule: torch threads for the run (`--threads N`); 0: torch's default, one per core. One is fastest for the small models of meta-RL and is not slowed down by other work on the machine"
     quadratics__coef_low: float = -1.0
     "quadratics.coef_low: random_quadratic(coef_low): coefficients a..f ~ U[coef_low, coef_high]"
     quadratics__coef_high: float = 1.0
@@ -63,6 +65,7 @@ SETTINGS = {
         "schedule__checkpoint_every", bounds=runs.Bounds(low=1, high=10000000)
     ),
     "schedule.log_every": runs.Setting("schedule__log_every", bounds=runs.Bounds(low=0)),
+    "schedule.threads": runs.Setting("schedule__threads", bounds=runs.Bounds(low=0, high=1024)),
     "quadratics.coef_low": runs.Setting("quadratics__coef_low"),
     "quadratics.coef_high": runs.Setting("quadratics__coef_high"),
     "quadratics.x_low": runs.Setting("quadratics__x_low"),
@@ -248,6 +251,7 @@ def main(argv=None) -> None:
         spec_source=SPEC_SOURCE,
         checkpoint_every=args.schedule__checkpoint_every,
         log_every=args.schedule__log_every,
+        threads=args.schedule__threads,
     ) as run:
         state = build(args)
         run.restore(state)

@@ -24,6 +24,8 @@ class Args:
     "schedule.checkpoint_every: schedule: most outer iterations between checkpoints; any iteration that took 10 checkpoints' time or more is checkpointed (a kill loses at most that iteration)"
     schedule__log_every: int = 0
     "schedule.log_every: schedule: outer iterations between progress lines; 0: ten per phase"
+    schedule__threads: int = 1
+    "schedule.threads: schedule: torch threads for the run (`--threads N`); 0: torch's default, one per core. One is fastest for the small models of meta-RL and is not slowed down by other work on the machine"
     cheetah__horizon: int = 200
     "cheetah.horizon: cheetah_dir(horizon)"
     adapt__steps: int = 1
@@ -68,6 +70,7 @@ SETTINGS = {
         "schedule__checkpoint_every", bounds=runs.Bounds(low=1, high=10000000)
     ),
     "schedule.log_every": runs.Setting("schedule__log_every", bounds=runs.Bounds(low=0)),
+    "schedule.threads": runs.Setting("schedule__threads", bounds=runs.Bounds(low=0, high=1024)),
     "cheetah.horizon": runs.Setting("cheetah__horizon", bounds=runs.Bounds(low=1, high=10000000)),
     "adapt.steps": runs.Setting("adapt__steps", bounds=runs.Bounds(low=1, high=10000000)),
     "meta.iterations": runs.Setting("meta__iterations", bounds=runs.Bounds(low=1, high=10000000)),
@@ -94,7 +97,9 @@ SETTINGS = {
         "evaluate__instances", bounds=runs.Bounds(low=1, high=10000000)
     ),
     "evaluate.pretrain_iterations": runs.Setting(
-        "evaluate__pretrain_iterations", bounds=runs.Bounds(low=0, high=10000000)
+        "evaluate__pretrain_iterations",
+        bounds=runs.Bounds(low=0, high=10000000),
+        follows="meta.iterations",
     ),
 }
 
@@ -331,6 +336,7 @@ def main(argv=None) -> None:
         spec_source=SPEC_SOURCE,
         checkpoint_every=args.schedule__checkpoint_every,
         log_every=args.schedule__log_every,
+        threads=args.schedule__threads,
     ) as run:
         state = build(args)
         run.restore(state)

@@ -24,6 +24,8 @@ class Args:
     "schedule.checkpoint_every: schedule: most outer iterations between checkpoints; any iteration that took 10 checkpoints' time or more is checkpointed (a kill loses at most that iteration)"
     schedule__log_every: int = 0
     "schedule.log_every: schedule: outer iterations between progress lines; 0: ten per phase"
+    schedule__threads: int = 1
+    "schedule.threads: schedule: torch threads for the run (`--threads N`); 0: torch's default, one per core. One is fastest for the small models of meta-RL and is not slowed down by other work on the machine"
     nav__goal_low: float = -0.5
     "nav.goal_low: nav2d(goal_low)"
     nav__goal_high: float = 0.5
@@ -80,6 +82,7 @@ SETTINGS = {
         "schedule__checkpoint_every", bounds=runs.Bounds(low=1, high=10000000)
     ),
     "schedule.log_every": runs.Setting("schedule__log_every", bounds=runs.Bounds(low=0)),
+    "schedule.threads": runs.Setting("schedule__threads", bounds=runs.Bounds(low=0, high=1024)),
     "nav.goal_low": runs.Setting("nav__goal_low"),
     "nav.goal_high": runs.Setting("nav__goal_high"),
     "nav.horizon": runs.Setting("nav__horizon", bounds=runs.Bounds(low=1, high=10000000)),
@@ -112,7 +115,9 @@ SETTINGS = {
         "evaluate__instances", bounds=runs.Bounds(low=1, high=10000000)
     ),
     "evaluate.pretrain_iterations": runs.Setting(
-        "evaluate__pretrain_iterations", bounds=runs.Bounds(low=0, high=10000000)
+        "evaluate__pretrain_iterations",
+        bounds=runs.Bounds(low=0, high=10000000),
+        follows="meta.iterations",
     ),
 }
 
@@ -369,6 +374,7 @@ def main(argv=None) -> None:
         spec_source=SPEC_SOURCE,
         checkpoint_every=args.schedule__checkpoint_every,
         log_every=args.schedule__log_every,
+        threads=args.schedule__threads,
     ) as run:
         state = build(args)
         run.restore(state)

@@ -24,6 +24,8 @@ class Args:
     "schedule.checkpoint_every: schedule: most outer iterations between checkpoints; any iteration that took 10 checkpoints' time or more is checkpointed (a kill loses at most that iteration)"
     schedule__log_every: int = 0
     "schedule.log_every: schedule: outer iterations between progress lines; 0: ten per phase"
+    schedule__threads: int = 1
+    "schedule.threads: schedule: torch threads for the run (`--threads N`); 0: torch's default, one per core. One is fastest for the small models of meta-RL and is not slowed down by other work on the machine"
     sines__amp_low: float = 0.1
     "sines.amp_low: sine(amp_low)"
     sines__amp_high: float = 5.0
@@ -70,6 +72,7 @@ SETTINGS = {
         "schedule__checkpoint_every", bounds=runs.Bounds(low=1, high=10000000)
     ),
     "schedule.log_every": runs.Setting("schedule__log_every", bounds=runs.Bounds(low=0)),
+    "schedule.threads": runs.Setting("schedule__threads", bounds=runs.Bounds(low=0, high=1024)),
     "sines.amp_low": runs.Setting("sines__amp_low", bounds=runs.Bounds(low=0, low_open=True)),
     "sines.amp_high": runs.Setting("sines__amp_high", bounds=runs.Bounds(low=0, low_open=True)),
     "sines.phase_low": runs.Setting("sines__phase_low"),
@@ -91,7 +94,9 @@ SETTINGS = {
         "evaluate__instances", bounds=runs.Bounds(low=1, high=10000000)
     ),
     "evaluate.pretrain_iterations": runs.Setting(
-        "evaluate__pretrain_iterations", bounds=runs.Bounds(low=0, high=10000000)
+        "evaluate__pretrain_iterations",
+        bounds=runs.Bounds(low=0, high=10000000),
+        follows="meta.iterations",
     ),
 }
 
@@ -309,6 +314,7 @@ def main(argv=None) -> None:
         spec_source=SPEC_SOURCE,
         checkpoint_every=args.schedule__checkpoint_every,
         log_every=args.schedule__log_every,
+        threads=args.schedule__threads,
     ) as run:
         state = build(args)
         run.restore(state)

@@ -23,6 +23,8 @@ class Args:
     "schedule.checkpoint_every: schedule: most outer iterations between checkpoints; any iteration that took 10 checkpoints' time or more is checkpointed (a kill loses at most that iteration)"
     schedule__log_every: int = 0
     "schedule.log_every: schedule: outer iterations between progress lines; 0: ten per phase"
+    schedule__threads: int = 1
+    "schedule.threads: schedule: torch threads for the run (`--threads N`); 0: torch's default, one per core. One is fastest for the small models of meta-RL and is not slowed down by other work on the machine"
     bandits__arms: int = 5
     "bandits.arms: bernoulli_bandit(arms): number of arms k; each arm pays 1 with p ~ U(0, 1)"
     agent__hidden: int = 256
@@ -61,6 +63,7 @@ SETTINGS = {
         "schedule__checkpoint_every", bounds=runs.Bounds(low=1, high=10000000)
     ),
     "schedule.log_every": runs.Setting("schedule__log_every", bounds=runs.Bounds(low=0)),
+    "schedule.threads": runs.Setting("schedule__threads", bounds=runs.Bounds(low=0, high=1024)),
     "bandits.arms": runs.Setting("bandits__arms", bounds=runs.Bounds(low=2)),
     "agent.hidden": runs.Setting("agent__hidden", bounds=runs.Bounds(low=1, high=16384)),
     "trial.steps": runs.Setting("trial__steps", bounds=runs.Bounds(low=1, high=10000000)),
@@ -294,6 +297,7 @@ def main(argv=None) -> None:
         spec_source=SPEC_SOURCE,
         checkpoint_every=args.schedule__checkpoint_every,
         log_every=args.schedule__log_every,
+        threads=args.schedule__threads,
     ) as run:
         state = build(args)
         run.restore(state)

@@ -23,6 +23,8 @@ class Args:
     "schedule.checkpoint_every: schedule: most outer iterations between checkpoints; any iteration that took 10 checkpoints' time or more is checkpointed (a kill loses at most that iteration)"
     schedule__log_every: int = 0
     "schedule.log_every: schedule: outer iterations between progress lines; 0: ten per phase"
+    schedule__threads: int = 1
+    "schedule.threads: schedule: torch threads for the run (`--threads N`); 0: torch's default, one per core. One is fastest for the small models of meta-RL and is not slowed down by other work on the machine"
     cartpole__id: str = "CartPole-v1"
     'cartpole.id: gym(id): a registered gymnasium environment id, e.g. "CartPole-v1"'
     cartpole__horizon: int = 200
@@ -65,6 +67,7 @@ SETTINGS = {
         "schedule__checkpoint_every", bounds=runs.Bounds(low=1, high=10000000)
     ),
     "schedule.log_every": runs.Setting("schedule__log_every", bounds=runs.Bounds(low=0)),
+    "schedule.threads": runs.Setting("schedule__threads", bounds=runs.Bounds(low=0, high=1024)),
     "cartpole.id": runs.Setting("cartpole__id"),
     "cartpole.horizon": runs.Setting("cartpole__horizon", bounds=runs.Bounds(low=0)),
     "agent.hidden": runs.Setting("agent__hidden", bounds=runs.Bounds(low=1, high=16384)),
@@ -293,6 +296,7 @@ def main(argv=None) -> None:
         spec_source=SPEC_SOURCE,
         checkpoint_every=args.schedule__checkpoint_every,
         log_every=args.schedule__log_every,
+        threads=args.schedule__threads,
     ) as run:
         state = build(args)
         run.restore(state)

@@ -23,6 +23,8 @@ class Args:
     "schedule.checkpoint_every: schedule: most outer iterations between checkpoints; any iteration that took 10 checkpoints' time or more is checkpointed (a kill loses at most that iteration)"
     schedule__log_every: int = 0
     "schedule.log_every: schedule: outer iterations between progress lines; 0: ten per phase"
+    schedule__threads: int = 1
+    "schedule.threads: schedule: torch threads for the run (`--threads N`); 0: torch's default, one per core. One is fastest for the small models of meta-RL and is not slowed down by other work on the machine"
     agent__hidden: int = 48
     "agent.hidden: lstm(hidden)"
     agent__layers: int = 1
@@ -59,6 +61,7 @@ SETTINGS = {
         "schedule__checkpoint_every", bounds=runs.Bounds(low=1, high=10000000)
     ),
     "schedule.log_every": runs.Setting("schedule__log_every", bounds=runs.Bounds(low=0)),
+    "schedule.threads": runs.Setting("schedule__threads", bounds=runs.Bounds(low=0, high=1024)),
     "agent.hidden": runs.Setting("agent__hidden", bounds=runs.Bounds(low=1, high=16384)),
     "agent.layers": runs.Setting("agent__layers", bounds=runs.Bounds(low=1, high=10000000)),
     "episode.steps": runs.Setting("episode__steps", bounds=runs.Bounds(low=1, high=10000000)),
@@ -294,6 +297,7 @@ def main(argv=None) -> None:
         spec_source=SPEC_SOURCE,
         checkpoint_every=args.schedule__checkpoint_every,
         log_every=args.schedule__log_every,
+        threads=args.schedule__threads,
     ) as run:
         state = build(args)
         run.restore(state)
