@@ -526,8 +526,8 @@ SETTINGS: dict[str, tuple[P, ...]] = {
           doc="outer iterations between progress lines; 0: ten per phase"),
         P("threads", "int", 1, low=0, high=1024,
           doc="torch threads for the run (`--threads N`); 0: torch's default, one per core. "
-              "One is fastest for the small models of meta-RL and is not slowed down by "
-              "other work on the machine"),
+              "One is as fast as two for small models and is not slowed down by other work "
+              "on the machine; a 256-unit GRU trains ~20 % faster on two free cores"),
     ),
 }
 

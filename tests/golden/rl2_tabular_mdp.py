@@ -24,7 +24,7 @@ class Args:
     schedule__log_every: int = 0
     "schedule.log_every: schedule: outer iterations between progress lines; 0: ten per phase"
     schedule__threads: int = 1
-    "schedule.threads: schedule: torch threads for the run (`--threads N`); 0: torch's default, one per core. One is fastest for the small models of meta-RL and is not slowed down by other work on the machine"
+    "schedule.threads: schedule: torch threads for the run (`--threads N`); 0: torch's default, one per core. One is as fast as two for small models and is not slowed down by other work on the machine; a 256-unit GRU trains ~20 % faster on two free cores"
     mdps__states: int = 10
     "mdps.states: tabular_mdp(states): |S|"
     mdps__actions: int = 5
