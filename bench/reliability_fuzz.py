@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib.util
+import multiprocessing
 import os
 import random
 import sys
@@ -83,6 +84,32 @@ def one_iteration(source: str, workdir: Path) -> None:
             loop(args, state, QuietRun(show=False))
 
 
+def _child(source: str, workdir: Path, report) -> None:
+    try:
+        one_iteration(source, workdir)
+        report.put(("first iterations ran", ""))
+    except BaseException as e:  # noqa: BLE001 - SystemExit too: what the bench counts
+        report.put(("died", f"run {type(e).__name__}: {e}\n" +
+                    "".join(traceback.format_exc().splitlines(True)[-4:])))
+
+
+def isolated(source: str, workdir: Path, timeout: float = 600) -> tuple[str, str]:
+    """One module's first iteration in a forked process, so that a crash (a signal) or a
+    hang is counted rather than ending the bench."""
+    context = multiprocessing.get_context("fork")
+    report = context.Queue()
+    child = context.Process(target=_child, args=(source, workdir, report))
+    child.start()
+    child.join(timeout)
+    if child.is_alive():
+        child.kill()
+        child.join()
+        return "hung", f"run: no first iteration within {timeout:.0f} s"
+    if child.exitcode < 0:
+        return "crashed", f"run: killed by signal {-child.exitcode}"
+    return report.get(timeout=10)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--check", type=int, default=10000)
@@ -116,7 +143,8 @@ def main() -> None:
             continue
         checks["checked"] += 1
         checked.append(text)
-    print(f"check: {options.check} mutants in {time.time() - start:.0f} s: {dict(checks)}")
+    print(f"check: {options.check} mutants in {time.time() - start:.0f} s: {dict(checks)}",
+          flush=True)
     start = time.time()
     modules = []
     for text in checked:
@@ -140,19 +168,18 @@ def main() -> None:
         compiles["valid module"] += 1
         modules.append(source)
     print(f"compile: {len(checked)} checked mutants in {time.time() - start:.0f} s: "
-          f"{dict(compiles)}")
+          f"{dict(compiles)}", flush=True)
     start = time.time()
-    for source in modules[: options.run]:
+    for n, source in enumerate(modules[: options.run], 1):
         if time.time() - start > options.minutes * 60:
             runs["not run (time budget)"] += 1
             continue
-        try:
-            one_iteration(source, workdir)
-            runs["first iterations ran"] += 1
-        except Exception as e:  # noqa: BLE001 - what the bench counts
-            runs["died"] += 1
-            failures.append(f"run {type(e).__name__}: {e}\n" +
-                            "".join(traceback.format_exc().splitlines(True)[-4:]))
+        outcome, detail = isolated(source, workdir)
+        runs[outcome] += 1
+        if detail:
+            failures.append(detail)
+        if n % 50 == 0:
+            print(f"  {n} modules run: {dict(runs)}", flush=True)
     print(f"run: {min(len(modules), options.run)} modules in {time.time() - start:.0f} s: "
           f"{dict(runs)}")
     print(f"payloads executed: {int((workdir / 'PWNED').exists())}")
