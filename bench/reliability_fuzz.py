@@ -176,8 +176,10 @@ def main() -> None:
             continue
         outcome, detail = isolated(source, workdir)
         runs[outcome] += 1
-        if detail:
-            failures.append(detail)
+        if detail:  # kept, to be reproduced: python FILE runs it
+            kept = workdir / f"failed-{n}.py"
+            kept.write_text(source, encoding="utf-8")
+            failures.append(f"{detail}  (module kept: {kept})")
         if n % 50 == 0:
             print(f"  {n} modules run: {dict(runs)}", flush=True)
     print(f"run: {min(len(modules), options.run)} modules in {time.time() - start:.0f} s: "
