@@ -309,3 +309,12 @@ def test_a_short_run_is_short_throughout_and_threads_are_a_setting(tmp_path):
                                               "evaluate.pretrain_iterations=5"],
                          iterations="meta.iterations")
     assert (args.meta__iterations, args.evaluate__pretrain_iterations) == (3, 5)
+
+
+def test_a_model_s_default_heads_are_built(tmp_path):
+    """`regressor(...)` without `heads` has `pred`: the runtime model has it too (the
+    reliability fuzz found a module that died reading it)."""
+    r = metadsl("run", "tests/specs/default_heads.mrl", "--out", str(tmp_path / "run"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    program = front_end(str(ROOT / "tests/specs/default_heads.mrl"), "program").program
+    assert dict(program.model("f").heads) == {"pred": "regression"}
