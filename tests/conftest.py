@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,13 @@ ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted((ROOT / "specs").glob("*.mrl"))
 STDLIB = sorted((ROOT / "stdlib").glob("*.mrl"))
 UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
+
+
+def metadsl(*args: str, env: dict | None = None, cwd: Path = ROOT,
+            timeout: float = 600) -> subprocess.CompletedProcess:
+    """The command line, as a user runs it, in a process of its own."""
+    return subprocess.run([sys.executable, "-m", "metadsl.cli", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
 
 
 def golden(path: Path, actual: str) -> None:

@@ -14,7 +14,7 @@ import torch
 from metadsl.driver import NotBuilt, compile_module
 from metadsl.runtime import models, rules, runs
 
-from .conftest import ROOT, golden
+from .conftest import ROOT, golden, metadsl
 
 BUILT = ["hochreiter2001", "rl2_bandits", "rl2_cartpole", "rl2_tabular_mdp",
          "wang2016_dependent_bandits", "wang2016_informative_arm", "maml_nav2d", "fomaml_nav2d",
@@ -57,9 +57,6 @@ def test_unbuilt_constructs_are_named_where_they_are_written():
         ("`through adapt`, an inner loop that adapts nothing", 36)]
 
 
-def metadsl(*args, cwd=ROOT):
-    return subprocess.run([sys.executable, "-m", "metadsl.cli", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=600)
 
 
 def metrics(folder):

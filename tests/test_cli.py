@@ -11,14 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT
+from .conftest import ROOT, metadsl
 
 RL2 = "specs/rl2_bandits.mrl"
 
 
-def metadsl(*args: str, env: dict | None = None, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "metadsl.cli", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=120)
 
 
 def no_traceback(result: subprocess.CompletedProcess) -> None:

@@ -22,14 +22,11 @@ from metadsl.driver import NotBuilt, compile_module, front_end
 from metadsl.middle import program as P
 from metadsl.runtime import run_folder, runs
 
-from .conftest import ROOT, SPECS
+from .conftest import ROOT, SPECS, metadsl
 
 TEST_SPECS = ROOT / "tests" / "specs"
 
 
-def metadsl(*args, cwd=ROOT):
-    return subprocess.run([sys.executable, "-m", "metadsl.cli", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=600)
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.stem)
@@ -318,3 +315,13 @@ def test_a_model_s_default_heads_are_built(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     program = front_end(str(ROOT / "tests/specs/default_heads.mrl"), "program").program
     assert dict(program.model("f").heads) == {"pred": "regression"}
+
+
+def test_a_gaussian_actor_with_a_target_critic_runs(tmp_path):
+    """Blocks no spec in specs/ combines: continuous actions, a target network read on the
+    next observations, the batched navigation tasks."""
+    out = tmp_path / "run"
+    r = metadsl("run", "tests/specs/target_critic_nav2d.mrl", "--iterations", "2",
+                "--set", "evaluate.instances=10", "--out", str(out))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (out / "eval.json").is_file()

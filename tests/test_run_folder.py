@@ -4,24 +4,19 @@ checkpoints carry a checksum, one writer at a time."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 
 import pytest
 import torch
 
 from metadsl.runtime import run_folder, runs
 
-from .conftest import ROOT
+from .conftest import ROOT, metadsl
 
 SPEC = str(ROOT / "specs" / "rl2_bandits.mrl")
 SMALL = ["--iterations", "2", "--set", "agent.hidden=8", "--set", "meta.meta_batch=8",
          "--set", "evaluate.instances=10"]
 
 
-def metadsl(*args, cwd=ROOT):
-    return subprocess.run([sys.executable, "-m", "metadsl.cli", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=600)
 
 
 def snapshot(folder) -> dict:

@@ -34,12 +34,20 @@ CHECKPOINT = "checkpoint.pt"
 _FORMAT = 1
 
 
+class UsageError(SystemExit):
+    """An option, setting or run folder the run refuses, said on stderr. Exit status 2: the
+    command asked for something not allowed; 4: the operating system refused, or a file is
+    unreadable."""
+
+    def __init__(self, message: str, status: int = 2):
+        sys.stderr.write(message.rstrip("\n") + "\n")
+        super().__init__(status)
+
+
 def refuse(code: str, message: str, hint: str | None = None, status: int = 2) -> NoReturn:
-    """Stop before anything is changed: a run-folder or checkpoint error, with its code.
-    Exit status 2: the command asked for something the folder does not allow; 4: the
-    operating system refused, or a file is unreadable."""
-    sys.stderr.write(f"error[{code}]: {message}\n" + (f"  = help: {hint}\n" if hint else ""))
-    raise SystemExit(status)
+    """Stop before anything is changed, with the error's code and a hint."""
+    raise UsageError(f"error[{code}]: {message}" + (f"\n  = help: {hint}" if hint else ""),
+                     status)
 
 
 def versions(folder: Path) -> dict | None:

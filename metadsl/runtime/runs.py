@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from . import run_folder
+from .run_folder import UsageError
 from .rules import NonFiniteLoss
 from .tasks import TaskError
 
@@ -83,14 +84,6 @@ def _allocation(error) -> str | None:
         asked = re.search(r"allocate (\d+) bytes", str(error))
         return f"{int(asked.group(1)) / 1e9:,.1f} GB" if asked else "memory"
     return None
-
-
-class UsageError(SystemExit):
-    """A command-line option or run folder the run refuses: said on stderr, exit status 2."""
-
-    def __init__(self, message: str):
-        sys.stderr.write(message.rstrip("\n") + "\n")
-        super().__init__(2)
 
 
 @dataclasses.dataclass(frozen=True)
