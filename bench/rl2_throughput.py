@@ -3,10 +3,12 @@ environment alone.
 
     python bench/rl2_throughput.py [--iterations 160] [--rounds 16]
 
-Both trainers run the same algorithm at the same sizes (GRU 256 on 5-armed bandits, 10
-pulls per trial, 256 trials per iteration, PPO with 4 epochs × 4 minibatches), seeded
-alike. Target (issue 3): compiled / hand-written env-steps/s ≥ 0.95; the batched bandit
-environment ≥ 20 M env-steps/s at batch 4096.
+Both trainers run the same algorithm at the same sizes (the spec's GRU width, 5-armed
+bandits, 10 pulls per trial, 256 trials per iteration, PPO with 4 epochs × 4 minibatches),
+seeded alike. The hand-written critic is a plain value head; the spec's may be normalised
+(PopArt), whose statistics the compiled trainer then also keeps. Targets: compiled /
+hand-written env-steps/s ≥ 1.0 (issue 11; 0.95 in issue 3); the batched bandit environment
+≥ 20 M env-steps/s at batch 4096.
 """
 
 from __future__ import annotations
@@ -24,18 +26,18 @@ from torch import nn
 from metadsl.runtime.runs import QuietRun
 
 ROOT = Path(__file__).resolve().parent.parent
-ARMS, PULLS, BATCH, HIDDEN = 5, 10, 256, 256
+ARMS, PULLS, BATCH = 5, 10, 256
 
 
 # ---- a plain RL², written by hand -------------------------------------------------------
 
 
 class HandAgent(nn.Module):
-    def __init__(self):
+    def __init__(self, hidden: int):
         super().__init__()
-        self.gru = nn.GRU(1 + ARMS + 2, HIDDEN)
-        self.pi = nn.Linear(HIDDEN, ARMS)
-        self.v = nn.Linear(HIDDEN, 1)
+        self.gru = nn.GRU(1 + ARMS + 2, hidden)
+        self.pi = nn.Linear(hidden, ARMS)
+        self.v = nn.Linear(hidden, 1)
 
     def forward(self, x, h=None):
         out, h = self.gru(x, h)
@@ -88,11 +90,11 @@ def hand_iteration(agent, opt, gen):
             opt.step()
 
 
-def hand_trainer():
+def hand_trainer(hidden: int):
     """`run(k)`: the seconds k iterations of the hand-written RL² take (warmed up)."""
     torch.manual_seed(1)
     gen = torch.Generator().manual_seed(1)
-    agent = HandAgent()
+    agent = HandAgent(hidden)
     opt = torch.optim.Adam(agent.parameters(), lr=3e-4)
     hand_iteration(agent, opt, gen)  # warm-up
 
@@ -118,6 +120,8 @@ def compiled_trainer():
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     args = module.Args(meta__iterations=1)
+    assert (args.bandits__arms, args.trial__tau__count, args.meta__meta_batch) == \
+        (ARMS, PULLS, BATCH), "the hand-written trainer's sizes are the spec's"
     state = module.build(args)
     module.meta(args, state, QuietRun(show=False))  # warm-up
 
@@ -127,8 +131,7 @@ def compiled_trainer():
         module.meta(args, state, QuietRun(show=False))
         return time.perf_counter() - start
 
-    return run
-
+    return run, args.agent__hidden
 
 
 def env_rate(batch: int = 4096, steps: int = 1000) -> float:
@@ -151,7 +154,8 @@ def main() -> None:
                         help="alternations of the two trainers (a busy machine's drift "
                              "then hits both alike)")
     options = parser.parse_args()
-    hand, compiled = hand_trainer(), compiled_trainer()
+    compiled, hidden = compiled_trainer()
+    hand = hand_trainer(hidden)
     each = max(1, options.iterations // options.rounds)
     times = {"hand": [], "compiled": []}
     for _ in range(options.rounds):
@@ -160,10 +164,11 @@ def main() -> None:
     steps = each * BATCH * PULLS
     rate = {k: steps * len(v) / sum(v) for k, v in times.items()}
     ratios = sorted(h / c for h, c in zip(times["hand"], times["compiled"]))
+    print(f"GRU {hidden}")
     print(f"hand-written RL²: {rate['hand']:,.0f} env-steps/s")
     print(f"compiled RL²:     {rate['compiled']:,.0f} env-steps/s  (ratio "
           f"{rate['compiled'] / rate['hand']:.3f}; per round {ratios[0]:.3f}–{ratios[-1]:.3f}, "
-          f"median {ratios[len(ratios) // 2]:.3f}; target ≥ 0.95)")
+          f"median {ratios[len(ratios) // 2]:.3f}; target ≥ 1.0)")
     print(f"bandit environment alone, batch 4096: {env_rate() / 1e6:,.1f} M env-steps/s "
           "(target ≥ 20 M)")
 

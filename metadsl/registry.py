@@ -242,6 +242,14 @@ HEAD_KINDS = {
     "tanh_gaussian": HeadKind("dist", "a tanh-squashed Gaussian (SAC)", built=False),
     "deterministic": HeadKind("tensor", "a deterministic action", built=False),
     "value": HeadKind("tensor", "a state value V(s)"),
+    "normalized_value": HeadKind("tensor", "a state value V(s) learned in normalised units "
+                                           "(PopArt, van Hasselt et al. 2016): the head's "
+                                           "output is scaled by running statistics of the "
+                                           "returns it is fitted to, its weights are "
+                                           "rescaled when they move so its values are kept, "
+                                           "and a squared error on it has the gradient of "
+                                           "the normalised error, whatever the returns' "
+                                           "scale"),
     "regression": HeadKind("tensor", "a scalar prediction"),
     "q_values": HeadKind("tensor", "one value per action, Q(s, ·); called as `q(s, a)` it "
                                    "gives Q(s, a)"),

@@ -288,7 +288,7 @@ def test_trpo_step_improves_the_surrogate_inside_the_trust_region():
         return adaptation.objective(policy, policy.parameters_per_task(2), batch, surrogate)
 
     before = closure()
-    old = models.detach_head(before.heads["pi"])
+    old = before.heads["pi"].detach()
     opt = rules.TRPO(policy.parameters(), max_kl=0.01)
     rules.outer_step(opt, closure)
     after = closure()

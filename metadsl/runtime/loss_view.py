@@ -17,14 +17,13 @@ import copy
 import torch
 from torch import nn
 
-from . import models
 
 
 def _evaluate(model, params, batch: dict, inputs: tuple) -> dict:
     """The model's heads on `inputs`: the state replaces its observation input, an action
     (second) replaces the batch's; every other input the model reads comes from the
     batch (a skill z, a previous reward)."""
-    fields = dict(batch)
+    fields = {name: batch[name] for name in (*model.inputs, "action") if name in batch}
     if inputs:
         fields[model.inputs[0]] = inputs[0]
     if len(inputs) > 1:
@@ -49,15 +48,25 @@ class LossView(dict):
         self.target_network, self.is_detached = target, detached
 
     def detached(self) -> "LossView":
-        """The same view with no gradient to the model (what `stop_grad(...)` reads)."""
-        return LossView({k: models.detach_head(v) for k, v in self.items()}, self.model,
-                        self.params, self.batch, self.target_network, detached=True)
+        """The same view with no gradient to the model (what `stop_grad(...)` reads). Its
+        heads are detached when first read (`__missing__`): a loss that passes the view to
+        a function reading only recorded data pays for none."""
+        view = LossView({}, self.model, self.params, self.batch, self.target_network,
+                        detached=True)
+        view.source = self
+        return view
+
+    def __missing__(self, slot: str):
+        if not self.is_detached:
+            raise KeyError(slot)
+        head = self[slot] = self.source[slot].detach()
+        return head
 
     def call(self, slot: str, *inputs):
         """Head `slot` of the model under the update's parameters, on `inputs`."""
         head = _at_action(self.model, slot,
                           _evaluate(self.model, self.params, self.batch, inputs)[slot], inputs)
-        return models.detach_head(head) if self.is_detached else head
+        return head.detach() if self.is_detached else head
 
     def target(self, slot: str, *inputs):
         """Head `slot` of the target network, on `inputs` (the batch's if none)."""

@@ -116,7 +116,7 @@ def entropy(d: Distribution):
 
 
 def kl(p, q):
-    return p.kl(q) if isinstance(p, models.DiagGaussian) else \
+    return p.kl(q) if isinstance(p, (models.DiagGaussian, models.Categorical)) else \
         torch.distributions.kl_divergence(p, q)
 
 

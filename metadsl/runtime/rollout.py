@@ -13,7 +13,6 @@ from typing import Protocol
 
 import torch
 
-from . import models
 
 
 class Policy(Protocol):
@@ -59,7 +58,7 @@ def collect(model: Policy, env, steps: int, gen: torch.Generator, episodes: int 
                   "prev_done": prev_done, "timestep": progress[t]}
         heads, state = model.step(fields, state, params)
         pi = heads["pi"]
-        action = models.sample(pi, gen)
+        action = pi.sample(gen)
         next_obs, reward, episode_done = env.step(action)
         if episodes is not None:  # instances past their last episode are padding
             valid = 1 - finished

@@ -35,8 +35,32 @@ class RMSprop(torch.optim.RMSprop):
 
 
 def _check_parameters(opt: torch.optim.Optimizer) -> None:
-    if not all(torch.isfinite(p).all() for g in opt.param_groups for p in g["params"]):
+    # one fused norm over every tensor: non-finite if any entry is (or past ~1e19)
+    norm = torch.nn.utils.get_total_norm([p for g in opt.param_groups for p in g["params"]])
+    if not torch.isfinite(norm):
         raise NonFiniteLoss("a parameter became NaN or infinite in the update")
+
+
+class Minibatch(dict):
+    """Columns `chunk` (task instances, dim 1) of a batch's fields, each cut when first
+    read: a loss and a model read a few of the dozen fields a rollout records."""
+
+    def __init__(self, batch: dict, chunk: torch.Tensor):
+        super().__init__()
+        self.batch, self.chunk = batch, chunk
+
+    def __missing__(self, key: str):
+        value = self.batch[key]
+        if isinstance(value, torch.Tensor) and value.dim() >= 2:
+            value = value[:, self.chunk]
+        self[key] = value
+        return value
+
+    def get(self, key: str, default=None):
+        return self[key] if key in self else default
+
+    def __contains__(self, key) -> bool:
+        return key in self.batch
 
 
 def minimize(opt: torch.optim.Optimizer, model, batch: dict, loss_fn,
@@ -46,18 +70,24 @@ def minimize(opt: torch.optim.Optimizer, model, batch: dict, loss_fn,
     """`update M by RULE on LOSS over DATA`: the optimizer's epochs × minibatches gradient
     steps, split over task instances (dim 1) so each recurrent trajectory stays whole.
     A loss that reads a `target` network has it follow the model by the rule's Polyak
-    rate after every step. Returns the mean loss and, for a policy update, the standard
+    rate after every step. A model's normalised value heads first move their statistics
+    to the data's discounted returns (at the loss's `gamma`; 1 if it has none). Returns the mean loss and, for a policy update, the standard
     diagnostics (see `diagnostics`), taken as CleanRL does from the last epoch's
     minibatches, on the heads their steps computed anyway (no extra forward pass)."""
     epochs, minibatches = getattr(opt, "epochs", 1), getattr(opt, "minibatches", 1)
     max_grad_norm = getattr(opt, "max_grad_norm", 0.0)
     width = batch["done"].shape[1]
+    if model.heads.scales and "reward" in batch:  # normalised value heads follow the returns
+        returns = ops.scan_back(batch["reward"], (1.0 if gamma is None else gamma)
+                                * (1 - batch["done"]))
+        valid = batch.get("valid")
+        model.heads.track_returns(returns if valid is None else returns[valid.bool()],
+                                  () if target is None else (target.model.heads,))
     losses, stats = [], []
     for epoch in range(epochs):
         order = torch.randperm(width, generator=gen)
         for chunk in order.chunk(minibatches):
-            sub = {k: (v[:, chunk] if isinstance(v, torch.Tensor) and v.dim() >= 2 else v)
-                   for k, v in batch.items()}
+            sub = Minibatch(batch, chunk)
             heads = model.sequence(sub)
             if epoch == epochs - 1:
                 stats.append((len(chunk), diagnostics(heads, sub, clip, gamma)))
@@ -168,7 +198,7 @@ class TRPO(torch.optim.Optimizer):
         out = closure()
         if not torch.isfinite(out.loss):
             raise NonFiniteLoss(f"the loss is {out.loss.item()}")
-        old = models.detach_head(out.heads["pi"])
+        old = out.heads["pi"].detach()
         kl = ops.kl(old, out.heads["pi"]).mean()
         g = _flat(torch.autograd.grad(out.loss, params, retain_graph=True))
         kl_grad = _flat(torch.autograd.grad(kl, params, create_graph=True))
