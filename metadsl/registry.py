@@ -340,17 +340,20 @@ _add("meta_sgd", "rule", [P("lr", "meta", doc="a step_sizes(...) meta-parameter"
                           _GRADIENT_STEPS], "rule",
      "Gradient descent with a learned step size per parameter (Meta-SGD).",
      traits={"gradient", "differentiable"})
+_LR_SCHEDULE = P("schedule", "symbol", "constant", choices=("constant", "linear"),
+                 doc="the learning rate over the loop's iterations: constant, or decayed "
+                     "linearly from lr to 0 (CleanRL's anneal_lr)")
 _add("adam", "rule", [
     _gt0("lr", "num", 3e-4), _count("epochs", 1, "passes over the data per update"),
     _count("minibatches", 1), P("max_grad_norm", "num", 0.0, low=0, doc="0: no clipping"),
     P("polyak", "num", 0.0, low=0, high=1,
       doc="rate τ of the target network's Polyak averaging after each step, θ⁻ ← (1 − τ)θ⁻ "
           "+ τθ, for a loss that reads `target(head)`", applies_to="target_network"),
-    P("l2", "num", 0.0, low=0),
+    P("l2", "num", 0.0, low=0), _LR_SCHEDULE,
 ], "rule", "Adam (PPO-style epochs and minibatches optional).", traits={"gradient"})
 _add("rmsprop", "rule", [
     _gt0("lr", "num", 7e-4), _unit("alpha", 0.99), _gt0("eps", "num", 1e-5),
-    P("max_grad_norm", "num", 0.0, low=0),
+    P("max_grad_norm", "num", 0.0, low=0), _LR_SCHEDULE,
 ], "rule", "RMSprop (A2C, Wang et al. 2016).", traits={"gradient"})
 _add("trpo", "rule", [
     _gt0("max_kl", "num", 0.01), _count("cg_iters", 10), _gt0("damping", "num", 1e-5),
@@ -483,8 +486,11 @@ _add("nominal", "baseline", [], "none", "the spec's own training on the nominal,
 
 TRAJECTORY_FIELDS = {
     "obs": "observation s_t", "next_obs": "s_{t+1}", "action": "a_t", "reward": "r_t",
-    "done": "1 where the episode ends at t", "logp": "log π_old(a_t|s_t), as collected",
-    "value": "V_old(s_t), as collected", "timestep": "t within the episode",
+    "done": "1 where returns stop at t: the end of the learner's memory (a trial for a "
+            "memory reset per task, else the episode)",
+    "logp": "log π_old(a_t|s_t), as collected",
+    "value": "V_old(s_t), as collected",
+    "timestep": "t / T, the step's place in the collected trajectory (a trial), in [0, 1)",
     "x": "regression input", "y": "regression target", "z": "the latent or skill in use",
     "progress": "fraction of the enclosing loop done, in [0, 1]",
 }

@@ -38,6 +38,18 @@ def features(inputs: list[str], fields: dict, n_actions: int) -> torch.Tensor:
     return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
 
 
+# A batch's input features computed once for a whole update (rules.minimize): its
+# minibatches and epochs then slice them instead of rebuilding one-hots and concatenations.
+MODEL_INPUTS = "model_inputs"
+
+
+def inputs_of(model, fields: dict) -> torch.Tensor:
+    """`model`'s input features on `fields`: the update's precomputed ones where present."""
+    if MODEL_INPUTS in fields:
+        return fields[MODEL_INPUTS]
+    return features(model.inputs, fields, model.n_actions)
+
+
 class Categorical:
     """A categorical distribution over actions from logits, normalised once. Plain tensor
     arithmetic like DiagGaussian: torch.distributions.Categorical's construction,
@@ -332,7 +344,7 @@ class Recurrent(nn.Module):
     def sequence(self, batch: dict) -> dict:
         """Heads over whole trajectories [T, B] from a fresh state: one trajectory is one
         task's trial; a memory reset per episode is cleared where an episode ended."""
-        x = features(self.inputs, batch, self.n_actions)
+        x = inputs_of(self, batch)
         if self.reset != "episode":
             h, _ = self.core(x)
             return self.heads(h, batch.get("action"))
@@ -399,7 +411,7 @@ class FeedForward(nn.Module):
         swapping them into the modules (torch.func.functional_call costs more than the
         small matrix products of a rollout step)."""
         p = dict(self.named_parameters()) if params is None else params
-        h = features(self.inputs, fields, self.n_actions)
+        h = inputs_of(self, fields)
         for i in range(len(self.net)):
             h = self.activation(nn.functional.linear(h, p[f"net.{i}.weight"], p[f"net.{i}.bias"]))
         return self.heads.raw(h, p, prefix="heads.", action=fields.get("action"))

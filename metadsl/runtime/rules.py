@@ -14,29 +14,52 @@ class NonFiniteLoss(RuntimeError):
 
 
 class Adam(torch.optim.Adam):
-    """`adam(lr, epochs, minibatches, max_grad_norm, polyak, l2)`: Adam, with how many passes
-    and minibatches an update makes, its gradient clipping and the rate its target network
-    follows the model (`minimize` reads them)."""
+    """`adam(lr, epochs, minibatches, max_grad_norm, polyak, l2, schedule)`: Adam, with how
+    many passes and minibatches an update makes, its gradient clipping, the rate its target
+    network follows the model and its learning rate's schedule (`minimize` reads them)."""
 
     def __init__(self, params, lr: float = 3e-4, epochs: int = 1, minibatches: int = 1,
-                 max_grad_norm: float = 0.0, polyak: float = 0.0, l2: float = 0.0):
-        super().__init__(params, lr=lr, weight_decay=l2)
+                 max_grad_norm: float = 0.0, polyak: float = 0.0, l2: float = 0.0,
+                 schedule: str = "constant"):
+        # fused: torch's one-kernel CPU step, ~3 times faster than the per-tensor loop on
+        # a small model's dozen tensors
+        super().__init__(params, lr=lr, weight_decay=l2, fused=True)
         self.epochs, self.minibatches, self.max_grad_norm = epochs, minibatches, max_grad_norm
-        self.polyak = polyak
+        self.polyak, self.schedule = polyak, schedule
+        _keep_initial_lr(self)
 
 
 class RMSprop(torch.optim.RMSprop):
-    """`rmsprop(lr, alpha, eps, max_grad_norm)` (A2C, Wang et al. 2016): one step per update."""
+    """`rmsprop(lr, alpha, eps, max_grad_norm, schedule)` (A2C, Wang et al. 2016): one step
+    per update."""
 
     def __init__(self, params, lr: float = 7e-4, alpha: float = 0.99, eps: float = 1e-5,
-                 max_grad_norm: float = 0.0):
-        super().__init__(params, lr=lr, alpha=alpha, eps=eps)
+                 max_grad_norm: float = 0.0, schedule: str = "constant"):
+        super().__init__(params, lr=lr, alpha=alpha, eps=eps, foreach=True)
         self.epochs, self.minibatches, self.max_grad_norm = 1, 1, max_grad_norm
+        self.schedule = schedule
+        _keep_initial_lr(self)
+
+
+def _keep_initial_lr(opt: torch.optim.Optimizer) -> None:
+    # in the groups, as torch's schedulers keep it: a resumed run's groups then take this
+    # run's lr (runs.State.load_state_dict), and its schedule starts from it
+    for group in opt.param_groups:
+        group["initial_lr"] = group["lr"]
+
+
+def _schedule_lr(opt: torch.optim.Optimizer, progress: float) -> None:
+    """A `linear` schedule sets the rate to lr · (1 − progress) for this update (CleanRL's
+    anneal_lr): lr at the loop's first iteration, lr / iterations at its last."""
+    if getattr(opt, "schedule", "constant") == "linear":
+        for group in opt.param_groups:
+            group["lr"] = group["initial_lr"] * (1 - progress)
 
 
 def _check_parameters(opt: torch.optim.Optimizer) -> None:
     # one fused norm over every tensor: non-finite if any entry is (or past ~1e19)
-    norm = torch.nn.utils.get_total_norm([p for g in opt.param_groups for p in g["params"]])
+    norm = torch.nn.utils.get_total_norm([p for g in opt.param_groups for p in g["params"]],
+                                         foreach=True)
     if not torch.isfinite(norm):
         raise NonFiniteLoss("a parameter became NaN or infinite in the update")
 
@@ -77,6 +100,8 @@ def minimize(opt: torch.optim.Optimizer, model, batch: dict, loss_fn,
     epochs, minibatches = getattr(opt, "epochs", 1), getattr(opt, "minibatches", 1)
     max_grad_norm = getattr(opt, "max_grad_norm", 0.0)
     width = batch["done"].shape[1]
+    batch = dict(batch, **{models.MODEL_INPUTS: models.inputs_of(model, batch)})
+    _schedule_lr(opt, batch.get("progress", 0.0))
     if model.heads.scales and "reward" in batch:  # normalised value heads follow the returns
         returns = ops.scan_back(batch["reward"], (1.0 if gamma is None else gamma)
                                 * (1 - batch["done"]))
@@ -97,7 +122,7 @@ def minimize(opt: torch.optim.Optimizer, model, batch: dict, loss_fn,
             opt.zero_grad()
             loss.backward()
             if max_grad_norm > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm, foreach=True)
             opt.step()
             _check_parameters(opt)  # before a NaN step reaches the next one, or a checkpoint
             if target is not None:

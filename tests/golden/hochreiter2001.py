@@ -139,6 +139,7 @@ def build(args: Args) -> State:
         minibatches=args.meta__learner__minibatches,
         max_grad_norm=args.meta__learner__max_grad_norm,
         l2=args.meta__learner__l2,
+        schedule="constant",
     )
     return State(gen=gen, quadratics=quadratics, learner=learner, opt_learner=opt_learner)
 

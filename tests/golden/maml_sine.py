@@ -146,6 +146,7 @@ def build(args: Args) -> State:
         lr=args.meta__f__lr,
         max_grad_norm=args.meta__f__max_grad_norm,
         l2=args.meta__f__l2,
+        schedule="constant",
     )
     return State(gen=gen, sines=sines, f=f, opt_f=opt_f)
 

@@ -212,6 +212,7 @@ def build(args: Args) -> State:
         lr=args.meta__gamma__lr,
         max_grad_norm=args.meta__gamma__max_grad_norm,
         l2=args.meta__gamma__l2,
+        schedule="constant",
     )
     trace_agent = adaptation.Trace(agent, [gamma, lam], decay=args.meta__through__trace)
     return State(

@@ -158,6 +158,7 @@ def build(args: Args) -> State:
         lr=args.meta__f__lr,
         max_grad_norm=args.meta__f__max_grad_norm,
         l2=args.meta__f__l2,
+        schedule="constant",
     )
     return State(gen=gen, sines=sines, f=f, alpha=alpha, opt_f=opt_f)
 

@@ -157,6 +157,7 @@ def build(args: Args) -> State:
         minibatches=args.meta__agent__minibatches,
         max_grad_norm=args.meta__agent__max_grad_norm,
         l2=args.meta__agent__l2,
+        schedule="constant",
     )
     return State(gen=gen, cartpole=cartpole, agent=agent, opt_agent=opt_agent)
 

@@ -156,6 +156,7 @@ def build(args: Args) -> State:
         alpha=args.meta__agent__alpha,
         eps=args.meta__agent__eps,
         max_grad_norm=args.meta__agent__max_grad_norm,
+        schedule="constant",
     )
     return State(gen=gen, bandits=bandits, agent=agent, opt_agent=opt_agent)
 
