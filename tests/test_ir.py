@@ -31,9 +31,9 @@ def test_passes_do_not_mutate_their_input():
 def test_resolve_defaults_fills_registry_defaults():
     program = passes.resolve_defaults(built("specs/rl2_bandits.mrl"))
     step = next(s for s in program.loop("meta").body if isinstance(s, P.Step))
-    assert step.rule.arg("lr") == P.Const(1e-3, "float")  # given
+    assert step.rule.arg("lr") == P.Const(2e-3, "float")  # given
     assert step.rule.arg("l2") == P.Const(0.0, "float")  # default filled in
-    assert program.model("agent").core_args == (("hidden", P.Const(256, "int")),)
+    assert program.model("agent").core_args == (("hidden", P.Const(64, "int")),)
 
 
 def test_through_order_reaches_the_graph():
