@@ -94,8 +94,10 @@ def minimize(opt: torch.optim.Optimizer, model, batch: dict, loss_fn,
     steps, split over task instances (dim 1) so each recurrent trajectory stays whole.
     A loss that reads a `target` network has it follow the model by the rule's Polyak
     rate after every step. A model's normalised value heads first move their statistics
-    to the data's discounted returns (at the loss's `gamma`; 1 if it has none). Returns the mean loss and, for a policy update, the standard
-    diagnostics (see `diagnostics`), taken as CleanRL does from the last epoch's
+    to the data's discounted returns (at the loss's `gamma`; 1 if it has none), and a
+    `linear` schedule sets this update's rate. Every step's loss, and the parameters after
+    the last step, must be finite. Returns the mean loss and, for a policy update, the
+    standard diagnostics (see `diagnostics`), taken as CleanRL does from the last epoch's
     minibatches, on the heads their steps computed anyway (no extra forward pass)."""
     epochs, minibatches = getattr(opt, "epochs", 1), getattr(opt, "minibatches", 1)
     max_grad_norm = getattr(opt, "max_grad_norm", 0.0)
@@ -124,10 +126,12 @@ def minimize(opt: torch.optim.Optimizer, model, batch: dict, loss_fn,
             if max_grad_norm > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm, foreach=True)
             opt.step()
-            _check_parameters(opt)  # before a NaN step reaches the next one, or a checkpoint
             if target is not None:
                 target.follow(model, opt.polyak)
             losses.append(loss.item())
+    # a step that made a parameter NaN or infinite makes the next step's loss so; the last
+    # step's is caught here, before the update's result reaches a checkpoint
+    _check_parameters(opt)
     out = {"loss": sum(losses) / len(losses) if losses else math.nan}
     for name in stats[0][1] if stats else ():  # the minibatches' mean, by their sizes
         out[name] = sum(n * s[name] for n, s in stats) / sum(n for n, _ in stats)
