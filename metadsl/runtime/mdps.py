@@ -73,9 +73,13 @@ def plan(mu: torch.Tensor, P: torch.Tensor, horizon: int) -> torch.Tensor:
     return Q
 
 
-def play(batch: MDPBatch, policy: str, gen: torch.Generator, steps: int) -> torch.Tensor:
-    """Total reward per instance [B] of `random`, `oracle` (the known MDP, planned) or `psrl`
-    (posterior sampling: a sampled MDP planned at each episode start)."""
+def play(batch: MDPBatch, policy: str, gen: torch.Generator, steps: int,
+         prior_mean: float = 1.0) -> torch.Tensor:
+    """Total reward per instance [B] of `random`, `oracle` (the known MDP, planned), `psrl`
+    (posterior sampling: a sampled MDP planned at each episode start) or `posterior_mean`
+    (certainty equivalence: the posterior's mean MDP, planned likewise). The posterior's
+    prior puts the mean rewards at N(prior_mean, 1), the family's own N(1, 1) by
+    default (bench/psrl_priors.py varies it)."""
     B, S, A = batch.mu.shape
     total = torch.zeros(B)
     state = batch.start(0)
@@ -88,11 +92,14 @@ def play(batch: MDPBatch, policy: str, gen: torch.Generator, steps: int) -> torc
         k = t % batch.horizon
         if k == 0:
             state = batch.start(t)
-            if policy == "psrl":  # posterior: N(1,1) prior on means, known noise; Dirichlet(1)
+            if policy in ("psrl", "posterior_mean"):  # known noise; Dirichlet(1) rows
                 precision = 1 + counts / batch.reward_std ** 2
-                mean = (1 + reward_sum / batch.reward_std ** 2) / precision
-                mu = mean + torch.randn(B, S, A, generator=gen) / precision.sqrt()
-                P = torch.distributions.Dirichlet(1 + transitions).sample()  # torch's RNG
+                mean = (prior_mean + reward_sum / batch.reward_std ** 2) / precision
+                if policy == "psrl":
+                    mu = mean + torch.randn(B, S, A, generator=gen) / precision.sqrt()
+                    P = torch.distributions.Dirichlet(1 + transitions).sample()  # torch's RNG
+                else:
+                    mu, P = mean, (1 + transitions) / (1 + transitions).sum(-1, keepdim=True)
                 Q = plan(mu, P, batch.horizon)
         if policy == "random":
             action = torch.randint(0, A, (B,), generator=gen)
