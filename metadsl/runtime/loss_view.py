@@ -18,7 +18,6 @@ import torch
 from torch import nn
 
 
-
 def _evaluate(model, params, batch: dict, inputs: tuple) -> dict:
     """The model's heads on `inputs`: the state replaces its observation input, an action
     (second) replaces the batch's; every other input the model reads comes from the

@@ -14,7 +14,6 @@ from typing import Protocol
 import torch
 
 
-
 class Policy(Protocol):
     """What acts in a rollout: anything that maps a step's fields (observation, previous
     action, reward and episode end, and the policy's own memory) to action distributions.

@@ -64,6 +64,10 @@ def _check_parameters(opt: torch.optim.Optimizer) -> None:
         raise NonFiniteLoss("a parameter became NaN or infinite in the update")
 
 
+# the discounted returns of an update's data at its loss's gamma, computed once by minimize
+RETURNS = "discounted_return"
+
+
 class Minibatch(dict):
     """Columns `chunk` (task instances, dim 1) of a batch's fields, each cut when first
     read: a loss and a model read a few of the dozen fields a rollout records."""
@@ -104,10 +108,11 @@ def minimize(opt: torch.optim.Optimizer, model, batch: dict, loss_fn,
     width = batch["done"].shape[1]
     batch = dict(batch, **{models.MODEL_INPUTS: models.inputs_of(model, batch)})
     _schedule_lr(opt, batch.get("progress", 0.0))
-    if model.heads.scales and "reward" in batch:  # normalised value heads follow the returns
-        returns = ops.scan_back(batch["reward"], (1.0 if gamma is None else gamma)
-                                * (1 - batch["done"]))
-        valid = batch.get("valid")
+    if "reward" in batch:  # once: normalised value heads and the diagnostics read them
+        batch[RETURNS] = ops.scan_back(batch["reward"], (1.0 if gamma is None else gamma)
+                                       * (1 - batch["done"]))
+    if model.heads.scales and RETURNS in batch:  # normalised value heads follow the returns
+        returns, valid = batch[RETURNS], batch.get("valid")
         model.heads.track_returns(returns if valid is None else returns[valid.bool()],
                                   () if target is None else (target.model.heads,))
     losses, stats = [], []
@@ -145,7 +150,7 @@ def diagnostics(heads: dict, batch: dict, clip: float | None = None,
     collected the data: the approximate KL E[(r − 1) − log r] (r the probability ratio),
     the fraction of steps whose ratio left [1 − clip, 1 + clip] (a clipped objective's
     `clip`), and the value head's explained variance of the discounted return at the
-    objective's `gamma`."""
+    objective's `gamma` (`batch[RETURNS]`, which `minimize` computes once per update)."""
     if "logp" not in batch or "action" not in batch or "pi" not in heads:
         return {}
     log_ratio = heads["pi"].log_prob(batch["action"]) - batch["logp"]
@@ -154,7 +159,7 @@ def diagnostics(heads: dict, batch: dict, clip: float | None = None,
     if clip is not None:
         out["clip_fraction"] = ops.mean(batch, ((ratio - 1).abs() > clip).float()).item()
     if gamma is not None and "v" in heads:
-        returns = ops.scan_back(batch["reward"], gamma * (1 - batch["done"]))
+        returns = batch[RETURNS]
         variance = ops.std(batch, returns) ** 2
         residual = ops.std(batch, returns - heads["v"]) ** 2
         out["explained_variance"] = (1 - residual / variance).item() if variance > 0 \
