@@ -57,6 +57,8 @@ CODES: dict[str, str] = {
     "E0409": "inner loop that no outer loop runs",
     "E0410": "spec has no outer loop",
     "E0411": "target network that never moves",
+    "E0412": "loss reads a stored column its data does not have",
+    "E0413": "stores into one buffer with different columns",
     # override paths given on the command line (`--set path=value`)
     "E0501": "bad override",
     "E0601": "run folder refused",

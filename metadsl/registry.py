@@ -255,7 +255,8 @@ HEAD_KINDS = {
                                    "gives Q(s, a)"),
     "q_value": HeadKind("tensor", "a state-action value Q(s, a): the action joins the "
                                   "features the head reads; `q(s, a)` evaluates it at a"),
-    "embedding": HeadKind("tensor", "an embedding vector (NEC's keys)", built=False),
+    "embedding": HeadKind("tensor", "an embedding vector as wide as the network's last "
+                                    "layer (NEC's keys)"),
 }
 _HEADS = tuple(HEAD_KINDS)
 _add("recurrent", "model", [
@@ -299,7 +300,7 @@ _add("table", "memory", [
     _count("k", 11, "nearest neighbours for unseen states"),
     _count("projection", 64, "random projection dimension of the observation"),
 ], "memory", "MFEC's Q_EC table per action with kNN estimates and LRU eviction.",
-     traits={"table", "stateful"})
+     traits={"table", "stateful", "sized"})
 _add("buffer", "memory", [_count("capacity", 100000)], "memory",
      "A replay buffer of transitions (first in, first out).", traits={"buffer", "stateful"})
 _add("latent", "memory", [
@@ -433,7 +434,12 @@ _add("target", "op", [P("m", "any")], "same",
      "rule's `polyak` rate: `target(v)` on the batch, `target(q)(next_obs)` on other inputs",
      traits={"target_network"})
 _add("lookup", "op", [P("m", "memory"), P("key", _T), P("action", _T)], _T,
-     "kernel-weighted kNN value estimate from an episodic table (NEC, MFEC)")
+     "the value an episodic memory gives `key` at `action`: a dnd's kernel-weighted mean of "
+     "its k nearest keys' values (differentiable in the key, the keys and the values; the "
+     "key is the embedding head), a table's stored return or mean of k neighbours (the key "
+     "is the observation)")
+_add("amax", "op", [P("x", _T)], _T,
+     "the maximum over the last axis: max_a Q(s, a) of a q_values head's values")
 _add("linear_baseline", "op", [P("ret", _T)], _T,
      "fit a linear value baseline per task on (obs, obs², t, t², t³, 1) to `ret`; its predictions")
 _add("anneal", "op", [P("start", "num"), P("end", "num"), _unit("over", 1.0)], _T,
@@ -586,11 +592,17 @@ _IMPLEMENTATIONS: dict[str, tuple[str, tuple[str, ...]]] = {
     # evaluation after k inner steps
     "pretrained": ("evaluation.pretrained", ()), "random_init": ("evaluation.adaptation", ()),
     "nominal": ("evaluation.nominal", ()),
+    # episodic control: memories, the policy acting on their values, their writes
+    "encoder": ("models.FeedForward", ()),
+    "table": ("episodic.Table", ()), "dnd": ("episodic.DND", ()),
+    "buffer": ("replay.Buffer", ()), "q_greedy": ("episodic.QGreedy", ()),
+    "table_write": ("episodic.table_write", ()), "dnd_write": ("episodic.dnd_write", ()),
+    "lookup": ("episodic.lookup", ()),
 }
 for _name in ("exp", "log", "sqrt", "abs", "tanh", "sigmoid", "mean", "sum", "std",
               "normalize", "min", "max", "clamp", "where", "scan_back", "shift",
               "stack", "log_prob", "entropy", "kl", "rsample", "normal", "unit_normal",
-              "anneal", "linear_baseline"):
+              "anneal", "linear_baseline", "amax"):
     _IMPLEMENTATIONS[_name] = (f"ops.{_name}", ())
 # stop_grad(x) is lowered as x read from detached heads (meta-parameters keep their gradient)
 _IMPLEMENTATIONS["stop_grad"] = ("loss_view.LossView.detached", ())

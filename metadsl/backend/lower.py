@@ -69,8 +69,8 @@ class Lowering:
             return X.const(v.value)
         if isinstance(v, P.Meta):
             return X.call(self.state(v.name))
-        if isinstance(v, P.Params):
-            return self.state(v.model)
+        if isinstance(v, (P.Params, P.Memory)):
+            return self.state(P.target_name(v))
         return self.expr(v, ctx or Ctx(None, P.NOWHERE, metas=True))
 
     # ---- expressions ----
@@ -105,6 +105,10 @@ class Lowering:
         method = "target" if e.target else "call"
         return X.call(X.attr(self.heads(e.detached and not e.target), method),
                       X.const(e.slot), *[self.expr(a, ctx) for a in e.args])
+
+    def expr_memory(self, e: P.Memory, ctx) -> ast.expr:
+        """An episodic memory a loss reads, from the loss's view (`lookup(M, h, action)`)."""
+        return X.call(X.attr(X.name("heads"), "memory"), X.const(e.key))
 
     def expr_local(self, e: P.Local, ctx) -> ast.expr:
         return X.name(self.p.python(f"function:{ctx.function}", e.name))
@@ -195,11 +199,15 @@ class Lowering:
             if R.REGISTRY[meta.constructor].impl:
                 bind(meta.name, X.call_kw(self.impl(meta.constructor), [],
                                           [(k, self.local_value(v)) for k, v in meta.args]))
+        for memory in self.p.memories:
+            if memory.constructor is not None and R.REGISTRY[memory.constructor].impl:
+                made = self.memory(memory)
+                if made is not None:
+                    bind(memory.key, made)
         for loop in self.p.loops:
             for stmt in loop.body:
-                if isinstance(stmt, P.Step) and stmt.mode == "update" and \
-                        "gradient" in stmt.rule.traits and R.REGISTRY[stmt.rule.name].impl \
-                        and all(isinstance(t, (P.Params, P.Meta)) for t in stmt.targets):
+                if isinstance(stmt, P.Step) and P.has_optimizer(stmt) and \
+                        R.REGISTRY[stmt.rule.name].impl:
                     params = [X.call(X.attr(self.local_part(t), "parameters"))
                               for t in stmt.targets]
                     first = params[0] if len(params) == 1 else \
@@ -240,11 +248,25 @@ class Lowering:
 
     def local_part(self, ref) -> ast.expr:
         """A part of the state as build() names it before the state exists."""
-        return X.name(self.p.python("state", ref.model if isinstance(ref, P.Params)
-                                    else ref.name))
+        return X.name(self.p.python("state", P.target_name(ref)))
 
     def local_value(self, v) -> ast.expr:
-        return self.local_part(v) if isinstance(v, (P.Params, P.Meta)) else self.value(v)
+        return self.local_part(v) if isinstance(v, (P.Params, P.Meta, P.Memory)) \
+            else self.value(v)
+
+    def memory(self, m: P.MemoryDecl) -> ast.expr | None:
+        """An episodic memory or replay buffer; one acted on is sized by the task family
+        its loop acts in (the observation a table projects, the actions it must cover)."""
+        keywords = [(k, self.local_value(v)) for k, v in m.args]
+        if m.tasks is not None:
+            family = X.name(self.p.python("state", m.tasks))
+            keywords += [("obs_dim", X.attr(family, "obs_dim")),
+                         ("n_actions", X.attr(family, "n_actions"))]
+        elif "sized" in R.REGISTRY[m.constructor].traits:
+            self.note(f"memory '{m.key}' is never acted on (`collect ... with q_greedy("
+                      f"{m.key})`: its sizes come from the tasks it acts in)", m.loc)
+            return None
+        return X.call_kw(self.impl(m.constructor), [], keywords)
 
     def task(self, task: P.TaskDecl) -> ast.expr:
         if not R.REGISTRY[task.source].impl:
@@ -336,9 +358,9 @@ class Lowering:
         out = self.local(ctx.loop.name, r.output.name)
         family = self.state(r.tasks)
         gen = X.attr(X.name("state"), "gen")
-        model = P.acting_model(r.policy)
-        if model not in {m.name for m in self.p.models}:
-            return []  # an unbuilt behaviour policy, noted by the builder
+        acting = self.acting(r.policy)
+        if acting is None:
+            return []  # an unbuilt model or behaviour policy, noted by the builder
         parallel = r.schedule == "parallel"  # N episodes (or samples) side by side
         env = X.call(X.attr(family, "env"), X.name("instances"), copies=self.value(r.count)) \
             if parallel else X.call(X.attr(family, "env"), X.name("instances"))
@@ -351,8 +373,9 @@ class Lowering:
         if r.unit == "episodes" and not parallel:
             steps = X.binary("*", self.value(r.count), X.attr(X.name("env"), "horizon"))
             keywords.append(("episodes", self.value(r.count)))
-        elif r.unit == "episodes":
+        elif r.unit == "episodes":  # each copy's trial is one episode, however long
             steps = X.attr(X.name("env"), "horizon")
+            keywords.append(("episodes", X.const(1)))
         else:
             steps = self.value(r.count)
         params = self.policy_params(r.policy, ctx)
@@ -362,15 +385,26 @@ class Lowering:
             keywords.append(("memory", X.const("episode")))  # returns stop at episode ends
         return [X.assign("env", env),
                 X.assign(out, X.call_kw(self.rt("rollout.collect"),
-                                        [self.state(model), X.name("env"), steps, gen],
-                                        keywords))]
+                                        [acting, X.name("env"), steps, gen], keywords))]
+
+    def acting(self, policy) -> ast.expr | None:
+        """What acts in a rollout: a model, or a behaviour policy made from its registry
+        binding (`episodic.QGreedy(values=state.M, epsilon=...)`); None where unbuilt."""
+        if isinstance(policy, P.PolicyCall):
+            if not R.REGISTRY[policy.name].impl:
+                return None
+            return X.call_kw(self.impl(policy.name), [],
+                             [(k, self.value(v)) for k, v in policy.args])
+        if P.acting_model(policy) not in {m.name for m in self.p.models}:
+            return None
+        return self.state(P.acting_model(policy))
 
     def policy_params(self, policy, ctx) -> ast.expr | None:
         """Per-task parameters a rollout acts with: θ′ after adaptation, or the inner
         loop's current per-task θ of a model it adapts."""
         if isinstance(policy, P.Adapted):
             return X.subscript(X.name("adapted"), policy.model)
-        if ctx.loop.kind == "inner" and policy.model in P.adapted_models(ctx.loop):
+        if ctx.loop.kind == "inner" and P.acting_model(policy) in P.adapted_models(ctx.loop):
             return X.subscript(X.name("params"), policy.model)
         return None
 
@@ -378,16 +412,20 @@ class Lowering:
         return X.name(self.local(ctx.loop.name, d.name))
 
     def stmt_store(self, s: P.Store, ctx) -> list[ast.stmt]:
-        self.note(f"`store` into '{s.buffer.key}' (replay buffers)", s.loc)
-        return []
+        """The data's real steps as transitions, with columns computed over the whole
+        trajectories (`fn(batch, view)`, like a loss with no model)."""
+        columns = [(name, self.objective(e, ctx.loop, s.loc)) for name, e in s.columns]
+        keywords = [("columns", X.mapping(columns))] if columns else []
+        return [X.expr(X.call_kw(X.attr(self.state(s.buffer.key), "extend"),
+                                 [self.data(s.data, ctx)], keywords))]
 
     def stmt_samplebuffer(self, s: P.SampleBuffer, ctx) -> list[ast.stmt]:
-        self.note(f"`collect ... from {s.buffer.key}` (replay buffers)", s.loc)
-        return []
+        sample = X.call(X.attr(self.state(s.buffer.key), "sample"), self.value(s.count),
+                        X.attr(X.name("state"), "gen"))
+        return [X.assign(self.local(ctx.loop.name, s.output.name), sample)]
 
     def stmt_reset(self, s: P.Reset, ctx) -> list[ast.stmt]:
-        # no memory with a constructor is built yet: its declaration is already noted
-        return []
+        return [X.expr(X.call(X.attr(self.state(s.memory.key), "clear")))]
 
     def stmt_carryover(self, s: P.CarryOver, ctx) -> list[ast.stmt]:
         return [X.expr(X.call(self.rt("adaptation.carry_over"), self.state(s.model),
@@ -401,10 +439,9 @@ class Lowering:
             self.note(f"update rule {s.rule.name}", s.loc)
             return []
         traits = set(s.rule.traits)
+        if "table" in traits:
+            return self.table_write(s, ctx)
         for t in s.targets:
-            if isinstance(t, P.Memory):
-                self.note(f"an update of memory '{t.key}' (table writes)", s.loc)
-                return []
             if isinstance(t, P.Population):
                 self.note(f"an update of task population '{t.name}'", s.loc)
                 return []
@@ -467,10 +504,22 @@ class Lowering:
                          [("order", X.name("order")), ("scale", X.name("scale"))])
         return [X.assign([X.subscript(X.name("params"), model), loss], call)]
 
+    def table_write(self, s: P.Step, ctx) -> list[ast.stmt]:
+        """`update M by table_write(...) on VALUES over DATA`: values from the data alone."""
+        if any(isinstance(n, (P.Head, P.HeadCall)) for n in P.loss_nodes(self.p, s.objective.loss)):
+            self.note("values written to a table that read a model's heads", s.loc)
+            return []
+        memory = P.target_name(s.targets[0])
+        return [X.expr(X.call_kw(self.impl(s.rule.name),
+                                 [self.state(memory), self.data(s.objective.data, ctx),
+                                  self.objective(s.objective.loss, ctx.loop, s.loc)],
+                                 [(k, self.value(v)) for k, v in s.rule.args]))]
+
     def optimizer_step(self, s: P.Step, ctx) -> list[ast.stmt]:
-        """An in-place update: epochs × minibatches of gradient steps on the data."""
-        target = s.targets[0]
-        if not isinstance(target, P.Params):
+        """An in-place update: epochs × minibatches of gradient steps on the data; the
+        optimizer also steps the other targets (a dnd's keys and values)."""
+        target = next((t for t in s.targets if isinstance(t, P.Params)), None)
+        if target is None:
             self.note("an update of meta-parameters without `through`", s.loc)
             return []
         model = target.model
@@ -479,9 +528,15 @@ class Lowering:
         batch = X.call("dict", self.data(s.objective.data, ctx), progress=progress)
         target = [("target", self.state(P.target_network_key(model)))] \
             if s.target_network else []
+        read = sorted({n.key for n in P.loss_nodes(self.p, s.objective.loss)
+                       if isinstance(n, P.Memory)})
+        if read:
+            target.append(("memories", X.mapping((k, self.state(k)) for k in read)))
         call = X.call_kw(self.rt("rules.minimize"),
-                         [self.state(P.optimizer_key(ctx.loop.name, model)), self.state(model),
-                          batch, self.objective(s.objective.loss, ctx.loop, s.loc)],
+                         [self.state(P.optimizer_key(ctx.loop.name,
+                                                     P.target_name(s.targets[0]))),
+                          self.state(model), batch,
+                          self.objective(s.objective.loss, ctx.loop, s.loc)],
                          [("gen", X.attr(X.name("state"), "gen"))] +
                          [(k, self.value(v)) for k, v in s.diagnostic_args] + target)
         return [X.assign(self.local(ctx.loop.name, "stats:" + model), call)]
@@ -665,7 +720,8 @@ class Lowering:
         if first is None:
             self.note("an evaluation of an inner loop that collects nothing", ev.loc)
             return X.function("evaluate", signature, [])
-        if P.acting_model(first.policy) not in {m.name for m in self.p.models}:
+        acting = self.acting(first.policy)
+        if acting is None:
             return X.function("evaluate", signature, [])  # its unbuilt policy is noted
         families = []
         retrained = [b for b in ev.against if "retrains" in R.REGISTRY[b].traits]
@@ -682,6 +738,10 @@ class Lowering:
         outer = [X.name(self.p.python("module", l.name)) for l in self.p.loops
                  if l.kind == "outer"]
         for baseline in retrained:  # the spec's own training, on other tasks
+            if isinstance(first.policy, P.PolicyCall):
+                self.note(f"baseline {baseline} of a behaviour policy ({first.policy.name})",
+                          ev.loc)
+                continue
             body.append(X.assign(baseline, X.call(
                 self.impl(baseline), X.call("build", X.name("args")),
                 X.const(self.p.python("state", inner.tasks)), ast.List(outer, X.LOAD),
@@ -692,7 +752,7 @@ class Lowering:
         episodes = self.value(first.count) if first.unit == "episodes" and \
             first.schedule == "sequential" else X.const(None)
         rows = X.call(self.rt("evaluation.held_out"), X.name("SPEC"),
-                      self.state(first.policy.model), X.name("family"), X.name("label"),
+                      acting, X.name("family"), X.name("label"),
                       steps=self.trial_steps(first, sequential=True), episodes=episodes,
                       instances=self.value(ev.instances), against=X.const(computed),
                       metric=X.const(ev.metric),

@@ -126,8 +126,13 @@ class Collect:
 
 @dataclass(frozen=True)
 class Store:
+    """`store DATA in BUFFER [with {NAME: EXPR, ...}]`: the optional columns are computed
+    over the whole trajectories as they are stored (an n-step return), and read by name
+    in losses over data sampled from the buffer."""
+
     data: Name
     buffer: Name
+    columns: "Expr | None"
     span: Span = field(compare=False)
 
 

@@ -127,7 +127,8 @@ def _stmt(s, indent: str) -> str:
         return (f"{indent}collect {format_expr(s.count)} {s.unit.id} {s.source} "
                 f"{format_expr(s.policy)} as {s.output.id}")
     if isinstance(s, A.Store):
-        return f"{indent}store {s.data.id} in {s.buffer.id}"
+        columns = f" with {format_expr(s.columns)}" if s.columns is not None else ""
+        return f"{indent}store {s.data.id} in {s.buffer.id}{columns}"
     verb = "adapt" if isinstance(s, A.Adapt) else "update"
     head = f"{indent}{verb} {', '.join(t.text for t in s.targets)} by "
     tail = [_objective(s.objective)]

@@ -406,8 +406,8 @@ class ToAst(Transformer_NonRecursive):
         return A.Collect(count, _name(unit), source, policy, _name(output), _meta_span(meta))
 
     def store(self, meta, children):
-        data, buffer = children
-        return A.Store(_name(data), _name(buffer), _meta_span(meta))
+        data, buffer, columns = children
+        return A.Store(_name(data), _name(buffer), columns, _meta_span(meta))
 
     def adapt(self, meta, children):
         targets, rule, objective = children

@@ -122,8 +122,10 @@ class Builder:
             return P.Local(n)
         if n in ("true", "false"):
             return P.Lit(n == "true")
-        if n in R.TRAJECTORY_FIELDS:
+        if n in R.TRAJECTORY_FIELDS or n in self.c.columns:
             return P.Field(n)
+        if n in self.c.memories:
+            return P.Memory(n)
         if n in self.c.metas:
             return P.Meta(n)
         if n in self.heads:
@@ -266,6 +268,12 @@ class Builder:
             family = self.loop_tasks(name)
             for model in loop.policies.values() if family else ():
                 out.setdefault(model, family)
+        # a model that keys a memory (a dnd's embedding) sees the observations it acts on
+        for memory, family in self.memory_task_families().items():
+            decl = self.c.memories[memory]
+            for arg in decl.value.args if isinstance(decl.value, A.Call) else ():
+                if isinstance(arg.value, A.Name) and arg.value.id in self.c.models:
+                    out.setdefault(arg.value.id, family)
         return out
 
     def metas(self) -> tuple:
@@ -280,8 +288,22 @@ class Builder:
                                   decl.learner.id, loc(decl)))
         return tuple(out)
 
+    def memory_task_families(self) -> dict[str, str]:
+        """The task family whose observations and actions size each episodic memory: that
+        of the first loop that acts on its values (`collect ... with q_greedy(M)`)."""
+        out: dict[str, str] = {}
+        for name, loop in self.c.loops.items():
+            family = self.loop_tasks(name)
+            for stmt in loop.decl.body if family else ():
+                if isinstance(stmt, A.Collect) and isinstance(stmt.policy, A.Call):
+                    for arg in stmt.policy.args:
+                        if isinstance(arg.value, A.Name) and arg.value.id in self.c.memories:
+                            out.setdefault(arg.value.id, family)
+        return out
+
     def memories(self) -> tuple:
         out = []
+        used_by = self.memory_task_families()
         for key, decl in self.c.memories.items():
             base = decl.target.parts[0]
             entry = R.REGISTRY.get(decl.value.func_name or "") \
@@ -295,7 +317,7 @@ class Builder:
             if entry is not None and not entry.impl:
                 self.missing(f"memory {key} = {entry.name}(...)", decl)
             out.append(P.MemoryDecl(key, target, decl.scope.id, entry.name if entry else None,
-                                    self.args(decl.value, entry), loc(decl)))
+                                    self.args(decl.value, entry), loc(decl), used_by.get(key)))
         return tuple(out)
 
     # ---- loops ----
@@ -330,8 +352,10 @@ class Builder:
             if isinstance(stmt, A.Collect):
                 body.append(self.collect(name, family, stmt))
             elif isinstance(stmt, A.Store):
+                columns = tuple((n.id, self.expr(e, frozenset())) for n, e in
+                                getattr(stmt.columns, "items", ()))
                 body.append(P.Store(self.data_ref(name, stmt.data.id), P.Memory(stmt.buffer.id),
-                                    loc(stmt)))
+                                    columns, loc(stmt)))
             elif isinstance(stmt, (A.Adapt, A.Update)):
                 body.append(self.step(name, stmt))
         adapts = any(isinstance(s, A.Adapt) for s in decl.body)
@@ -465,6 +489,7 @@ class Builder:
                              f"{params[name].default} is built)", s)
         roots = [s.objective.loss for l in c.loops.values() for s in l.decl.body
                  if isinstance(s, (A.Update, A.Adapt)) and isinstance(s.objective, A.Minimize)]
+        roots += [e for _, e in c.columns.values()]
         parts = dict(tasks=self.tasks(), models=self.models(), metas=self.metas(),
                      memories=self.memories(), functions=self.reachable_functions(roots),
                      loops=self.loops(), evaluate=self.evaluate())

@@ -77,8 +77,15 @@ def resolve_defaults(program: P.Program) -> P.Program:
                    for m in program.models)
     metas = tuple(dataclasses.replace(m, args=_with_defaults(m.args, R.REGISTRY[m.constructor]))
                   for m in program.metas)
+    memories = tuple(dataclasses.replace(m, args=_with_defaults(m.args,
+                                                                R.REGISTRY[m.constructor]))
+                     if m.constructor is not None else m for m in program.memories)
 
     def step(loop: P.Loop, stmt):
+        if isinstance(stmt, P.Rollout) and isinstance(stmt.policy, P.PolicyCall):
+            policy = stmt.policy
+            return [dataclasses.replace(stmt, policy=dataclasses.replace(
+                policy, args=_with_defaults(policy.args, R.REGISTRY[policy.name])))]
         if not isinstance(stmt, P.Step):
             return [stmt]
         entry = R.REGISTRY.get(stmt.rule.name)
@@ -99,7 +106,7 @@ def resolve_defaults(program: P.Program) -> P.Program:
                      for p in R.SETTINGS["schedule"] if p.name in ("checkpoint_every",
                                                                    "log_every", "threads"))
     program = _map_steps(program.replace(tasks=tasks, models=models, metas=metas,
-                                         schedule=schedule), step)
+                                         memories=memories, schedule=schedule), step)
     loops = []
     for loop in program.loops:
         given = dict(loop.settings)
@@ -364,6 +371,10 @@ def extract_settings(program: P.Program) -> P.Program:
     metas = tuple(dataclasses.replace(m, args=s.entry_args(m.name, m.args,
                                                            R.REGISTRY[m.constructor]))
                   for m in program.metas)
+    memories = tuple(dataclasses.replace(m, args=s.entry_args(m.key, m.args,
+                                                              R.REGISTRY[m.constructor]))
+                     if m.constructor is not None else m for m in program.memories)
+
     def stmt_settings(loop: P.Loop, stmt):
         if isinstance(stmt, P.SampleTasks):  # the meta-batch: the loop's own setting
             return [dataclasses.replace(stmt, count=s.make(
@@ -371,7 +382,13 @@ def extract_settings(program: P.Program) -> P.Program:
         if isinstance(stmt, (P.Rollout, P.SampleBuffer)):
             count = s.make(f"{loop.name}.{stmt.output.name}.count", stmt.count,
                            R.P("count", "int", low=1), f"collect N {stmt.unit} per task")
-            return [dataclasses.replace(stmt, count=count)]
+            stmt = dataclasses.replace(stmt, count=count)
+            if isinstance(stmt, P.Rollout) and isinstance(stmt.policy, P.PolicyCall):
+                policy = stmt.policy
+                args = s.entry_args(f"{loop.name}.{stmt.output.name}.{policy.name}",
+                                    policy.args, R.REGISTRY[policy.name])
+                stmt = dataclasses.replace(stmt, policy=dataclasses.replace(policy, args=args))
+            return [stmt]
         if not isinstance(stmt, P.Step):
             return [stmt]
         target = P.target_name(stmt.targets[0])
@@ -408,8 +425,8 @@ def extract_settings(program: P.Program) -> P.Program:
         settings = tuple((k, s.make(f"{loop.name}.{k}", v, params[k], params[k].doc))
                          for k, v in loop.settings)
         loops.append(dataclasses.replace(loop, settings=settings))
-    program = program.replace(tasks=tasks, models=models, metas=metas, loops=tuple(loops),
-                              schedule=schedule)
+    program = program.replace(tasks=tasks, models=models, metas=metas, memories=memories,
+                              loops=tuple(loops), schedule=schedule)
     program = _map_steps(program, stmt_settings)
     ev = program.evaluate
     if ev.kind != "none":
@@ -515,11 +532,12 @@ def mangle_names(program: P.Program) -> P.Program:
     state_reserved = STATE_NAMES | LOCAL_NAMES | MODULE_NAMES
     for decl in (*program.tasks, *program.models, *program.metas):
         sym.add("state", decl.name, state_reserved)
+    for memory in program.memories:
+        if memory.constructor is not None:
+            sym.add("state", memory.key, state_reserved)
     for loop in program.loops:
         for stmt in loop.body:
-            if isinstance(stmt, P.Step) and stmt.mode == "update" and \
-                    "gradient" in stmt.rule.traits and \
-                    all(isinstance(t, (P.Params, P.Meta)) for t in stmt.targets):
+            if isinstance(stmt, P.Step) and P.has_optimizer(stmt):
                 sym.add("state", P.optimizer_key(loop.name, P.target_name(stmt.targets[0])),
                         state_reserved,
                         spelling="opt_" + P.target_name(stmt.targets[0]))

@@ -178,8 +178,9 @@ class Unsupported:
     loc: Loc
 
 
+# A `Memory` in an expression is an episodic memory the loss reads (`lookup(M, h, action)`).
 Expr = Union[Lit, Field, Head, HeadCall, Local, Op, Call, Binary, Negate, Meta, Setting,
-             Const, Unsupported]
+             Const, Memory, Unsupported]
 
 
 @dataclass(frozen=True)
@@ -238,6 +239,7 @@ class MemoryDecl:
     constructor: str | None
     args: tuple
     loc: Loc
+    tasks: str | None = None  # the task family whose observations and actions size it
 
 
 # ---- statements -------------------------------------------------------------------------------
@@ -285,8 +287,12 @@ class PolicyCall:
 
 @dataclass(frozen=True)
 class Store:
+    """`store DATA in BUFFER with {NAME: EXPR}`: the columns are computed over the whole
+    trajectories as they are stored, and read as fields of samples of the buffer."""
+
     data: Data
     buffer: Memory
+    columns: tuple = ()  # ((name, Expr), ...)
     loc: Loc = NOWHERE
 
 
@@ -588,6 +594,13 @@ def optimizer_key(loop: str, target: str) -> str:
 def target_network_key(model: str) -> str:
     """The run state's key of a model's target network."""
     return f"target:{model}"
+
+
+def has_optimizer(step: Step) -> bool:
+    """A step the run state keeps an optimizer for: an in-place `update` by a gradient
+    rule of models, meta-parameters and differentiable memories (a dnd)."""
+    return step.mode == "update" and "gradient" in step.rule.traits and \
+        all(isinstance(t, (Params, Meta, Memory)) for t in step.targets)
 
 
 def in_place_gradient_step(step: Step) -> bool:

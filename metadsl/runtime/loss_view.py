@@ -41,19 +41,31 @@ class LossView(dict):
     """The updated model as its loss sees it (see the module docstring)."""
 
     def __init__(self, heads: dict, model, params: dict | None, batch: dict,
-                 target: "TargetNetwork | None" = None, detached: bool = False):
+                 target: "TargetNetwork | None" = None, detached: bool = False,
+                 memories: dict | None = None):
         super().__init__(heads)
         self.model, self.params, self.batch = model, params, batch
         self.target_network, self.is_detached = target, detached
+        self.memories = memories or {}
+
+    @classmethod
+    def of_data(cls, batch: dict) -> "LossView":
+        """A view with no model: what an expression over recorded data alone reads (a
+        stored column, the values a table write stores)."""
+        return cls({}, None, None, batch)
 
     def detached(self) -> "LossView":
         """The same view with no gradient to the model (what `stop_grad(...)` reads). Its
         heads are detached when first read (`__missing__`): a loss that passes the view to
         a function reading only recorded data pays for none."""
         view = LossView({}, self.model, self.params, self.batch, self.target_network,
-                        detached=True)
+                        detached=True, memories=self.memories)
         view.source = self
         return view
+
+    def memory(self, key: str):
+        """An episodic memory the loss reads (`lookup(M, h, action)`)."""
+        return self.memories[key]
 
     def __missing__(self, slot: str):
         if not self.is_detached:

@@ -168,7 +168,8 @@ class Heads(nn.Module):
         super().__init__()
         self.kinds, self.n_actions = dict(heads), n_actions
         sizes = {"categorical": n_actions, "gaussian": n_actions, "value": 1,
-                 "normalized_value": 1, "regression": 1, "q_values": n_actions, "q_value": 1}
+                 "normalized_value": 1, "regression": 1, "q_values": n_actions, "q_value": 1,
+                 "embedding": hidden}
         # a state-action value reads the action too (one-hot, or the action vector)
         inputs = {"q_value": hidden + n_actions}
         self.layers = nn.ModuleDict({name: nn.Linear(inputs.get(kind, hidden), sizes[kind])
@@ -214,6 +215,8 @@ class Heads(nn.Module):
                 out[name] = DiagGaussian(raw[name], raw[name + ".log_std"])
             elif kind == "normalized_value":
                 out[name] = self.scales[name].value(raw[name].squeeze(-1))
+            elif kind in ("q_values", "embedding"):  # a vector per step
+                out[name] = raw[name]
             else:
                 out[name] = raw[name].squeeze(-1)
         return out
@@ -434,6 +437,11 @@ class FeedForward(nn.Module):
     # -- the rollout interface shared with the recurrent model --
     def initial_state(self, batch: int):
         return None
+
+    def action_values(self, fields: dict) -> torch.Tensor:
+        """Q(s, ·) from the `q_values` head: what `q_greedy(model)` acts on."""
+        head = next(n for n, kind in self.heads.kinds.items() if kind == "q_values")
+        return self.apply(None, fields)[head]
 
     def step(self, fields: dict, state, params: dict | None = None):
         heads = self.apply(None, fields) if params is None else self.per_task(params, fields)

@@ -93,7 +93,8 @@ class Minibatch(dict):
 def minimize(opt: torch.optim.Optimizer, model, batch: dict, loss_fn,
              gen: torch.Generator | None = None, clip: float | None = None,
              gamma: float | None = None,
-             target: loss_view.TargetNetwork | None = None) -> dict:
+             target: loss_view.TargetNetwork | None = None,
+             memories: dict | None = None) -> dict:
     """`update M by RULE on LOSS over DATA`: the optimizer's epochs × minibatches gradient
     steps, split over task instances (dim 1) so each recurrent trajectory stays whole.
     A loss that reads a `target` network has it follow the model by the rule's Polyak
@@ -102,7 +103,8 @@ def minimize(opt: torch.optim.Optimizer, model, batch: dict, loss_fn,
     `linear` schedule sets this update's rate. Every step's loss, and the parameters after
     the last step, must be finite. Returns the mean loss and, for a policy update, the
     standard diagnostics (see `diagnostics`), taken as CleanRL does from the last epoch's
-    minibatches, on the heads their steps computed anyway (no extra forward pass)."""
+    minibatches, on the heads their steps computed anyway (no extra forward pass).
+    `memories`: the episodic memories the loss reads (a dnd it may also train)."""
     epochs, minibatches = getattr(opt, "epochs", 1), getattr(opt, "minibatches", 1)
     max_grad_norm = getattr(opt, "max_grad_norm", 0.0)
     width = batch["done"].shape[1]
@@ -123,13 +125,15 @@ def minimize(opt: torch.optim.Optimizer, model, batch: dict, loss_fn,
             heads = model.sequence(sub)
             if epoch == epochs - 1:
                 stats.append((len(chunk), diagnostics(heads, sub, clip, gamma)))
-            loss = loss_fn(sub, loss_view.LossView(heads, model, None, sub, target))
+            loss = loss_fn(sub, loss_view.LossView(heads, model, None, sub, target,
+                                                   memories=memories))
             if not torch.isfinite(loss):
                 raise NonFiniteLoss(f"the loss is {loss.item()}")
             opt.zero_grad()
             loss.backward()
-            if max_grad_norm > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm, foreach=True)
+            if max_grad_norm > 0:  # every parameter the rule steps (a model's, a dnd's)
+                torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]],
+                                               max_grad_norm, foreach=True)
             opt.step()
             if target is not None:
                 target.follow(model, opt.polyak)

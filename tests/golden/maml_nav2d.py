@@ -207,7 +207,9 @@ def adapt(
         scale = 1.0 if k == 0 else later_lr_scale
         if replay is None:
             env = state.nav.env(instances, copies=args.adapt__tau__count)
-            tau = rollout.collect(state.pi, env, env.horizon, state.gen, params=params["pi"])
+            tau = rollout.collect(
+                state.pi, env, env.horizon, state.gen, episodes=1, params=params["pi"]
+            )
         else:
             tau = replay[k]["tau"]
         params["pi"], loss_pi = adaptation.sgd(
@@ -240,7 +242,9 @@ def meta(args: Args, state: State, run: runs.Run) -> None:
             order=1,
         )
         env = state.nav.env(instances, copies=args.meta__tau_prime__count)
-        tau_prime = rollout.collect(state.pi, env, env.horizon, state.gen, params=adapted["pi"])
+        tau_prime = rollout.collect(
+            state.pi, env, env.horizon, state.gen, episodes=1, params=adapted["pi"]
+        )
 
         def outer() -> adaptation.Outer:
             """θ′ recomputed from θ on the same data, so that the outer gradient goes through the inner steps."""

@@ -242,7 +242,9 @@ def step(
         scale = 1.0 if k == 0 else later_lr_scale
         if replay is None:
             env = state.chain_mdp.env(instances, copies=args.step__tau__count)
-            tau = rollout.collect(state.agent, env, env.horizon, state.gen, params=params["agent"])
+            tau = rollout.collect(
+                state.agent, env, env.horizon, state.gen, episodes=1, params=params["agent"]
+            )
         else:
             tau = replay[k]["tau"]
         params["agent"], loss_agent = adaptation.sgd(
@@ -276,7 +278,7 @@ def meta(args: Args, state: State, run: runs.Run) -> None:
         )
         env = state.chain_mdp.env(instances, copies=args.meta__tau_prime__count)
         tau_prime = rollout.collect(
-            state.agent, env, env.horizon, state.gen, params=adapted["agent"]
+            state.agent, env, env.horizon, state.gen, episodes=1, params=adapted["agent"]
         )
 
         def outer() -> adaptation.Outer:

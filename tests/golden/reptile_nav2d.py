@@ -165,7 +165,9 @@ def adapt(
         scale = 1.0 if k == 0 else later_lr_scale
         if replay is None:
             env = state.nav.env(instances, copies=args.adapt__tau__count)
-            tau = rollout.collect(state.pi, env, env.horizon, state.gen, params=params["pi"])
+            tau = rollout.collect(
+                state.pi, env, env.horizon, state.gen, episodes=1, params=params["pi"]
+            )
         else:
             tau = replay[k]["tau"]
         params["pi"], loss_pi = adaptation.sgd(

@@ -41,6 +41,8 @@ class Checker(Declarations, Types, Structure):
         self.loops: dict[str, LoopInfo] = {}
         self.blocks: dict[str, A.SettingsBlock] = {}
         self.declared: dict[str, A.Span] = {}
+        # stored columns (`store DATA in BUFFER with {NAME: EXPR}`): name -> (store, expr)
+        self.columns: dict[str, tuple[A.Store, A.Expr]] = {}
         self.imported: dict[str, A.Name] = {}  # imported function -> the import's name node
         self.used: set[str] = set()  # top-level names referred to anywhere
         # (loop, statement, rule, targets, refs, through-loop) of every adapt/update
@@ -59,7 +61,8 @@ class Checker(Declarations, Types, Structure):
         if self.diags:
             raise CompileError(sorted(self.diags, key=lambda d: (d.span.start, d.code)))
         return Checked(self.module, self.source, self.file, self.tasks, self.models,
-                       self.memories, self.metas, self.funcs, self.loops, self.blocks)
+                       self.memories, self.metas, self.funcs, self.loops, self.blocks,
+                       self.columns)
 
     def error(self, code: str, message: str, span: A.Span, hint: str | None = None) -> None:
         self.diags.append(Diagnostic(code, message, span, hint, self.file))

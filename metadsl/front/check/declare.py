@@ -48,6 +48,39 @@ class Declarations:
                     self.funcs[name.id] = FuncInfo(decl, "")
                 elif isinstance(decl, A.LoopDecl):
                     self.loops[name.id] = LoopInfo(decl)
+        self.declare_columns()
+
+    def declare_columns(self) -> None:
+        """Names of stored columns: fields every loss may read, unique in the spec; every
+        store into one buffer stores the same ones."""
+        first: dict[str, A.Store] = {}  # buffer -> its first store
+        for info in self.loops.values():
+            for stmt in info.decl.body:
+                if not isinstance(stmt, A.Store):
+                    continue
+                names = lambda s: sorted(n.id for n, _ in getattr(s.columns, "items", ()))
+                earlier = first.setdefault(stmt.buffer.id, stmt)
+                if names(earlier) != names(stmt):
+                    self.error("E0413", f"this store into '{stmt.buffer.id}' has columns "
+                               f"[{', '.join(names(stmt))}], the one on line "
+                               f"{earlier.span.line} [{', '.join(names(earlier))}]", stmt.span,
+                               hint="store the same columns, or into another buffer")
+                if not isinstance(stmt.columns, A.DictExpr):
+                    continue
+                for name, expr in stmt.columns.items:
+                    if name.id in self.columns and self.columns[name.id][0] is not stmt \
+                            and self.columns[name.id][0].buffer.id == stmt.buffer.id:
+                        continue  # the same column of another store into this buffer
+                    if name.id in self.columns:
+                        first = self.columns[name.id][0].span.line
+                        self.error("E0210", f"column '{name.id}' is already stored on line "
+                                   f"{first}", name.span, hint="rename one of them")
+                    elif name.id in self.declared or name.id in R.REGISTRY or \
+                            name.id in R.TRAJECTORY_FIELDS or name.id in self.funcs:
+                        self.error("E0210", f"'{name.id}' is already a name; a stored column "
+                                   "needs its own", name.span, hint="choose another name")
+                    else:
+                        self.columns[name.id] = (stmt, expr)
 
     def declare_name(self, name: A.Name, decl=None) -> bool:
         if name.id in self.declared:

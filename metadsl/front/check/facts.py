@@ -54,6 +54,7 @@ class Checked:
     funcs: dict[str, FuncInfo]
     loops: dict[str, LoopInfo]
     blocks: dict[str, A.SettingsBlock]
+    columns: dict[str, tuple[A.Store, A.Expr]] = field(default_factory=dict)
 
 
 def ref(kind: str, name: str) -> tuple[str, str]:

@@ -32,7 +32,8 @@ class Scope:
     def visible(self) -> list[str]:
         names = list(self.locals) + list(self.c.declared) + list(self.c.funcs)
         names += [e.name for e in R.REGISTRY.values() if e.kind in ("op", "fitness")]
-        return names + list(R.TRAJECTORY_FIELDS) + list(self.heads()) + list(R.CONSTANTS)
+        return names + list(R.TRAJECTORY_FIELDS) + list(self.c.columns) + list(self.heads()) + \
+            list(R.CONSTANTS)
 
     def lookup(self, name: A.Name) -> str:
         n = name.id
@@ -57,6 +58,9 @@ class Scope:
         if n in c.funcs or (n in R.REGISTRY and R.REGISTRY[n].kind in ("op", "fitness")):
             return "func"
         if n in R.TRAJECTORY_FIELDS:
+            return "tensor"
+        if n in c.columns:
+            self.refs.add(ref("column", n))
             return "tensor"
         heads = self.heads()
         if n in heads:

@@ -26,6 +26,7 @@ class Structure:
                            loop.decl.name.span, hint=f"`outer NAME over {name} {{ ... }}`")
         for loop, stmt, rule, targets, refs, through in self.pending:
             if refs is not None:
+                self.check_columns(loop, stmt, refs)
                 self.check_rule_targets(loop, stmt, rule, [t for t in targets if t], refs)
                 if not self.broken:
                     self.check_heads_exist(loop, stmt, refs)
@@ -155,6 +156,25 @@ class Structure:
                        "target network would never move", stmt.rule.span,
                        hint=f"`{rule.name}(..., polyak = 0.01)`" if has else
                        "use a rule with a `polyak` rate, such as adam")
+
+    def check_columns(self, loop: LoopInfo, stmt, refs: set) -> None:
+        """A loss reads stored columns only over samples of the buffer that stores them."""
+        read = sorted(name for kind, name in refs if kind == "column")
+        if not read or not isinstance(stmt.objective, A.Minimize):
+            return
+        data = stmt.objective.data
+        made = self.visible_data(loop).get(data.id)
+        buffer = made[1].policy.id if made is not None and made[1].source == "from" and \
+            isinstance(made[1].policy, A.Name) else None
+        stored = {n for n, (store, _) in self.columns.items() if store.buffer.id == buffer}
+        for name in read:
+            if name not in stored:
+                where = f"samples of '{buffer}'" if buffer else "collected by a policy"
+                store = self.columns[name][0]
+                self.error("E0412", f"the loss reads column '{name}', which '{data.id}' ("
+                           f"{where}) does not have", stmt.objective.loss.span,
+                           hint=f"it is stored in '{store.buffer.id}' (line {store.span.line}): "
+                           f"minimise over `collect N samples from {store.buffer.id}`")
 
     def memory_entry(self, name: str) -> R.Entry | None:
         decl = self.memories.get(name)

@@ -595,6 +595,29 @@ class Types:
         mem = self.expect_declared(stmt.buffer, "memory", "a `store ... in` target")
         if mem is not None:
             loop.refs.add(ref("memory", mem))
+            entry = self.memory_entry(mem)
+            if entry is None or "buffer" not in entry.traits:
+                self.error("E0209", f"'{mem}' is not a buffer to store in", stmt.buffer.span,
+                           hint="declare `memory NAME = buffer(...)`")
+        if stmt.columns is None:
+            return
+        if not isinstance(stmt.columns, A.DictExpr):
+            self.error("E0206", "stored columns are a dictionary `{NAME: EXPR, ...}`",
+                       stmt.columns.span, hint="`store tau in replay with {ret: nstep(100)}`")
+            return
+        for name, expr in stmt.columns.items:
+            scope = Scope(self, None, loop)
+            got = scope.infer(expr)
+            if not compatible("tensor", got):
+                self.error("E0206", f"a stored column is a tensor, not {type_word(got)}",
+                           expr.span)
+                continue
+            reads = sorted(f"{k} '{n}'" for k, n in self.expand_calls(scope.refs)
+                           if k in ("head", "attr", "model", "memory", "meta", "column"))
+            if reads:
+                self.error("E0206", f"a stored column is computed from the trajectory's "
+                           f"fields alone, but this one reads {reads[0]}", expr.span,
+                           hint="compute it in the loss instead")
 
     def unknown_data(self, loop: LoopInfo, name: A.Name) -> None:
         elsewhere = [l for l, info in self.loops.items() if name.id in info.data]

@@ -1,0 +1,203 @@
+"""Episodic memories, replay buffers and ε-greedy acting (runtime/episodic.py, replay.py,
+knn.py): the estimates against hand computations, the write and eviction rules, and
+checkpoints that restore bit for bit."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from metadsl.runtime import episodic, knn, models, replay
+
+from .conftest import metadsl
+from .test_backend import metrics
+
+
+def encoder(obs_dim: int = 3, width: int = 4) -> models.FeedForward:
+    return models.FeedForward("mlp", ["obs"], {"h": "embedding"}, obs_dim, 2, hidden=[width],
+                              activation="relu")
+
+
+def steps(obs, action, values) -> tuple[dict, torch.Tensor]:
+    """A one-row trajectory [T, 1] of the given steps."""
+    obs = torch.as_tensor(obs, dtype=torch.float32)
+    return ({"obs": obs.unsqueeze(1), "action": torch.as_tensor(action).unsqueeze(1)},
+            torch.as_tensor(values, dtype=torch.float32).unsqueeze(1))
+
+
+def written(memory, batch, values, **rule):
+    """A write through the rule's entry point, with values that read the data alone."""
+    write = episodic.table_write if isinstance(memory, episodic.Table) else episodic.dnd_write
+    write(memory, batch, lambda b, heads: values, **rule)
+
+
+@pytest.mark.parametrize("backend", list(knn.BACKENDS))
+def test_search_backends_agree_on_small_stores(backend):
+    gen = torch.Generator().manual_seed(0)
+    keys, queries = torch.randn(500, 16, generator=gen), torch.randn(40, 16, generator=gen)
+    d2, ids = knn.search(keys, queries, 11, backend)
+    exact = ((queries[:, None] - keys[None]) ** 2).sum(-1)
+    want_d2, want_ids = exact.topk(11, largest=False)
+    assert torch.equal(ids, want_ids)
+    assert torch.allclose(d2, want_d2, rtol=1e-4, atol=1e-4)
+    # fewer keys than k: all of them, nearest first
+    d2, ids = knn.search(keys[:3], queries[:2], 11, backend)
+    assert ids.shape == (2, 3) and bool((d2[:, 1:] >= d2[:, :-1]).all())
+
+
+def test_dnd_estimate_is_the_kernel_weighted_mean_of_the_k_nearest():
+    net = encoder()
+    dnd = episodic.DND(net, actions=2, capacity=10, k=2, delta=0.5)
+    stored = torch.tensor([[0.0, 0, 0, 0], [1.0, 0, 0, 0], [5.0, 0, 0, 0]])
+    dnd.slots.insert(0, stored, torch.tensor([1.0, 3.0, 100.0]))
+    h = torch.tensor([[0.25, 0, 0, 0]], requires_grad=True)
+    q = dnd.lookup(h, torch.tensor([0]))
+    w = torch.tensor([1 / (0.25 ** 2 + 0.5), 1 / (0.75 ** 2 + 0.5)])  # the 2 nearest
+    assert q.item() == pytest.approx(float((w / w.sum()) @ torch.tensor([1.0, 3.0])), rel=1e-6)
+    q.sum().backward()  # differentiable in h, the neighbours' keys and their values
+    assert h.grad.abs().sum() > 0
+    assert dnd.slots.values.grad[0, :2].abs().sum() > 0 and dnd.slots.values.grad[0, 2] == 0
+    assert dnd.slots.keys.grad[0, :2].abs().sum() > 0
+    assert dnd.lookup(h, torch.tensor([1])).item() == 0.0  # action 1's dictionary is empty
+
+
+def test_dnd_write_moves_an_existing_key_by_alpha_and_appends_new_ones():
+    net = encoder()
+    dnd = episodic.DND(net, actions=2, capacity=10, k=3)
+    obs = torch.tensor([[1.0, 2, 3], [-1.0, 0, 2]])
+    batch, values = steps(obs, [0, 1], [10.0, 4.0])
+    written(dnd, batch, values, alpha=0.1)
+    assert dnd.slots.size.tolist() == [1, 1]
+    batch, values = steps(obs[:1], [0], [20.0])
+    written(dnd, batch, values, alpha=0.1)
+    assert dnd.slots.size.tolist() == [1, 1]
+    assert dnd.slots.values[0, 0].item() == pytest.approx(10 + 0.1 * (20 - 10))
+
+
+def test_a_max_write_never_lowers_a_stored_return():
+    table = episodic.Table(obs_dim=3, n_actions=2, actions=2, capacity=100, k=3, projection=8)
+    gen = torch.Generator().manual_seed(1)
+    obs = torch.randint(0, 3, (40, 3), generator=gen).float()  # repeated states
+    action = torch.randint(0, 2, (40,), generator=gen)
+    best: dict = {}
+    for _ in range(5):
+        returns = torch.randn(40, generator=gen) * 10
+        batch, values = steps(obs, action, returns)
+        written(table, batch, values, mode="max")
+        for o, a, r in zip(obs.tolist(), action.tolist(), returns.tolist()):
+            best[(tuple(o), a)] = max(best.get((tuple(o), a), -1e9), r)
+        for (o, a), r in best.items():  # each stored return is the max ever written
+            q = table.lookup(torch.tensor([o]), torch.tensor([a]))
+            assert q.item() == pytest.approx(r, abs=1e-5)
+
+
+def test_an_unseen_state_takes_the_mean_of_its_k_nearest_neighbours():
+    table = episodic.Table(obs_dim=1, n_actions=1, actions=1, capacity=10, k=2, projection=1)
+    table.projection.fill_(1.0)
+    batch, values = steps([[0.0], [1.0], [10.0]], [0, 0, 0], [2.0, 4.0, 50.0])
+    written(table, batch, values, mode="max")
+    assert table.lookup(torch.tensor([[0.4]]), torch.tensor([0])).item() == pytest.approx(3.0)
+    assert table.lookup(torch.tensor([[10.0]]), torch.tensor([0])).item() == 50.0
+
+
+def test_lru_evicts_the_least_recently_read_or_written_key():
+    table = episodic.Table(obs_dim=1, n_actions=1, actions=1, capacity=3, k=1, projection=1)
+    table.projection.fill_(1.0)
+    for x in (0.0, 10.0, 20.0):  # written in this order: 0 is the oldest
+        written(table, *steps([[x]], [0], [x]), mode="max")
+    table.lookup(torch.tensor([[0.1]]), torch.tensor([0]))  # reading 0 makes 10 the oldest
+    written(table, *steps([[30.0]], [0], [30.0]), mode="max")
+    keys = sorted(table.slots.keys[0, :3, 0].tolist())
+    assert keys == [0.0, 20.0, 30.0]
+    written(table, *steps([[20.0]], [0], [25.0]), mode="max")  # a write refreshes 20
+    written(table, *steps([[40.0]], [0], [40.0]), mode="max")  # so 0 goes
+    assert sorted(table.slots.keys[0, :3, 0].tolist()) == [20.0, 30.0, 40.0]
+
+
+def restored(module: nn.Module, fresh: nn.Module) -> nn.Module:
+    """`fresh` loaded from `module`'s state saved as a checkpoint is (weights_only)."""
+    buffer = io.BytesIO()
+    torch.save(module.state_dict(), buffer)
+    buffer.seek(0)
+    fresh.load_state_dict(torch.load(buffer, weights_only=True))
+    return fresh
+
+
+def test_memories_restore_bit_for_bit():
+    gen = torch.Generator().manual_seed(2)
+    obs, action = torch.randn(30, 3, generator=gen), torch.randint(0, 2, (30,), generator=gen)
+    batch, values = steps(obs, action, torch.randn(30, generator=gen))
+    table = episodic.Table(obs_dim=3, n_actions=2, capacity=20, k=3, projection=8)
+    written(table, batch, values, mode="max")
+    net = encoder()
+    dnd = episodic.DND(net, capacity=20, k=3)
+    written(dnd, batch, values, alpha=0.1)
+    buffer = replay.Buffer(capacity=25)
+    buffer.extend(dict(batch, reward=values, done=torch.zeros_like(values)),
+                  columns={"ret": lambda b, heads: b["reward"] * 2})
+    copies = (restored(table, episodic.Table(obs_dim=3, n_actions=2, capacity=20, k=3,
+                                             projection=8)),
+              restored(dnd, episodic.DND(net, capacity=20, k=3)),
+              restored(buffer, replay.Buffer(capacity=25)))
+    for original, copy in zip((table, dnd, buffer), copies):
+        saved, loaded = original.state_dict(), copy.state_dict()
+        flat = lambda d: {k: v for k, v in d.items() if not isinstance(v, dict)} | \
+            {f"fields.{k}": v for k, v in d.get("fields", {}).items()}
+        assert flat(saved).keys() == flat(loaded).keys()
+        for k, v in flat(saved).items():
+            assert torch.equal(torch.as_tensor(v), torch.as_tensor(flat(loaded)[k])), k
+    probe = {"obs": torch.randn(5, 3, generator=gen)}
+    assert torch.equal(table.action_values(probe), copies[0].action_values(probe))
+    assert torch.equal(dnd.action_values(probe), copies[1].action_values(probe))
+    assert torch.equal(buffer.sample(7, torch.Generator().manual_seed(3))["ret"],
+                       copies[2].sample(7, torch.Generator().manual_seed(3))["ret"])
+
+
+def test_replay_stores_real_steps_with_columns_and_overwrites_the_oldest():
+    buffer = replay.Buffer(capacity=5)
+    reward = torch.tensor([[1.0, 10.0], [2.0, 20.0], [3.0, 0.0]])  # [T, B], one padded step
+    batch = {"obs": reward.unsqueeze(-1), "action": torch.zeros(3, 2, dtype=torch.long),
+             "reward": reward, "done": torch.tensor([[0.0, 0], [0, 1], [1, 1]]),
+             "valid": torch.tensor([[1.0, 1], [1, 1], [1, 0]])}
+    buffer.extend(batch, columns={"twice": lambda b, heads: b["reward"] * 2})
+    assert len(buffer) == 5
+    assert sorted(buffer.storage.fields["reward"].tolist()) == [1, 2, 3, 10, 20]
+    sample = buffer.sample(64, torch.Generator().manual_seed(0))
+    assert sample["obs"].shape == (1, 64, 1) and sample["reward"].shape == (1, 64)
+    assert torch.equal(sample["twice"], sample["reward"] * 2)
+    later = {k: v[:1] for k, v in batch.items()}
+    later["reward"] = torch.tensor([[7.0, 8.0]])
+    buffer.extend(later)  # two more: the two oldest (the first step's 1 and 10) go
+    assert sorted(buffer.storage.fields["reward"].tolist()) == [2, 3, 7, 8, 20]
+
+
+def test_q_greedy_acts_epsilon_greedily_and_breaks_ties_uniformly():
+    class Values:
+        def action_values(self, fields):
+            return torch.tensor([[1.0, 3.0, 3.0, 0.0]]).expand(len(fields["obs"]), 4)
+
+    heads, _ = episodic.QGreedy(Values(), epsilon=0.2).step({"obs": torch.zeros(2, 1)}, None)
+    assert torch.allclose(heads["pi"].probs[0], torch.tensor([0.05, 0.45, 0.45, 0.05]))
+    assert heads["v"].tolist() == [3.0, 3.0]
+
+
+SMALL_NEC = ["--set", "M.capacity=300", "--set", "replay.capacity=500", "--set",
+             "evaluate.instances=2", "--set", "train.batch.count=64"]
+
+
+def test_a_resumed_run_continues_with_the_same_memory_contents(tmp_path):
+    whole, part = tmp_path / "whole", tmp_path / "part"
+    r = metadsl("run", "specs/nec.mrl", "--iterations", "6", *SMALL_NEC, "--out", str(whole))
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert metadsl("run", "specs/nec.mrl", "--iterations", "3", *SMALL_NEC,
+                   "--out", str(part)).returncode == 0
+    r = metadsl("run", "specs/nec.mrl", "--iterations", "6", "--resume", str(part))
+    assert r.returncode == 0 and "resumed" in r.stderr, r.stderr[-2000:]
+    # the dictionary, its optimizer's moments and the replay after 3 episodes came back whole
+    assert metrics(part) == metrics(whole)
+    assert json.loads((part / "eval.json").read_text()) == \
+        json.loads((whole / "eval.json").read_text())
