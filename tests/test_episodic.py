@@ -201,3 +201,35 @@ def test_a_resumed_run_continues_with_the_same_memory_contents(tmp_path):
     assert metrics(part) == metrics(whole)
     assert json.loads((part / "eval.json").read_text()) == \
         json.loads((whole / "eval.json").read_text())
+
+
+def test_q_greedy_tries_every_action_of_a_store_until_it_has_k_keys():
+    table = episodic.Table(obs_dim=1, n_actions=2, actions=2, capacity=10, k=2, projection=1)
+    written(table, *steps([[0.0], [1.0]], [0, 0], [5.0, 5.0]), mode="max")
+    policy = episodic.QGreedy(table, epsilon=0.0)
+    heads, _ = policy.step({"obs": torch.zeros(1, 1)}, None)
+    assert heads["pi"].probs[0].tolist() == [0.0, 1.0]  # action 1 has no keys yet
+    written(table, *steps([[0.0], [1.0]], [1, 1], [1.0, 1.0]), mode="max")
+    heads, _ = policy.step({"obs": torch.zeros(1, 1)}, None)
+    assert heads["pi"].probs[0].tolist() == [1.0, 0.0]  # both have k: the greedy one
+
+
+def test_the_approximate_index_finds_the_exact_neighbours_and_follows_writes():
+    gen = torch.Generator().manual_seed(4)
+    centres = torch.randn(50, 16, generator=gen) * 4
+    keys = centres[torch.randint(0, 50, (4000,), generator=gen)] + \
+        torch.randn(4000, 16, generator=gen)  # clustered, as embeddings are
+    queries = keys[:200] + 0.1 * torch.randn(200, 16, generator=gen)
+    index = knn.Neighbours(approximate_from=1000)
+    _, exact = knn.search(keys, queries, 11)
+    d2, ids = index.search(keys, queries, 11)
+    assert index.index is not None
+    recall = sum(len(set(a) & set(b)) for a, b in zip(ids.tolist(), exact.tolist())) / exact.numel()
+    assert recall > 0.95
+    assert bool((d2[:, 1:] >= d2[:, :-1]).all())  # re-ranked: nearest first, exact distances
+    keys[7] = queries[0]  # a slot overwritten with a new key is found there
+    index.changed(torch.tensor([7]))
+    _, ids = index.search(keys, queries[:1], 1)
+    assert ids.item() == 7
+    slots = episodic.Slots(actions=1, capacity=10, dim=2, trainable=False)
+    assert isinstance(slots.search[0], knn.Neighbours)

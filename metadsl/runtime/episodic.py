@@ -47,6 +47,32 @@ class Slots(nn.Module):
         self.register_buffer("used", torch.zeros(actions, capacity, dtype=torch.long))
         self.register_buffer("clock", torch.zeros((), dtype=torch.long))
         self.actions, self.capacity = actions, capacity
+        self.search = [knn.Neighbours() for _ in range(actions)]  # rebuilt, not saved
+
+    # A checkpoint keeps the used slots only: a table of 10⁶ keys per action is 512 MB
+    # allocated, and holds a few thousand entries after a few hundred CartPole episodes.
+    PER_SLOT = ("keys", "values", "used")
+
+    def _save_to_state_dict(self, destination, prefix, keep_vars):
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        used = int(self.size.max())
+        for name in self.PER_SLOT:  # a copy: a saved view would carry the whole storage
+            destination[prefix + name] = destination[prefix + name][:, :used].clone()
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        for name in self.PER_SLOT:
+            saved, full = state_dict.get(prefix + name), getattr(self, name)
+            if isinstance(saved, torch.Tensor) and saved.dim() == full.dim() and \
+                    saved.shape[0] == full.shape[0] and saved.shape[2:] == full.shape[2:] \
+                    and saved.shape[1] <= full.shape[1]:
+                padded = torch.zeros_like(full.detach())
+                padded[:, :saved.shape[1]] = saved
+                state_dict[prefix + name] = padded
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def untried(self, k: int) -> torch.Tensor:
+        """[A] actions whose store holds fewer than k keys (see QGreedy)."""
+        return self.size < k
 
     def tick(self) -> int:
         self.clock += 1
@@ -56,7 +82,7 @@ class Slots(nn.Module):
         """Squared distances and slots [N, K] of the nearest stored keys of one action,
         marked as read."""
         stored = self.keys[action, :int(self.size[action])].detach()
-        d2, ids = knn.search(stored, queries, k)
+        d2, ids = self.search[action].search(stored, queries, k)
         if ids.numel():
             self.used[action, ids.reshape(-1)] = self.tick()
         return d2, ids
@@ -73,6 +99,7 @@ class Slots(nn.Module):
             free = torch.cat([free, oldest])
         self.keys.data[action, free] = keys
         self.values.data[action, free] = values
+        self.search[action].changed(free)
         self.used[action, free] = self.tick()
         self.size[action] = min(size + n, self.capacity)
 
@@ -137,6 +164,9 @@ class Table(nn.Module):
         """Q_EC(s, a) of observations [..., obs_dim] at their actions [...]."""
         return _per_action(self.estimate, self.key(obs), action, self.slots.actions)
 
+    def untried(self) -> torch.Tensor:
+        return self.slots.untried(self.k)
+
     def action_values(self, fields: dict) -> torch.Tensor:
         keys = self.key(fields["obs"])
         return torch.stack([self.estimate(keys, a) for a in range(self.slots.actions)], -1)
@@ -180,10 +210,15 @@ class DND(nn.Module):
         _, ids = self.slots.neighbours(action, h, self.k)
         if ids.shape[1] == 0:
             return torch.zeros(h.shape[0])
+        if torch.is_grad_enabled():  # a gradient step will move these keys
+            self.slots.search[action].changed(ids)
         keys = self.slots.keys[action][ids]  # [N, K, dim]
         weights = 1.0 / (((h.unsqueeze(1) - keys) ** 2).sum(-1) + self.delta)
         weights = weights / weights.sum(1, keepdim=True)
         return (weights * self.slots.values[action][ids]).sum(1)
+
+    def untried(self) -> torch.Tensor:
+        return self.slots.untried(self.k)
 
     @torch.no_grad()
     def action_values(self, fields: dict) -> torch.Tensor:
@@ -248,7 +283,13 @@ class QGreedy:
     """`q_greedy(values, epsilon)`: a Policy (see rollout.Policy) acting ε-greedily on action
     values — a table's or dictionary's estimates, or a model's `q_values` head. Ties among
     the best actions are broken uniformly; `v` records max_a Q(s, a), which an n-step
-    return bootstraps from."""
+    return bootstraps from.
+
+    An episodic store's actions with fewer than k keys (`untried()`) are the greedy
+    choice until they have them: their estimate (0, or the mean of a few far keys) would
+    otherwise lose to the first action that earned a positive return, and with ε of 0.005
+    the others would almost never be tried (MFEC on CartPole then pushes one way for
+    ever, 9.4 steps per episode)."""
 
     def __init__(self, values, epsilon: float = 0.0):
         self.values, self.epsilon = values, float(epsilon)
@@ -260,6 +301,9 @@ class QGreedy:
     def step(self, fields: dict, state, params: dict | None = None):
         q = self.values.action_values(fields)
         best = (q == q.max(-1, keepdim=True).values).float()
+        untried = getattr(self.values, "untried", None)
+        if untried is not None and bool(untried().any()):
+            best = untried().float().expand_as(q)
         probs = (1 - self.epsilon) * best / best.sum(-1, keepdim=True) + \
             self.epsilon / q.shape[-1]
         return {"pi": models.Categorical(probs.log()), "v": q.max(-1).values}, state
