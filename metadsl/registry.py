@@ -125,8 +125,11 @@ _add("contextual_bandit", "tasks", [
     _count("contexts", 10, "distinct contexts per task; each is a bandit of its own"),
     _count("repeats", 2, "how often each context recurs within a task"),
     _count("context_dim", 16, "dimension of the random context vector"),
-], "tasks", "Ritter et al. 2018 recurring contextual bandits: contexts come back, and an "
-   "episodic memory can recall what was learned about them.", traits={"bandit", "discrete"})
+    _count("pulls", 10, "pulls per episode (one visit of a context)"),
+], "tasks", "Ritter et al. 2018 recurring contextual bandits: each context (a ±1 barcode, the "
+   "observation) is a bandit whose best arm pays with p 0.9 and the others with 0.1; an "
+   "episode is one visit, and every context comes back later in the trial, so an episodic "
+   "memory can recall what was found on it.", traits={"bandit", "discrete"})
 _add("tabular_mdp", "tasks", [
     _count("states", 10, "|S|", low=1), _count("actions", 5, "|A|", low=2),
     _count("horizon", 10, "steps per episode"),
@@ -213,11 +216,14 @@ _add("gru", "core", [_count("hidden", 256, high=MAX_UNITS)], "core", "A GRU; its
 _add("lstm", "core", [_count("hidden", 256, high=MAX_UNITS), _count("layers", 1)], "core",
      "An LSTM; its hidden and cell state are memory.", traits={"stateful"})
 _add("episodic_lstm", "core", [
-    _count("hidden", 48, high=MAX_UNITS), _count("capacity", 1000, "stored (key, cell state) pairs"),
+    _count("hidden", 48, high=MAX_UNITS),
+    _count("capacity", 1000, "stored (key, cell state) pairs per task; the oldest is replaced"),
     _count("k", 1, "neighbours recalled"),
-    P("key", "symbol", "context", choices=("context", "obs"), doc="what keys the episodic store"),
-], "core", "Ritter et al. 2018: an LSTM whose cell state is reinstated from an episodic store "
-   "through a learned reinstatement gate r_t.", traits={"stateful", "episodic"})
+], "core", "Ritter et al. 2018: an LSTM whose cell state at the end of each episode is stored "
+   "under that episode's observation (a context) and reinstated, when it recurs, through a "
+   "learned reinstatement gate r_t: c_t = f_t c_{t−1} + i_t g_t + r_t c_ep, where c_ep sums the "
+   "k nearest stored cells weighted by exp(−‖key − key_i‖²), so a new context recalls "
+   "(almost) nothing.", traits={"stateful", "episodic"})
 _add("temporal_conv", "core", [
     _count("window", 32, "past transitions the loss sees"),
     P("channels", "list", [32, 16], doc="1-D conv channels"),
@@ -569,6 +575,7 @@ _IMPLEMENTATIONS: dict[str, tuple[str, tuple[str, ...]]] = {
     "informative_arm_bandit": ("tasks.InformativeArmBandit", ("bayes_optimal", "oracle",
                                                               "random")),
     "tabular_mdp": ("tasks.TabularMDP", ("random", "oracle", "psrl")),
+    "contextual_bandit": ("tasks.ContextualBandit", ("thompson", "ucb1", "random")),
     "random_quadratic": ("tasks.RandomQuadratic", ("oracle",)),
     "sine": ("tasks.Sine", ()),
     "nav2d": ("tasks.Nav2D", ("random",)),
@@ -581,6 +588,7 @@ _IMPLEMENTATIONS: dict[str, tuple[str, tuple[str, ...]]] = {
     "recurrent": ("models.Recurrent", ()), "policy": ("models.FeedForward", ()),
     "regressor": ("models.FeedForward", ()),
     "gru": ("models.Recurrent", ()), "lstm": ("models.Recurrent", ()),
+    "episodic_lstm": ("models.EpisodicLSTM", ()),
     "mlp": ("models.FeedForward", ()),
     # meta-parameters
     "bounded": ("metaparams.Bounded", ()), "positive": ("metaparams.Positive", ()),

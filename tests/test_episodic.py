@@ -5,6 +5,7 @@ checkpoints that restore bit for bit."""
 from __future__ import annotations
 
 import io
+import math
 import json
 
 import pytest
@@ -233,3 +234,49 @@ def test_the_approximate_index_finds_the_exact_neighbours_and_follows_writes():
     assert ids.item() == 7
     slots = episodic.Slots(actions=1, capacity=10, dim=2, trainable=False)
     assert isinstance(slots.search[0], knn.Neighbours)
+
+
+def test_contextual_trials_bring_every_context_back_and_baselines_see_the_same_draws():
+    from metadsl.runtime import bandits, contextual
+
+    batch = contextual.contextual_bandits(6, arms=4, contexts=3, repeats=2, dim=8, pulls=5,
+                                          steps=30, gen=torch.Generator().manual_seed(0))
+    assert sorted(batch.order[0].tolist()) == [0, 0, 1, 1, 2, 2]
+    new, repeat = batch.first_pulls()
+    assert new.sum(0).tolist() == [3] * 6 and repeat.sum(0).tolist() == [3] * 6
+    always_first = lambda s, f, t, n, gen: torch.zeros(s.shape[0], dtype=torch.long)
+    played = contextual.play(batch, always_first, torch.Generator())
+    direct = torch.stack([batch.reward(t, torch.zeros(6, dtype=torch.long))
+                          for t in range(30)])
+    assert torch.equal(played, direct)  # each pull read its own draw, in trial order
+    env = contextual.ContextualEnv(batch)
+    obs = env.reset()
+    assert torch.equal(obs, batch.codes[torch.arange(6), batch.order[:, 0]])
+    for _ in range(5):
+        obs, _, done = env.step(torch.zeros(6, dtype=torch.long))
+    assert done.tolist() == [1.0] * 6
+    assert torch.equal(obs, batch.codes[torch.arange(6), batch.order[:, 1]])
+
+
+def test_the_episodic_lstm_reinstates_a_recurring_context_and_trains_as_it_acts():
+    net = models.EpisodicLSTM("episodic_lstm", ["obs", "prev_reward"], {"pi": "categorical"},
+                              obs_dim=4, n_actions=3, hidden=6, capacity=4)
+    code = {name: torch.tensor([value]) for name, value in
+            (("a", [1.0, -1, 1, -1]), ("b", [-1.0, -1, 1, 1]))}
+    state, heads = None, []
+    for context, done in (("a", 0.0), ("a", 0.0), ("b", 1.0), ("a", 1.0)):
+        fields = {"obs": code[context], "prev_reward": torch.zeros(1),
+                  "prev_done": torch.tensor([done])}
+        h, state = net.step(fields, state)
+        heads.append(h["pi"].logits)
+        if context == "b":  # an episode of 'a' was stored; 'b' (‖a − b‖² = 8) recalls e⁻⁸ of it
+            assert int(state[4]) == 1
+            recalled = net._recall(state[2], state[3], state[4], code["b"])
+            assert torch.allclose(recalled, math.exp(-8) * state[3][0, :1], atol=1e-7)
+    _, c, keys, cells, count, _ = state
+    assert int(count) == 2 and torch.equal(keys[0, 0], code["a"][0])
+    assert torch.allclose(net._recall(keys, cells, count, code["a"]), cells[0, :1])
+    trial = {"obs": torch.cat([code[x] for x in "aaba"]).unsqueeze(1),
+             "prev_reward": torch.zeros(4, 1), "prev_done": torch.tensor([[0.0], [0], [1], [1]])}
+    replayed = net.sequence(trial)["pi"].logits.squeeze(1)
+    assert torch.allclose(replayed, torch.cat(heads), atol=1e-6)

@@ -122,15 +122,21 @@ def resolve_defaults(program: P.Program) -> P.Program:
 def place_memories(program: P.Program) -> P.Program:
     """Honour each memory's reset scope. A model's hidden state reset per task is a fresh
     state at the start of each rollout; per episode it is also cleared where an episode
-    ended (the model's `reset`). Adapted parameters kept (`reset never`) are carried into
-    θ after the outer loop's update. A store with a constructor is reset by a `Reset`
-    statement at the start of the loop its scope names."""
+    ended (the model's `reset`); an episodic_lstm's store (`M.core.episodic`) is part of
+    that state, fresh for each trial, so it lasts one task. Adapted parameters kept
+    (`reset never`) are carried into θ after the outer loop's update. A store with a
+    constructor is reset by a `Reset` statement at the start of the loop its scope names."""
     reset_of: dict[str, str] = {}
     carried: list[str] = []
     unsupported = list(program.unsupported)
     resets: dict[str, list] = {}
     for mem in program.memories:
-        if isinstance(mem.target, P.Params):
+        if isinstance(mem.target, P.Params) and mem.key.endswith(".episodic"):
+            # an episodic_lstm's store: built fresh for each trial, so it lasts one task
+            if mem.scope != "task":
+                unsupported.append((f"memory {mem.key} reset per {mem.scope} (the episodic "
+                                    "store lasts one task: reset per task)", mem.loc))
+        elif isinstance(mem.target, P.Params):
             if mem.scope in ("task", "episode"):
                 reset_of[mem.target.model] = mem.scope
             else:

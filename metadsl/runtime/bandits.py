@@ -221,19 +221,21 @@ class DependentBayesOptimal:
         return torch.tensor(actions)
 
 
-def play(batch: BanditBatch, policy, gen: torch.Generator) -> torch.Tensor:
-    """Run a policy on every instance; total reward per instance [B]."""
+def play(batch: BanditBatch, policy, gen: torch.Generator, per_step: bool = False):
+    """Run a policy on every instance; total reward per instance [B] (or, `per_step`, each
+    pull's reward [n, B])."""
     s = torch.zeros_like(batch.p)
     f = torch.zeros_like(batch.p)
-    total = torch.zeros(batch.size)
+    rewards = []
     for t in range(batch.pulls):
         action = policy(s, f, t, batch.pulls, gen)
         r = batch.reward(t, action)
         hit = torch.nn.functional.one_hot(action, batch.arms).float()
         s += hit * r[:, None]
         f += hit * (1 - r[:, None])
-        total += r
-    return total
+        rewards.append(r)
+    rewards = torch.stack(rewards)
+    return rewards if per_step else rewards.sum(0)
 
 
 def tune_ucb1(arms: int, pulls: int, seed: int, instances: int = 2000,

@@ -10,7 +10,7 @@ import torch
 from dataclasses import dataclass
 
 from . import adaptation as adapting
-from . import bandits, informative, mdps, models, regression, rollout
+from . import bandits, contextual, informative, mdps, models, regression, rollout
 
 CHUNK = 5000  # instances evaluated at once (memory)
 
@@ -83,6 +83,8 @@ def held_out(spec: str, model, family, label: str, steps: int, episodes: int | N
                     episodes, against, metric, seed)
     if family.kind == "control":
         return _control(spec, model, family, batch, label, episodes, against, metric, seed)
+    if family.kind == "contextual":
+        return _contextual(spec, model, family, batch, label, steps, against, metric, seed)
     learner = []
     _say(f"{spec}: {instances} held-out tasks")
     for start in range(0, instances, CHUNK):
@@ -120,6 +122,34 @@ def _gym(spec, policies, family, batch, label, steps, episodes, against, metric,
         traj = rollout.collect(policy, family.env(batch), steps, _acting(seed), episodes)
         totals[method] = family.score(traj)
     return _rows(spec, totals, None, metric, batch.size, label)
+
+
+def _contextual(spec, model, family, batch, label, steps, against, metric, seed) -> list[dict]:
+    """Recurring contextual bandits: the total reward, and the reward on the first pull of a
+    context's first visit and of its later visits as a fraction of its best arm's (what an
+    episodic memory changes), for the learner and for baselines that keep one posterior
+    per context across its visits."""
+    _say(f"{spec}: {batch.size} held-out tasks")
+    rewards = {spec: torch.cat([
+        rollout.collect(model, family.env(part), steps, _acting(seed + start))["reward"]
+        for start in range(0, batch.size, CHUNK)
+        for part in [_slice(batch, slice(start, start + CHUNK))]], 1)}
+    for name in against:
+        _say(name)
+        policy = baseline_policy(name, family, family.arms, family.repeats * family.horizon,
+                                 seed)
+        rewards[name] = contextual.play(batch, policy, torch.Generator().manual_seed(seed + 7))
+    new, repeat = batch.first_pulls()
+    best = contextual.P_BEST
+
+    def first(mask):
+        return {m: (r * mask).sum(0) / mask.sum(0).clamp(min=1) / best
+                for m, r in rewards.items()}
+
+    return (_rows(spec, {m: r.sum(0) for m, r in rewards.items()}, None, metric, batch.size,
+                  label) +
+            _rows(spec, first(new), None, "first_pull_new", batch.size, label) +
+            _rows(spec, first(repeat), None, "first_pull_repeat", batch.size, label))
 
 
 def _acting(seed: int) -> torch.Generator:
@@ -300,6 +330,9 @@ def _slice(batch, part: slice):
     """Instances `part` of a task batch (time-major draws keep their time axis)."""
     if isinstance(batch, bandits.BanditBatch):
         return bandits.BanditBatch(batch.p[part], batch.u[:, part])
+    if isinstance(batch, contextual.ContextualBatch):
+        return contextual.ContextualBatch(batch.p[part], batch.codes[part], batch.order[part],
+                                          batch.u[:, part], batch.pulls)
     if isinstance(batch, informative.InformativeBatch):
         return informative.InformativeBatch(batch.target[part], batch.arms, batch.pulls)
     return mdps.MDPBatch(batch.mu[part], batch.P[part], batch.noise[:, part],

@@ -446,3 +446,91 @@ class FeedForward(nn.Module):
     def step(self, fields: dict, state, params: dict | None = None):
         heads = self.apply(None, fields) if params is None else self.per_task(params, fields)
         return heads, state
+
+
+class EpisodicLSTM(nn.Module):
+    """`recurrent(core = episodic_lstm(hidden, capacity, k))` (Ritter et al. 2018): an LSTM
+    whose cell state at the end of each episode is stored with that episode's observation
+    (its context) as key, in a store of its own per task instance, and reinstated through
+    a learned gate when a key recurs:
+
+        i, f, o, r = σ(W [x, h] + b),  g = tanh(W_g [x, h] + b_g)
+        c_t = f ⊙ c_{t−1} + i ⊙ g + r ⊙ c_ep,  h_t = o ⊙ tanh(c_t)
+
+    c_ep sums the k nearest stored cells weighted by exp(−‖key − key_i‖²): a context seen
+    before recalls its cell whole, a new one (almost) nothing — the gate sees x and h, not
+    how well the recall matched. The working memory (h, c) is cleared at episode ends
+    where `reset` is "episode"; the store spans the trial (a task). Stored cells keep their
+    graph, so the training pass backpropagates through reinstatement into the episode that
+    wrote them. The store is a tensor per row, searched exactly: it holds one entry per
+    episode of a trial (tens), where an index would cost more than the search."""
+
+    def __init__(self, core: str, inputs: list[str], heads: dict[str, str], obs_dim: int,
+                 n_actions: int, hidden: int = 48, capacity: int = 1000, k: int = 1,
+                 reset: str = "episode"):
+        super().__init__()
+        self.inputs, self.n_actions, self.reset = list(inputs), n_actions, reset
+        self.hidden, self.capacity, self.k = hidden, capacity, k
+        size = sum(input_size(i, obs_dim, n_actions) for i in inputs)
+        self.gates = nn.Linear(size + hidden, 5 * hidden)  # i, f, g, o and r
+        self.heads = Heads(hidden, heads, n_actions)
+
+    def initial_state(self, batch: int):
+        return None
+
+    def _fresh(self, x: torch.Tensor, key: torch.Tensor):
+        rows, start = x.shape[0], min(self.capacity, 8)
+        zeros = x.new_zeros(rows, self.hidden)
+        return (zeros, zeros, x.new_zeros(rows, start, key.shape[-1]),
+                x.new_zeros(rows, start, self.hidden), torch.zeros(rows, dtype=torch.long), key)
+
+    def _stored(self, state, done: torch.Tensor):
+        """The ended episodes' (key, final cell) written into their rows' stores (the
+        oldest replaced at capacity), and their working memory cleared."""
+        h, c, keys, cells, count, last_key = state
+        ended = done.bool()
+        if not bool(ended.any()):
+            return state
+        if int(count.max()) >= keys.shape[1] and keys.shape[1] < self.capacity:
+            grow = min(keys.shape[1], self.capacity - keys.shape[1])  # double, up to capacity
+            keys = torch.cat([keys, keys.new_zeros(keys.shape[0], grow, keys.shape[2])], 1)
+            cells = torch.cat([cells, cells.new_zeros(cells.shape[0], grow, cells.shape[2])], 1)
+        slot = torch.arange(keys.shape[1]) == (count % keys.shape[1])[:, None]
+        write = (slot & ended[:, None]).unsqueeze(-1)
+        keys = torch.where(write, last_key.unsqueeze(1), keys)
+        cells = torch.where(write, c.unsqueeze(1), cells)
+        count = count + ended.long()
+        if self.reset == "episode":
+            keep = (~ended).float().unsqueeze(-1)
+            h, c = h * keep, c * keep
+        return h, c, keys, cells, count, last_key
+
+    def _recall(self, keys: torch.Tensor, cells: torch.Tensor, count: torch.Tensor,
+                key: torch.Tensor) -> torch.Tensor:
+        filled = torch.arange(keys.shape[1]) < count.clamp(max=keys.shape[1])[:, None]
+        d2 = ((keys - key.unsqueeze(1)) ** 2).sum(-1).masked_fill(~filled, math.inf)
+        d2, slot = d2.topk(min(self.k, keys.shape[1]), dim=1, largest=False)
+        recalled = cells.gather(1, slot.unsqueeze(-1).expand(-1, -1, cells.shape[2]))
+        return (torch.exp(-d2).unsqueeze(-1) * recalled).sum(1)
+
+    def _cell(self, x: torch.Tensor, key: torch.Tensor, done: torch.Tensor, state):
+        state = self._fresh(x, key) if state is None else self._stored(state, done)
+        h, c, keys, cells, count, _ = state
+        i, f, g, o, r = self.gates(torch.cat([x, h], -1)).chunk(5, -1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g) + \
+            torch.sigmoid(r) * self._recall(keys, cells, count, key)
+        h = torch.sigmoid(o) * torch.tanh(c)
+        return h, (h, c, keys, cells, count, key)
+
+    def step(self, fields: dict, state, params: dict | None = None):
+        x = features(self.inputs, fields, self.n_actions)
+        h, state = self._cell(x, fields["obs"].float(), fields["prev_done"], state)
+        return self.heads(h), state
+
+    def sequence(self, batch: dict) -> dict:
+        """Heads over whole trials [T, B] from an empty store, step by step."""
+        x, state, outputs = inputs_of(self, batch), None, []
+        for t in range(x.shape[0]):
+            h, state = self._cell(x[t], batch["obs"][t].float(), batch["prev_done"][t], state)
+            outputs.append(h)
+        return self.heads(torch.stack(outputs), batch.get("action"))

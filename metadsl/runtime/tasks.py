@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from . import bandits, control, informative, mdps, regression, rollout
+from . import bandits, contextual, control, informative, mdps, regression, rollout
 
 
 class TaskError(ValueError):
@@ -83,6 +83,27 @@ class InformativeArmBandit(BernoulliBandit):
 
     def sample(self, count: int, steps: int, gen: torch.Generator) -> informative.InformativeBatch:
         return informative.informative_bandits(count, self.arms, steps, gen)
+
+
+class ContextualBandit:
+    """`contextual_bandit(arms, contexts, repeats, context_dim, pulls)` (Ritter et al.
+    2018): see runtime/contextual.py."""
+
+    kind = "contextual"
+
+    def __init__(self, arms: int = 10, contexts: int = 10, repeats: int = 2,
+                 context_dim: int = 16, pulls: int = 10):
+        self.arms, self.contexts, self.repeats = arms, contexts, repeats
+        self.n_actions, self.obs_dim, self.horizon = arms, context_dim, pulls
+
+    def sample(self, count: int, steps: int, gen: torch.Generator) -> contextual.ContextualBatch:
+        return contextual.contextual_bandits(count, self.arms, self.contexts, self.repeats,
+                                             self.obs_dim, self.horizon, steps, gen)
+
+    def env(self, instances: contextual.ContextualBatch) -> contextual.ContextualEnv:
+        return contextual.ContextualEnv(instances)
+
+    score = staticmethod(rollout.trial_return)  # total reward per trial [B]
 
 
 class MDPEnv:
