@@ -273,7 +273,7 @@ def test_the_episodic_lstm_reinstates_a_recurring_context_and_trains_as_it_acts(
             assert int(state[4]) == 1
             recalled = net._recall(state[2], state[3], state[4], code["b"])
             assert torch.allclose(recalled, math.exp(-8) * state[3][0, :1], atol=1e-7)
-    _, c, keys, cells, count, _ = state
+    _, c, keys, cells, count, _, _ = state
     assert int(count) == 2 and torch.equal(keys[0, 0], code["a"][0])
     assert torch.allclose(net._recall(keys, cells, count, code["a"]), cells[0, :1])
     trial = {"obs": torch.cat([code[x] for x in "aaba"]).unsqueeze(1),

@@ -482,12 +482,13 @@ class EpisodicLSTM(nn.Module):
         rows, start = x.shape[0], min(self.capacity, 8)
         zeros = x.new_zeros(rows, self.hidden)
         return (zeros, zeros, x.new_zeros(rows, start, key.shape[-1]),
-                x.new_zeros(rows, start, self.hidden), torch.zeros(rows, dtype=torch.long), key)
+                x.new_zeros(rows, start, self.hidden), torch.zeros(rows, dtype=torch.long), key,
+                zeros)
 
     def _stored(self, state, done: torch.Tensor):
         """The ended episodes' (key, final cell) written into their rows' stores (the
         oldest replaced at capacity), and their working memory cleared."""
-        h, c, keys, cells, count, last_key = state
+        h, c, keys, cells, count, last_key, recalled = state
         ended = done.bool()
         if not bool(ended.any()):
             return state
@@ -503,7 +504,7 @@ class EpisodicLSTM(nn.Module):
         if self.reset == "episode":
             keep = (~ended).float().unsqueeze(-1)
             h, c = h * keep, c * keep
-        return h, c, keys, cells, count, last_key
+        return h, c, keys, cells, count, last_key, None
 
     def _recall(self, keys: torch.Tensor, cells: torch.Tensor, count: torch.Tensor,
                 key: torch.Tensor) -> torch.Tensor:
@@ -515,12 +516,15 @@ class EpisodicLSTM(nn.Module):
 
     def _cell(self, x: torch.Tensor, key: torch.Tensor, done: torch.Tensor, state):
         state = self._fresh(x, key) if state is None else self._stored(state, done)
-        h, c, keys, cells, count, _ = state
+        h, c, keys, cells, count, last_key, recalled = state
+        # the recall changes only with the store or the key (once per episode in
+        # contextual bandits): reuse it otherwise
+        if recalled is None or count.max() == 0 or not torch.equal(key, last_key):
+            recalled = self._recall(keys, cells, count, key)
         i, f, g, o, r = self.gates(torch.cat([x, h], -1)).chunk(5, -1)
-        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g) + \
-            torch.sigmoid(r) * self._recall(keys, cells, count, key)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g) + torch.sigmoid(r) * recalled
         h = torch.sigmoid(o) * torch.tanh(c)
-        return h, (h, c, keys, cells, count, key)
+        return h, (h, c, keys, cells, count, key, recalled)
 
     def step(self, fields: dict, state, params: dict | None = None):
         x = features(self.inputs, fields, self.n_actions)
