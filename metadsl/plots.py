@@ -80,8 +80,15 @@ def _evaluation(folder: Path) -> Path:
     by_task: dict[str, list[dict]] = {}
     for r in results:
         by_task.setdefault(r.get("tasks", ""), []).append(r)
-    fig, axes = plt.subplots(len(by_task), 1, figsize=(8, 3.2 * len(by_task)), squeeze=False)
-    for ax, (task, rows) in zip(axes[:, 0], by_task.items()):
+    panels: list[tuple[str, list[dict]]] = []  # bars: one panel per task and metric
+    for task, rows in by_task.items():
+        lines = "adapt_steps" in rows[0] or any(
+            re.match(r"mse_after_(\d+)_examples", r["metric"]) for r in rows)
+        metrics = [rows] if lines else \
+            [[r for r in rows if r["metric"] == m] for m in dict.fromkeys(r["metric"] for r in rows)]
+        panels += [(task, part) for part in metrics]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(8, 3.2 * len(panels)), squeeze=False)
+    for ax, (task, rows) in zip(axes[:, 0], panels):
         examples = [r for r in rows if re.match(r"mse_after_(\d+)_examples", r["metric"])]
         if examples:  # error against the number of examples seen, one line per method
             _lines(ax, examples, lambda r: int(re.findall(r"\d+", r["metric"])[0]))
@@ -98,8 +105,8 @@ def _evaluation(folder: Path) -> Path:
                     color=["#1f5fbf" if n == data["spec"] else "#999999" for n in names])
             ax.invert_yaxis()
             ax.set_xlabel(rows[0]["metric"])
-            lo = min(r["mean"] for r in rows)
-            hi = max(r["mean"] for r in rows)
+            lo = min(r["mean"] - r["stderr"] for r in rows)
+            hi = max(r["mean"] + r["stderr"] for r in rows)
             ax.set_xlim(lo - 0.1 * (hi - lo + 1e-9), hi + 0.1 * (hi - lo + 1e-9))
         ax.set_title(task)
         ax.grid(alpha=0.3, axis="x")
