@@ -383,10 +383,10 @@ _add("reptile", "rule", [
 _add("table_write", "rule", [
     P("mode", "symbol", "max", choices=("max", "replace", "average")),
 ], "rule", "Write (key, value) pairs into an episodic table: MFEC keeps the max return.",
-     traits={"table"})
+     traits={"table", "writes:table"})
 _add("dnd_write", "rule", [_unit("alpha", 0.1, "tabular learning rate for existing keys")],
      "rule", "NEC's DND write: append new keys, move existing values toward the target by α.",
-     traits={"table"})
+     traits={"table", "writes:dnd"})
 _add("poet", "rule", [
     _count("mutate_every", 25), _count("transfer_every", 25),
     P("admit_low", "num", 25.0), P("admit_high", "num", 340.0),
@@ -506,6 +506,8 @@ TRAJECTORY_FIELDS = {
     "x": "regression input", "y": "regression target", "z": "the latent or skill in use",
     "progress": "fraction of the enclosing loop done, in [0, 1]",
 }
+# What a replay buffer keeps of each step, besides its stored columns: a sample has these.
+TRANSITION_FIELDS = ("obs", "next_obs", "action", "reward", "done", "logp", "value")
 # Head names a standard-library loss may use before it knows the model: bound at the
 # update site to the updated model's heads of the same name.
 HEAD_SLOTS = {"pi": "dist", "v": "tensor", "q": "tensor", "q1": "tensor", "q2": "tensor",

@@ -450,6 +450,11 @@ class Lowering:
             return []
         if not self.model_calls_lower(s):
             return []
+        if isinstance(s.objective, P.Minimize) and P.memories_read(self.p, s.objective.loss) \
+                and not P.in_place_gradient_step(s):
+            self.note("an episodic memory read (`lookup`) in a step other than an in-place "
+                      "gradient update", s.loc)
+            return []
         if s.mode == "adapt":
             if "differentiable" not in traits or not isinstance(s.objective, P.Minimize):
                 self.note(f"`adapt` by {s.rule.name}", s.loc)
@@ -506,8 +511,10 @@ class Lowering:
 
     def table_write(self, s: P.Step, ctx) -> list[ast.stmt]:
         """`update M by table_write(...) on VALUES over DATA`: values from the data alone."""
-        if any(isinstance(n, (P.Head, P.HeadCall)) for n in P.loss_nodes(self.p, s.objective.loss)):
-            self.note("values written to a table that read a model's heads", s.loc)
+        if any(isinstance(n, (P.Head, P.HeadCall, P.Memory))
+               for n in P.loss_nodes(self.p, s.objective.loss)):
+            self.note("values written to a table that read a model's heads or a memory",
+                      s.loc)
             return []
         memory = P.target_name(s.targets[0])
         return [X.expr(X.call_kw(self.impl(s.rule.name),
@@ -520,16 +527,24 @@ class Lowering:
         optimizer also steps the other targets (a dnd's keys and values)."""
         target = next((t for t in s.targets if isinstance(t, P.Params)), None)
         if target is None:
-            self.note("an update of meta-parameters without `through`", s.loc)
+            self.note("an in-place update of meta-parameters or memories alone (no model's "
+                      "parameters among its targets)", s.loc)
             return []
         model = target.model
+        made = P.producer(self.p, s.objective.data)
+        decl = next((m for m in self.p.models if m.name == model), None)
+        if isinstance(made, P.SampleBuffer) and decl is not None and \
+                not set(decl.inputs) <= set(R.TRANSITION_FIELDS):
+            self.note(f"model '{model}' trained on replayed transitions, which hold "
+                      f"{', '.join(R.TRANSITION_FIELDS)}, reads "
+                      f"{', '.join(sorted(set(decl.inputs) - set(R.TRANSITION_FIELDS)))}", s.loc)
+            return []
         progress = X.attr(X.name("run"), "progress") if ctx.loop.kind == "outer" \
             else X.name("progress")
         batch = X.call("dict", self.data(s.objective.data, ctx), progress=progress)
         target = [("target", self.state(P.target_network_key(model)))] \
             if s.target_network else []
-        read = sorted({n.key for n in P.loss_nodes(self.p, s.objective.loss)
-                       if isinstance(n, P.Memory)})
+        read = P.memories_read(self.p, s.objective.loss)
         if read:
             target.append(("memories", X.mapping((k, self.state(k)) for k in read)))
         call = X.call_kw(self.rt("rules.minimize"),

@@ -554,6 +554,11 @@ def loss_nodes(program: Program, expr):
                 stack.append((f.params, f.lets, f.body))
 
 
+def memories_read(program: Program, expr) -> list[str]:
+    """The episodic memories a loss reads (`lookup(M, ...)`), through its functions."""
+    return sorted({n.key for n in loss_nodes(program, expr) if isinstance(n, Memory)})
+
+
 def target_name(target) -> str:
     """The name of a step's target: a model's, meta-parameter's, memory's or tasks'."""
     if isinstance(target, Params):

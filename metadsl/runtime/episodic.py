@@ -3,9 +3,9 @@ neural dictionary, one store per action, and ε-greedy acting on any action valu
 
 Both stores keep fixed-capacity key and value tensors per action, a used count, and the
 clock of each slot's last read or write: at capacity a new key replaces the least
-recently used one. Neighbours are exact (`knn.search`). Everything a store holds is a
-tensor, so it is checkpointed with the run and a resumed run continues with the same
-contents.
+recently used one. Neighbours come from `knn.Neighbours` (exact, then an IVF index past
+100,000 keys). Everything a store holds is a tensor, so it is checkpointed with the run
+and a resumed run continues with the same contents.
 
 - `Table` (Blundell et al. 2016): keys are a fixed random projection of the
   observation; a key's value is its stored return if present, else the mean of its k
@@ -78,19 +78,20 @@ class Slots(nn.Module):
         self.clock += 1
         return int(self.clock)
 
-    def neighbours(self, action: int, queries: torch.Tensor, k: int):
+    def neighbours(self, action: int, queries: torch.Tensor, k: int, read: bool = True):
         """Squared distances and slots [N, K] of the nearest stored keys of one action,
-        marked as read."""
+        nearest first (an approximate search may come back short: distance inf), marked
+        as read unless `read` is false."""
         stored = self.keys[action, :int(self.size[action])].detach()
         d2, ids = self.search[action].search(stored, queries, k)
-        if ids.numel():
-            self.used[action, ids.reshape(-1)] = self.tick()
+        if read and ids.numel():
+            self.used[action, ids[torch.isfinite(d2)]] = self.tick()
         return d2, ids
 
     @torch.no_grad()
     def insert(self, action: int, keys: torch.Tensor, values: torch.Tensor) -> None:
         """Store new keys: into free slots, then over the least recently used ones."""
-        keys, values = keys[-self.capacity:], values[-self.capacity:]  # later writes win
+        keys, values = keys[-self.capacity:], values[-self.capacity:]  # at most a store's worth
         size, n = int(self.size[action]), keys.shape[0]
         free = torch.arange(size, min(size + n, self.capacity))
         if free.numel() < n:  # evict: the oldest last-used clocks
@@ -118,11 +119,12 @@ class Slots(nn.Module):
             for i, j in enumerate(inverse.tolist()):
                 new[j] = merge(new[j], values[i]) if seen[j] else values[i]
                 seen[j] = True
-        d2, ids = self.neighbours(action, keys, 1)
+        d2, ids = self.neighbours(action, keys, 1, read=False)
         if ids.numel():
             known = d2[:, 0] <= SAME_KEY
             slots = ids[known, 0]
             self.values.data[action, slots] = merge(self.values.data[action, slots], new[known])
+            self.used[action, slots] = self.tick()  # written: recently used
             keys, new = keys[~known], new[~known]
         self.insert(action, keys, new)
 
@@ -157,8 +159,9 @@ class Table(nn.Module):
         d2, ids = self.slots.neighbours(action, keys, self.k)
         if ids.shape[1] == 0:
             return torch.zeros(keys.shape[0])
-        values = self.slots.values[action][ids]
-        return torch.where(d2[:, 0] <= SAME_KEY, values[:, 0], values.mean(1))
+        values, found = self.slots.values[action][ids], torch.isfinite(d2).float()
+        mean = (values * found).sum(1) / found.sum(1).clamp(min=1)
+        return torch.where(d2[:, 0] <= SAME_KEY, values[:, 0], mean)
 
     def lookup(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """Q_EC(s, a) of observations [..., obs_dim] at their actions [...]."""
@@ -192,6 +195,9 @@ class DND(nn.Module):
         super().__init__()
         _check_actions(actions, n_actions)
         self.__dict__["key_model"] = key  # not a submodule: its parameters are its own
+        if list(key.inputs) != ["obs"]:  # a write embeds the stored observations alone
+            raise TaskError(f"a dnd's key model reads only the observation (inputs = [obs]), "
+                            f"not {list(key.inputs)}")
         self.head = next(n for n, kind in key.heads.kinds.items() if kind == "embedding")
         self.k, self.delta = k, delta
         dim = key.heads.layers[self.head].out_features

@@ -138,16 +138,17 @@ def _contextual(spec, model, family, batch, label, steps, against, metric, seed)
         _say(name)
         policy = baseline_policy(name, family, family.arms, family.repeats * family.horizon,
                                  seed)
-        rewards[name] = contextual.play(batch, policy, torch.Generator().manual_seed(seed + 7))
-    new, repeat = batch.first_pulls()
+        rewards[name] = contextual.play(batch, policy,
+                                        torch.Generator().manual_seed(seed + 7))[:steps]
+    new, repeat = (mask[:steps] for mask in batch.first_pulls())
     best = contextual.P_BEST
 
     def first(mask):
         return {m: (r * mask).sum(0) / mask.sum(0).clamp(min=1) / best
                 for m, r in rewards.items()}
 
-    return (_rows(spec, {m: r.sum(0) for m, r in rewards.items()}, None, metric, batch.size,
-                  label) +
+    return (_rows(spec, {m: r.sum(0) for m, r in rewards.items()}, best * steps, metric,
+                  batch.size, label) +
             _rows(spec, first(new), None, "first_pull_new", batch.size, label) +
             _rows(spec, first(repeat), None, "first_pull_repeat", batch.size, label))
 

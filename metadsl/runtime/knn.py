@@ -10,7 +10,7 @@ proposes candidates, which are re-ranked by their exact distances to the current
 The index follows the memory: slots written since the last search are removed and added
 again, the slots a trained memory's lookups read (the keys its next gradient step moves)
 likewise, and it is retrained when the store has doubled since it was built. Neighbours
-come back nearest first, the first k of the store when it holds fewer than k.
+come back nearest first; a store of fewer than k keys gives all of them.
 """
 
 from __future__ import annotations

@@ -15,9 +15,7 @@ import torch
 from torch import nn
 
 from . import loss_view
-
-# what a transition keeps of a trajectory: enough for one-step targets and recorded values
-FIELDS = ("obs", "next_obs", "action", "reward", "done", "logp", "value")
+from ..registry import TRANSITION_FIELDS as FIELDS  # enough for one-step targets
 
 
 class TensorStorage:

@@ -72,15 +72,25 @@ class Declarations:
                             and self.columns[name.id][0].buffer.id == stmt.buffer.id:
                         continue  # the same column of another store into this buffer
                     if name.id in self.columns:
-                        first = self.columns[name.id][0].span.line
+                        line = self.columns[name.id][0].span.line
                         self.error("E0210", f"column '{name.id}' is already stored on line "
-                                   f"{first}", name.span, hint="rename one of them")
+                                   f"{line}", name.span, hint="rename one of them")
                     elif name.id in self.declared or name.id in R.REGISTRY or \
-                            name.id in R.TRAJECTORY_FIELDS or name.id in self.funcs:
+                            name.id in R.TRAJECTORY_FIELDS or name.id in self.funcs or \
+                            name.id in R.HEAD_SLOTS or name.id in self.head_names():
                         self.error("E0210", f"'{name.id}' is already a name; a stored column "
                                    "needs its own", name.span, hint="choose another name")
                     else:
                         self.columns[name.id] = (stmt, expr)
+
+    def head_names(self) -> set[str]:
+        """Every head a model declares (`heads = {pi: ..., v: ...}`), before they are typed."""
+        out = set()
+        for info in self.models.values():
+            for arg in getattr(info.decl.value, "args", ()):
+                if arg.name == "heads" and isinstance(arg.value, A.DictExpr):
+                    out |= {head.id for head, _ in arg.value.items}
+        return out
 
     def declare_name(self, name: A.Name, decl=None) -> bool:
         if name.id in self.declared:

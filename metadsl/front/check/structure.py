@@ -99,12 +99,14 @@ class Structure:
                                stmt.targets[0].span)
             return
         if "table" in traits:
+            writes = sorted(t.split(":", 1)[1] for t in traits if t.startswith("writes:"))
             for kind, name in targets:
                 entry = self.memory_entry(name) if kind == "memory" else None
-                if entry is None or "table" not in entry.traits:
-                    self.error("E0406", f"'{rule_name}' writes to an episodic table; '{name}' is "
-                               "not one", stmt.targets[0].span,
-                               hint="declare `memory M = table(...)` or `dnd(...)`")
+                if entry is None or entry.name not in writes:
+                    self.error("E0406", f"'{rule_name}' writes to a {' or '.join(writes)} memory;"
+                               f" '{name}' is not one", stmt.targets[0].span,
+                               hint=f"declare `memory M = {writes[0]}(...)`, or write with the "
+                               "rule of its kind (table_write, dnd_write)")
             if not isinstance(obj, A.Minimize):
                 self.error("E0406", f"'{rule_name}' writes values computed `on EXPR over DATA`",
                            obj.span)

@@ -576,18 +576,41 @@ class Types:
                 return base
         if isinstance(expr, A.Call) and expr.func_name in R.REGISTRY \
                 and R.REGISTRY[expr.func_name].kind == "policy":
-            self.check_args(expr, R.REGISTRY[expr.func_name], Scope(self, None, loop))
-            values = expr.args[0].value if expr.args else None
+            entry = R.REGISTRY[expr.func_name]
+            self.check_args(expr, entry, Scope(self, None, loop))
+            values = bind_args(expr, entry).get("values")
             if isinstance(values, A.Name):
                 self.used.add(values.id)
                 kind = "memory" if values.id in self.memories else "model"
                 loop.refs.add(ref(kind, values.id))
+                self.check_action_values(values, kind)
                 return values.id if kind == "model" else None
             return None
         self.error("E0209", "collect `with` a model (or an adapted model, `pi'`), or a "
                    "behaviour policy such as q_greedy(...)", expr.span,
                    hint=one_of(self.models) if self.models else None)
         return None
+
+    def check_action_values(self, values: A.Name, kind: str) -> None:
+        """What `q_greedy(values)` acts on: an episodic table or dnd, or a feed-forward
+        model with a `q_values` head."""
+        if kind == "memory":
+            entry = self.memory_entry(values.id)
+            if entry is None or "table" not in entry.traits:
+                self.error("E0209", f"'{values.id}' holds no action values to act on",
+                           values.span, hint="a `table(...)` or `dnd(...)` memory, or a model "
+                           "with a q_values head")
+            return
+        info = self.models.get(values.id)
+        if info is None:
+            return  # reported as unknown by the argument check
+        kinds = [k.id for arg in getattr(info.decl.value, "args", ()) if arg.name == "heads"
+                 and isinstance(arg.value, A.DictExpr) for _, k in arg.value.items
+                 if isinstance(k, A.Name)]
+        if "q_values" not in kinds or info.stateful:
+            self.error("E0209", f"q_greedy acts on a feed-forward model's q_values head; "
+                       f"'{values.id}' {'is recurrent' if info.stateful else 'has none'}",
+                       values.span, hint="`policy(net = mlp(...), heads = {q: q_values})`")
 
     def type_store(self, loop: LoopInfo, stmt: A.Store) -> None:
         if stmt.data.id not in self.visible_data(loop):
