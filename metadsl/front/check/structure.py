@@ -269,7 +269,12 @@ class Structure:
             if decl.value is None and not self.memory_target_ok(decl):
                 continue
             users = self.memory_users(key)
-            if not users:
+            written = any(("memory", key) in targets for _, _, _, targets, _, _ in self.pending)
+            if not users and written:
+                self.error("E0213", f"memory '{key}' is written but never read", target.span,
+                           hint=f"act on it (`collect ... with q_greedy({key})`) or read it "
+                           f"in a loss (`lookup({key}, ...)`)")
+            elif not users:
                 self.error("E0213", f"memory '{key}' is used by no loop", target.span)
                 continue
             kinds = {u.decl.kind for u in users}
