@@ -125,10 +125,11 @@ def _gym(spec, policies, family, batch, label, steps, episodes, against, metric,
 
 
 def _contextual(spec, model, family, batch, label, steps, against, metric, seed) -> list[dict]:
-    """Recurring contextual bandits: the total reward, and the reward on the first pull of a
-    context's first visit and of its later visits as a fraction of its best arm's (what an
-    episodic memory changes), for the learner and for baselines that keep one posterior
-    per context across its visits."""
+    """Recurring contextual bandits: the total reward; the reward on the first pull of a
+    context's first visit and of its later visits, and on the last pull of its first
+    visit (what was found there: the most a recall can bring back), each as a fraction of
+    its best arm's, for the learner and for baselines that keep one posterior per context
+    across its visits."""
     _say(f"{spec}: {batch.size} held-out tasks")
     rewards = {spec: torch.cat([
         rollout.collect(model, family.env(part), steps, _acting(seed + start))["reward"]
@@ -140,7 +141,9 @@ def _contextual(spec, model, family, batch, label, steps, against, metric, seed)
                                  seed)
         rewards[name] = contextual.play(batch, policy,
                                         torch.Generator().manual_seed(seed + 7))[:steps]
-    new, repeat = (mask[:steps] for mask in batch.first_pulls())
+    new, repeat = batch.first_pulls()
+    last = torch.roll(new, batch.pulls - 1, 0)  # a first visit's last pull
+    new, repeat, last = new[:steps], repeat[:steps], last[:steps]
     best = contextual.P_BEST
 
     def first(mask):
@@ -150,6 +153,7 @@ def _contextual(spec, model, family, batch, label, steps, against, metric, seed)
     return (_rows(spec, {m: r.sum(0) for m, r in rewards.items()}, best * steps, metric,
                   batch.size, label) +
             _rows(spec, first(new), None, "first_pull_new", batch.size, label) +
+            _rows(spec, first(last), None, "last_pull_first_visit", batch.size, label) +
             _rows(spec, first(repeat), None, "first_pull_repeat", batch.size, label))
 
 
