@@ -135,6 +135,7 @@ def _contextual(spec, model, family, batch, label, steps, against, metric, seed)
         rollout.collect(model, family.env(part), steps, _acting(seed + start))["reward"]
         for start in range(0, batch.size, CHUNK)
         for part in [_slice(batch, slice(start, start + CHUNK))]], 1)}
+    torch.manual_seed(seed)  # Thompson's posterior draws: the same for every learner
     for name in against:
         _say(name)
         policy = baseline_policy(name, family, family.arms, family.repeats * family.horizon,
