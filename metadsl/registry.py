@@ -606,7 +606,7 @@ _IMPLEMENTATIONS: dict[str, tuple[str, tuple[str, ...]]] = {
     "encoder": ("models.FeedForward", ()),
     "table": ("episodic.Table", ()), "dnd": ("episodic.DND", ()),
     "buffer": ("replay.Buffer", ()), "q_greedy": ("episodic.QGreedy", ()),
-    "table_write": ("episodic.table_write", ()), "dnd_write": ("episodic.dnd_write", ()),
+    "table_write": ("episodic.write", ()), "dnd_write": ("episodic.write", ()),
     "lookup": ("episodic.lookup", ()),
 }
 for _name in ("exp", "log", "sqrt", "abs", "tanh", "sigmoid", "mean", "sum", "std",

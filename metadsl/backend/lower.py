@@ -532,12 +532,12 @@ class Lowering:
             return []
         model = target.model
         made = P.producer(self.p, s.objective.data)
-        decl = next((m for m in self.p.models if m.name == model), None)
-        if isinstance(made, P.SampleBuffer) and decl is not None and \
-                not set(decl.inputs) <= set(R.TRANSITION_FIELDS):
+        inputs = set(self.p.model(model).inputs) if model in {m.name for m in self.p.models} \
+            else set()
+        if isinstance(made, P.SampleBuffer) and not inputs <= set(R.TRANSITION_FIELDS):
             self.note(f"model '{model}' trained on replayed transitions, which hold "
                       f"{', '.join(R.TRANSITION_FIELDS)}, reads "
-                      f"{', '.join(sorted(set(decl.inputs) - set(R.TRANSITION_FIELDS)))}", s.loc)
+                      f"{', '.join(sorted(inputs - set(R.TRANSITION_FIELDS)))}", s.loc)
             return []
         progress = X.attr(X.name("run"), "progress") if ctx.loop.kind == "outer" \
             else X.name("progress")

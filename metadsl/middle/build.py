@@ -11,6 +11,7 @@ from __future__ import annotations
 from ..front import ast as A
 from .. import registry as R
 from ..front.check import Checked, Checker, bind_args
+from ..front.check.facts import declared_heads
 from ..front.formatter import format_expr
 from ..spans import NOWHERE
 from . import program as P
@@ -268,12 +269,14 @@ class Builder:
             family = self.loop_tasks(name)
             for model in loop.policies.values() if family else ():
                 out.setdefault(model, family)
-        # a model that keys a memory (a dnd's embedding) sees the observations it acts on
+        # a model a memory takes (a dnd's key network) sees the observations it acts on
         for memory, family in self.memory_task_families().items():
             decl = self.c.memories[memory]
-            for arg in decl.value.args if isinstance(decl.value, A.Call) else ():
-                if isinstance(arg.value, A.Name) and arg.value.id in self.c.models:
-                    out.setdefault(arg.value.id, family)
+            entry = R.REGISTRY[decl.value.func_name]
+            for name, value in bind_args(decl.value, entry).items():
+                param = entry.param(name)
+                if param is not None and param.type == "model" and isinstance(value, A.Name):
+                    out.setdefault(value.id, family)
         return out
 
     def metas(self) -> tuple:
@@ -295,10 +298,12 @@ class Builder:
         for name, loop in self.c.loops.items():
             family = self.loop_tasks(name)
             for stmt in loop.decl.body if family else ():
-                if isinstance(stmt, A.Collect) and isinstance(stmt.policy, A.Call):
-                    for arg in stmt.policy.args:
-                        if isinstance(arg.value, A.Name) and arg.value.id in self.c.memories:
-                            out.setdefault(arg.value.id, family)
+                entry = R.REGISTRY.get(stmt.policy.func_name or "") \
+                    if isinstance(stmt, A.Collect) and isinstance(stmt.policy, A.Call) else None
+                values = bind_args(stmt.policy, entry).get("values") \
+                    if entry is not None and entry.kind == "policy" else None
+                if isinstance(values, A.Name) and values.id in self.c.memories:
+                    out.setdefault(values.id, family)
         return out
 
     def memories(self) -> tuple:
@@ -498,17 +503,6 @@ class Builder:
             source=c.source, path=c.file, seed=seed, schedule=tuple(honoured),
             unsupported=tuple(self.unsupported),
             **parts)
-
-
-def declared_heads(call: A.Call) -> tuple:
-    """A model constructor's `heads = {pi: categorical, v: value}` as ((head, kind), ...),
-    or its entry's default heads where the spec gives none (`regressor(...)`: pred)."""
-    for a in call.args:
-        if a.name == "heads" and isinstance(a.value, A.DictExpr):
-            return tuple((h.id, k.id) for h, k in a.value.items if isinstance(k, A.Name))
-    entry = R.REGISTRY.get(call.func_name or "")
-    default = entry.param("heads").default if entry and entry.param("heads") else None
-    return tuple(default.items()) if isinstance(default, dict) else ()
 
 
 def build(checked: Checked) -> P.Program:

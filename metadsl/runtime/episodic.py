@@ -274,15 +274,11 @@ def _steps(batch: dict, values: torch.Tensor):
             values.reshape(-1).detach())
 
 
-def table_write(memory, batch: dict, objective, mode: str = "max") -> None:
-    """`update M by table_write(mode) on VALUES over DATA`: `objective(batch, view)` gives
-    the values, from the data alone."""
-    memory.write(batch, objective(batch, loss_view.LossView.of_data(batch)), mode=mode)
-
-
-def dnd_write(memory, batch: dict, objective, alpha: float = 0.1) -> None:
-    """`update M by dnd_write(alpha) on VALUES over DATA`."""
-    memory.write(batch, objective(batch, loss_view.LossView.of_data(batch)), alpha=alpha)
+def write(memory, batch: dict, objective, **rule) -> None:
+    """`update M by table_write(mode) | dnd_write(alpha) on VALUES over DATA`: the values
+    `objective(batch, view)` gives from the data alone, written by the memory's own rule
+    (the checker holds each rule to its memory kind)."""
+    memory.write(batch, objective(batch, loss_view.LossView.of_data(batch)), **rule)
 
 
 class QGreedy:

@@ -85,13 +85,9 @@ def held_out(spec: str, model, family, label: str, steps: int, episodes: int | N
         return _control(spec, model, family, batch, label, episodes, against, metric, seed)
     if family.kind == "contextual":
         return _contextual(spec, model, family, batch, label, steps, against, metric, seed)
-    learner = []
     _say(f"{spec}: {instances} held-out tasks")
-    for start in range(0, instances, CHUNK):
-        part = _slice(batch, slice(start, start + CHUNK))
-        traj = rollout.collect(model, family.env(part), steps, _acting(seed + start))
-        learner.append(family.score(traj))
-    totals = {spec: torch.cat(learner)}
+    totals = {spec: torch.cat([family.score(t) for t in _trials(model, family, batch, steps,
+                                                                   seed)])}
     torch.manual_seed(seed)
     if family.kind == "informative":
         for name in against:
@@ -131,10 +127,8 @@ def _contextual(spec, model, family, batch, label, steps, against, metric, seed)
     its best arm's, for the learner and for baselines that keep one posterior per context
     across its visits."""
     _say(f"{spec}: {batch.size} held-out tasks")
-    rewards = {spec: torch.cat([
-        rollout.collect(model, family.env(part), steps, _acting(seed + start))["reward"]
-        for start in range(0, batch.size, CHUNK)
-        for part in [_slice(batch, slice(start, start + CHUNK))]], 1)}
+    rewards = {spec: torch.cat([t["reward"] for t in _trials(model, family, batch, steps,
+                                                             seed)], 1)}
     torch.manual_seed(seed)  # Thompson's posterior draws: the same for every learner
     for name in against:
         _say(name)
@@ -156,6 +150,13 @@ def _contextual(spec, model, family, batch, label, steps, against, metric, seed)
             _rows(spec, first(new), None, "first_pull_new", batch.size, label) +
             _rows(spec, first(last), None, "last_pull_first_visit", batch.size, label) +
             _rows(spec, first(repeat), None, "first_pull_repeat", batch.size, label))
+
+
+def _trials(model, family, batch, steps: int, seed: int):
+    """The learner's trial on every held-out instance, CHUNK instances at a time."""
+    for start in range(0, batch.size, CHUNK):
+        part = _slice(batch, slice(start, start + CHUNK))
+        yield rollout.collect(model, family.env(part), steps, _acting(seed + start))
 
 
 def _acting(seed: int) -> torch.Generator:

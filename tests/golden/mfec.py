@@ -127,7 +127,7 @@ def episode(args: Args, state: State, instances, steps: int, progress: float) ->
             state.gen,
             episodes=1,
         )
-        episodic.table_write(
+        episodic.write(
             state.qec,
             tau,
             lambda batch, heads: discounted(batch, heads, batch["reward"], 0.99),

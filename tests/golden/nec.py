@@ -205,7 +205,7 @@ def episode(args: Args, state: State, instances, steps: int, progress: float) ->
         state.replay_.extend(
             tau, columns={"q_target": lambda batch, heads: nstep(batch, heads, 100, 0.99)}
         )
-        episodic.dnd_write(
+        episodic.write(
             state.M,
             tau,
             lambda batch, heads: nstep(batch, heads, 100, 0.99),

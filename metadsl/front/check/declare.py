@@ -7,7 +7,7 @@ from .. import ast as A
 from ... import registry as R
 from .. import stdlib
 from ...diagnostics import did_you_mean, one_of
-from .facts import FuncInfo, LoopInfo, ModelInfo
+from .facts import FuncInfo, LoopInfo, ModelInfo, declared_heads
 
 
 class Declarations:
@@ -85,12 +85,8 @@ class Declarations:
 
     def head_names(self) -> set[str]:
         """Every head a model declares (`heads = {pi: ..., v: ...}`), before they are typed."""
-        out = set()
-        for info in self.models.values():
-            for arg in getattr(info.decl.value, "args", ()):
-                if arg.name == "heads" and isinstance(arg.value, A.DictExpr):
-                    out |= {head.id for head, _ in arg.value.items}
-        return out
+        return {head for info in self.models.values() if isinstance(info.decl.value, A.Call)
+                for head, _ in declared_heads(info.decl.value)}
 
     def declare_name(self, name: A.Name, decl=None) -> bool:
         if name.id in self.declared:

@@ -102,3 +102,14 @@ def show(value) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(show(v) for v in value) + "]"
     return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def declared_heads(call: A.Call) -> tuple:
+    """A model constructor's `heads = {pi: categorical, v: value}` as ((head, kind), ...),
+    or its entry's default heads where the spec gives none (`regressor(...)`: pred)."""
+    for a in call.args:
+        if a.name == "heads" and isinstance(a.value, A.DictExpr):
+            return tuple((h.id, k.id) for h, k in a.value.items if isinstance(k, A.Name))
+    entry = R.REGISTRY.get(call.func_name or "")
+    default = entry.param("heads").default if entry and entry.param("heads") else None
+    return tuple(default.items()) if isinstance(default, dict) else ()

@@ -9,7 +9,8 @@ import math
 from .. import ast as A
 from ... import registry as R
 from ...diagnostics import did_you_mean, one_of
-from .facts import FuncInfo, LoopInfo, ModelInfo, bind_args, compatible, ref, show, type_word
+from .facts import (FuncInfo, LoopInfo, ModelInfo, bind_args, compatible, declared_heads, ref,
+                    show, type_word)
 from .scope import Scope
 
 
@@ -604,9 +605,8 @@ class Types:
         info = self.models.get(values.id)
         if info is None:
             return  # reported as unknown by the argument check
-        kinds = [k.id for arg in getattr(info.decl.value, "args", ()) if arg.name == "heads"
-                 and isinstance(arg.value, A.DictExpr) for _, k in arg.value.items
-                 if isinstance(k, A.Name)]
+        kinds = [kind for _, kind in declared_heads(info.decl.value)] \
+            if isinstance(info.decl.value, A.Call) else []
         if "q_values" not in kinds or info.stateful:
             self.error("E0209", f"q_greedy acts on a feed-forward model's q_values head; "
                        f"'{values.id}' {'is recurrent' if info.stateful else 'has none'}",
