@@ -14,9 +14,13 @@ SECTIONS = (("tasks", "Task distributions"), ("core", "Network cores"), ("model"
 
 
 def _param(p: R.P) -> str:
-    default = "required" if p.required else f"`{show(p.default)}`"
+    default = "required" if p.required else "none" if p.default is None else \
+        f"`{show(p.default)}`"
     bounds = p.bounds_text() if (p.low is not None or p.high is not None) else ""
-    choices = ", ".join(p.choices) if p.choices else ""
+    choices = ", ".join(c if R.choice_built(p, c) else f"{c} (not built)"
+                        for c in p.choices) if p.choices else ""
+    if not p.built:
+        choices = (choices + "; " if choices else "") + "only the default is built"
     return f"| `{p.name}` | {p.type} | {default} | {bounds or choices} | {p.doc} |"
 
 
@@ -25,9 +29,10 @@ def _entry(e: R.Entry) -> list[str]:
     out = [f"### `{e.name}({sig})`", "", e.doc]
     if e.traits:
         out += ["", "Traits: " + ", ".join(f"`{t}`" for t in sorted(e.traits))]
-    if e.kind not in ("policy", "fitness"):
-        out += ["", f"PyTorch back end: `metadsl.runtime.{e.impl}`" if e.impl else
-                "PyTorch back end: not built yet (`compile` names it)"]
+    out += ["", f"PyTorch back end: `metadsl.runtime.{e.impl}`" if e.impl else
+            "PyTorch back end: computed by the evaluation of " + ", ".join(
+                f"`{t.name}`" for t in R.REGISTRY.values() if e.name in t.provides)
+            if R.built(e) else "PyTorch back end: not built yet (`compile` names it)"]
     if e.provides:
         out += ["", "Baselines its evaluation computes: " +
                 ", ".join(f"`{b}`" for b in sorted(e.provides))]

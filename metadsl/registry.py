@@ -155,7 +155,7 @@ _add("nav2d", "tasks", [
     _gt0("action_scale", "num", 1.0, "the policy's action is multiplied by this before clipping "
                                       "(0.1 with clip 0.1 is rllab's normalize(): the policy acts "
                                       "in [−1, 1], as in MAML's point-env code)"),
-    P("sparse", "bool", False, doc="reward only inside goal_radius (MAESN)"),
+    P("sparse", "bool", False, built=False, doc="reward only inside goal_radius (MAESN)"),
     _gt0("goal_radius", "num", 0.2, "radius of the sparse reward region"),
 ], "tasks", "2-D point navigation from the origin, reward −‖pos − goal‖ (MAML §5.3).",
      traits={"mdp", "continuous"})
@@ -472,12 +472,14 @@ _add("episode_return", "fitness", [P("policy", "model"), _count("episodes", 1)],
 _add("bayes_optimal", "baseline", [], "none",
      "exact finite-horizon Bayes-optimal policy by dynamic programming", traits={"bandit"})
 _add("gittins", "baseline", [], "none", "Gittins-style index policy", traits={"bandit"})
-_add("ucb1", "baseline", [P("c", "num", 0.0, low=0, doc="exploration constant; 0: tune")],
+_add("ucb1", "baseline", [P("c", "num", 0.0, low=0, built=False,
+                           doc="exploration constant; 0: tune")],
      "none", "UCB1", traits={"bandit"})
 _add("thompson", "baseline", [], "none", "Thompson sampling with Beta(1,1) priors",
      traits={"bandit"})
 _add("greedy", "baseline", [], "none", "greedy on posterior means", traits={"bandit"})
-_add("epsilon_greedy", "baseline", [_unit("epsilon", 0.0, "0: tune")], "none", "ε-greedy",
+_add("epsilon_greedy", "baseline", [replace(_unit("epsilon", 0.0, "0: tune"), built=False)],
+     "none", "ε-greedy",
      traits={"bandit"})
 _add("psrl", "baseline", [], "none", "posterior sampling RL", traits={"mdp", "discrete"})
 _add("oracle", "baseline", [], "none", "the optimal policy of the known task",
@@ -526,6 +528,8 @@ SETTINGS: dict[str, tuple[P, ...]] = {
         _count("meta_batch", 1, "tasks sampled per iteration (each runs the inner loop)"),
     ),
     "evaluate": (
+        P("loop", "any", None, doc="the inner loop evaluated (default: the one the last outer "
+                             "loop runs, the last phase's)"),
         P("tasks", "any", doc="held-out task source(s)"),
         _count("instances", 1000, "task instances evaluated"),
         P("against", "list", [], doc="baselines run on the same tasks and random draws"),
@@ -558,6 +562,13 @@ SETTINGS: dict[str, tuple[P, ...]] = {
               "on the machine; a 256-unit GRU trains ~20 % faster on two free cores"),
     ),
 }
+
+
+
+def setting(block: str, name: str) -> P:
+    """A block's setting by name."""
+    return next(p for p in SETTINGS[block] if p.name == name)
+
 
 MEMORY_SCOPES = ("step", "episode", "task", "iteration", "never")
 COLLECT_UNITS = ("episodes", "steps", "samples")
@@ -618,9 +629,34 @@ for _name in ("exp", "log", "sqrt", "abs", "tanh", "sigmoid", "mean", "sum", "st
 _IMPLEMENTATIONS["stop_grad"] = ("loss_view.LossView.detached", ())
 # target(head) is lowered as a read of the update's target network
 _IMPLEMENTATIONS["target"] = ("loss_view.LossView.target", ())
+# held-out draws and `through` are built by the evaluation and the outer step themselves
+_IMPLEMENTATIONS["held_out"] = ("evaluation.held_out", ())
 for _name, (_impl, _provides) in _IMPLEMENTATIONS.items():
     REGISTRY[_name] = replace(REGISTRY[_name], impl=_impl, provides=frozenset(_provides))
+THROUGH = replace(THROUGH, impl="adaptation.Outer")
+
+
+def built(entry: Entry) -> bool:
+    """Whether the PyTorch back end builds `entry`: the one predicate the builder, the
+    lowering and docgen read. An entry is built where it is bound to an implementation;
+    a baseline, where a built task family's evaluation computes it."""
+    if entry.impl:
+        return True
+    return entry.kind == "baseline" and any(entry.name in e.provides
+                                            for e in REGISTRY.values() if e.impl)
+
+
+def choice_built(param: P, value) -> bool:
+    """Whether a parameter's value is built: any value of a built parameter (a head kind
+    by its own flag), only the default of one that is not."""
+    if param.choices is _HEADS:
+        return all(HEAD_KINDS[k].built for k in
+                   (value.values() if isinstance(value, dict) else [value]) if k in HEAD_KINDS)
+    return param.built or value == param.default
 # Ops whose implementation reads the batch (episode ends for `shift`, progress for
 # `anneal`, the padding mask for reductions): the batch is their first argument.
 for _name in ("shift", "anneal", "mean", "sum", "std", "normalize", "linear_baseline"):
     REGISTRY[_name] = replace(REGISTRY[_name], traits=REGISTRY[_name].traits | {"batch"})
+# Ops that read the outer loop's progress through the run (an in-place update's batch has
+# it; an inner `adapt` step has no run to read it from).
+REGISTRY["anneal"] = replace(REGISTRY["anneal"], traits=REGISTRY["anneal"].traits | {"progress"})

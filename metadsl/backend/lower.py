@@ -188,7 +188,7 @@ class Lowering:
         for task in self.p.tasks:
             bind(task.name, self.task(task))
         for model in self.p.models:
-            if not R.REGISTRY[model.constructor].impl or not R.REGISTRY[model.core].impl:
+            if not R.built(R.REGISTRY[model.constructor]) or not R.built(R.REGISTRY[model.core]):
                 continue  # noted by the builder
             if model.tasks is None:
                 self.note(f"model '{model.name}' is never rolled out (its sizes come from "
@@ -196,18 +196,18 @@ class Lowering:
                 continue
             bind(model.name, self.model(model))
         for meta in self.p.metas:
-            if R.REGISTRY[meta.constructor].impl:
+            if R.built(R.REGISTRY[meta.constructor]):
                 bind(meta.name, X.call_kw(self.impl(meta.constructor), [],
                                           [(k, self.local_value(v)) for k, v in meta.args]))
         for memory in self.p.memories:
-            if memory.constructor is not None and R.REGISTRY[memory.constructor].impl:
+            if memory.constructor is not None and R.built(R.REGISTRY[memory.constructor]):
                 made = self.memory(memory)
                 if made is not None:
                     bind(memory.key, made)
         for loop in self.p.loops:
             for stmt in loop.body:
                 if isinstance(stmt, P.Step) and P.has_optimizer(stmt) and \
-                        R.REGISTRY[stmt.rule.name].impl:
+                        R.built(R.REGISTRY[stmt.rule.name]):
                     params = [X.call(X.attr(self.local_part(t), "parameters"))
                               for t in stmt.targets]
                     first = params[0] if len(params) == 1 else \
@@ -269,7 +269,7 @@ class Lowering:
         return X.call_kw(self.impl(m.constructor), [], keywords)
 
     def task(self, task: P.TaskDecl) -> ast.expr:
-        if not R.REGISTRY[task.source].impl:
+        if not R.built(R.REGISTRY[task.source]):
             return X.const(None)  # noted by the builder
         return X.call_kw(self.impl(task.source), [], [(k, self.value(v)) for k, v in task.args])
 
@@ -391,7 +391,7 @@ class Lowering:
         """What acts in a rollout: a model, or a behaviour policy made from its registry
         binding (`episodic.QGreedy(values=state.M, epsilon=...)`); None where unbuilt."""
         if isinstance(policy, P.PolicyCall):
-            if not R.REGISTRY[policy.name].impl:
+            if not R.built(R.REGISTRY[policy.name]):
                 return None
             return X.call_kw(self.impl(policy.name), [],
                              [(k, self.value(v)) for k, v in policy.args])
@@ -435,7 +435,7 @@ class Lowering:
 
     def stmt_step(self, s: P.Step, ctx) -> list[ast.stmt]:
         entry = R.REGISTRY.get(s.rule.name)
-        if entry is None or not entry.impl:
+        if entry is None or not R.built(entry):
             self.note(f"update rule {s.rule.name}", s.loc)
             return []
         traits = set(s.rule.traits)
@@ -458,6 +458,12 @@ class Lowering:
         if s.mode == "adapt":
             if "differentiable" not in traits or not isinstance(s.objective, P.Minimize):
                 self.note(f"`adapt` by {s.rule.name}", s.loc)
+                return []
+            progress = [n.name for n in P.loss_nodes(self.p, s.objective.loss)
+                        if isinstance(n, P.Op) and "progress" in R.REGISTRY[n.name].traits]
+            if progress:
+                self.note(f"{progress[0]}(...) in an `adapt` loss (it reads the outer loop's "
+                          "progress, which an inner step does not have)", s.loc)
                 return []
             return self.differentiable_step(s, ctx)
         if isinstance(s.objective, P.Toward):

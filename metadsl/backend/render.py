@@ -10,7 +10,7 @@ import shutil
 import subprocess
 
 from ..diagnostics import CompileError, Diagnostic
-from ..middle.graph import IR, CollectNode, DataNode, LoopNode, Node, UpdateNode
+from ..middle.graph import IR, CollectNode, DataNode, LoopNode, MemoryNode, Node, UpdateNode
 
 _SHAPES = {"tasks": "folder", "model": "box3d", "memory": "cylinder", "meta": "hexagon",
            "data": "note", "collect": "parallelogram", "store": "cds", "update": "box",
@@ -39,6 +39,9 @@ def _node_label(n: Node) -> str:
         return f"collect {n.count} {n.unit}\n{n.source} {n.policy}"
     if isinstance(n, LoopNode):
         return _loop_caption(n)
+    if isinstance(n, MemoryNode):
+        return f"{n.label}\nreset {'never' if n.scope == 'never' else 'per ' + n.scope}" + \
+            ("" if n.written else " (default)")
     return n.label
 
 

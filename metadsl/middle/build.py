@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from ..front import ast as A
 from .. import registry as R
-from ..front.check import Checked, Checker, bind_args
+from ..front.check import Checked, Checker, bind_args, show
 from ..front.check.facts import declared_heads
 from ..front.formatter import format_expr
 from ..spans import NOWHERE
@@ -94,7 +94,11 @@ class Builder:
         out = []
         for p in entry.params:
             if p.name in bound:
-                out.append((p.name, self.value(bound[p.name], p)))
+                value = self.value(bound[p.name], p)
+                if isinstance(value, P.Const) and not R.choice_built(p, value.value):
+                    self.missing(f"`{p.name} = {show(value.value)}` of {entry.name} (only "
+                                 f"{p.name} = {show(p.default)} is built)", bound[p.name])
+                out.append((p.name, value))
         return tuple(out)
 
     def expr(self, e: A.Expr, local: frozenset, detached: bool = False) -> P.Expr:
@@ -160,7 +164,7 @@ class Builder:
             return P.Call(name, positional, keywords, detached)
         entry = R.REGISTRY.get(name)
         if entry is not None and entry.kind == "op":
-            if not entry.impl:
+            if not R.built(entry):
                 return P.Unsupported(f"op '{name}'", loc(e))
             return P.Op(name, positional, keywords, "batch" in entry.traits)
         if name in local:
@@ -235,7 +239,7 @@ class Builder:
         return tuple(out)
 
     def task_decl(self, name: str, call: A.Expr, entry: R.Entry, where) -> P.TaskDecl:
-        if not entry.impl:
+        if not R.built(entry):
             self.missing(f"tasks {entry.name}", where)
         return P.TaskDecl(name, entry.name, self.args(call, entry), tuple(sorted(entry.traits)),
                           loc(where))
@@ -246,9 +250,9 @@ class Builder:
         for name, info in self.c.models.items():
             if info.entry is None or info.core is None:
                 continue
-            if not info.entry.impl:
+            if not R.built(info.entry):
                 self.missing(f"model {info.entry.name}", info.decl)
-            if not info.core.impl:
+            if not R.built(info.core):
                 self.missing(f"core {info.core.name}", info.decl)
             core_call = next((a.value for a in info.decl.value.args
                               if a.name in ("core", "net")), None)
@@ -285,7 +289,7 @@ class Builder:
             entry = R.REGISTRY.get(decl.value.func_name or "")
             if entry is None:
                 continue
-            if not entry.impl:
+            if not R.built(entry):
                 self.missing(f"meta-parameter {entry.name}", decl)
             out.append(P.MetaDecl(name, entry.name, self.args(decl.value, entry),
                                   decl.learner.id, loc(decl)))
@@ -319,10 +323,11 @@ class Builder:
                 target = P.Params(base)
             else:
                 target = P.Memory(key)
-            if entry is not None and not entry.impl:
+            if entry is not None and not R.built(entry):
                 self.missing(f"memory {key} = {entry.name}(...)", decl)
             out.append(P.MemoryDecl(key, target, decl.scope.id, entry.name if entry else None,
-                                    self.args(decl.value, entry), loc(decl), used_by.get(key)))
+                                    self.args(decl.value, entry), loc(decl), used_by.get(key),
+                                    written=key not in self.c.defaulted))
         return tuple(out)
 
     # ---- loops ----
@@ -382,7 +387,7 @@ class Builder:
                                            else "?"), count, stmt.unit.id, output, loc(stmt))
         if isinstance(stmt.policy, A.Call):
             entry = R.REGISTRY.get(stmt.policy.func_name or "")
-            if entry is None or not entry.impl:
+            if entry is None or not R.built(entry):
                 self.missing(f"behaviour policy {stmt.policy.func_name}", stmt.policy)
             policy = P.PolicyCall(stmt.policy.func_name or "?", self.args(stmt.policy, entry))
         else:
@@ -395,12 +400,6 @@ class Builder:
             else None
         rule = P.Rule(entry.name if entry else "?", tuple(sorted(entry.traits)) if entry else (),
                       self.args(stmt.rule, entry))
-        if entry is not None:
-            for p in entry.params:
-                given = rule.arg(p.name)
-                if not p.built and isinstance(given, P.Const) and given.value != p.default:
-                    self.missing(f"`{p.name}` of {entry.name} (not built: only "
-                                 f"{p.name} = {p.default})", stmt.rule)
         targets = tuple(self.target(t.parts[0]) for t in stmt.targets)
         obj = stmt.objective
         if isinstance(obj, A.Minimize):
@@ -435,13 +434,16 @@ class Builder:
 
     def evaluate(self) -> P.Evaluate:
         block = self.c.blocks.get("evaluate")
-        inner = next((n for n, l in self.c.loops.items() if l.decl.kind == "inner"), None)
+        inner = self.c.evaluated
         if block is None or inner is None:
             return P.Evaluate("none", None, None, (), (), "", None)
         settings = {s.name.id: s for s in block.body if isinstance(s, A.Setting)}
         value = {k: s.value for k, s in settings.items()}
         against = tuple(item.func_name if isinstance(item, A.Call) else item.id
                         for item in getattr(value.get("against"), "items", ()))
+        for item in getattr(value.get("against"), "items", ()):
+            if isinstance(item, A.Call):  # a baseline's settings: refused where not built
+                self.args(item, R.REGISTRY[item.func_name])
         metric = getattr(value.get("metric"), "id", "total_reward")
         count = constant(value.get("instances"), R.P("instances", "int"))
         items = value["tasks"].items if isinstance(value.get("tasks"), A.ListExpr) else \
@@ -461,11 +463,13 @@ class Builder:
                                                     item)))
         count = count or P.Const(1000, "int")
         where = loc(settings.get("against", block))  # what the back end may lack: baselines
-        outer = next((n for n, l in self.c.loops.items() if l.decl.kind == "outer" and
-                      l.decl.over is not None and l.decl.over.id == inner), None)
+        outer = next((n for n, l in reversed(self.c.loops.items()) if l.decl.kind == "outer"
+                      and l.decl.over is not None and l.decl.over.id == inner), None)
         pretrain = constant(value.get("pretrain_iterations"), R.P("pretrain_iterations", "int"))
-        if self.c.loops[inner].adapted and "adapt_steps" in value:
-            steps = tuple(int(i.value) for i in value["adapt_steps"].items)
+        if self.c.evaluation == "after_adaptation":
+            steps = tuple(int(i.value) for i in getattr(value.get("adapt_steps"), "items", ())
+                          ) or tuple(
+                R.setting("evaluate", "adapt_steps").default)
             scales = tuple(constant(i).value for i in
                            getattr(value.get("later_lr_scales"), "items", ())) or (1.0,)
             return P.Evaluate("after_adaptation", inner, outer, tuple(tasks), against, metric,

@@ -47,6 +47,7 @@ class MemoryNode(Node):
     kind: Literal["memory"] = "memory"
     target: str
     scope: str
+    written: bool  # False: a stateful model's default scope (per task)
     constructor: str | None
     args: dict[str, str]
 
@@ -181,7 +182,7 @@ def build(program: P.Program) -> IR:
                      constructor=m.constructor, learner=m.learner, args=_args(m.args, program)))
     for m in program.memories:
         add(MemoryNode(id=f"memory:{m.key}", label=m.key, line=m.loc.line, target=m.key,
-                       scope=m.scope, constructor=m.constructor, args=_args(m.args, program)))
+                       scope=m.scope, written=m.written, constructor=m.constructor, args=_args(m.args, program)))
 
     parent = {l.over: l.name for l in program.loops if l.over is not None}
     adapted_in = {m: l.name for l in program.loops for m in P.adapted_models(l)}

@@ -149,8 +149,9 @@ def place_memories(program: P.Program) -> P.Program:
         elif mem.constructor is not None:
             resets.setdefault(mem.scope, []).append(P.Reset(P.Memory(mem.key), mem.scope,
                                                             mem.loc))
-    models = tuple(dataclasses.replace(m, reset=reset_of.get(m.name, "task") if m.stateful
-                                       else None) for m in program.models)
+    # the checker gave every stateful model a scope (written, or the default)
+    models = tuple(dataclasses.replace(m, reset=reset_of[m.name] if m.stateful else None)
+                   for m in program.models)
     loops = []
     for loop in program.loops:
         body = list(loop.body)
@@ -384,7 +385,7 @@ def extract_settings(program: P.Program) -> P.Program:
     def stmt_settings(loop: P.Loop, stmt):
         if isinstance(stmt, P.SampleTasks):  # the meta-batch: the loop's own setting
             return [dataclasses.replace(stmt, count=s.make(
-                f"{loop.name}.meta_batch", stmt.count, R.SETTINGS["outer"][1], ""))]
+                f"{loop.name}.meta_batch", stmt.count, R.setting("outer", "meta_batch"), ""))]
         if isinstance(stmt, (P.Rollout, P.SampleBuffer)):
             count = s.make(f"{loop.name}.{stmt.output.name}.count", stmt.count,
                            R.P("count", "int", low=1), f"collect N {stmt.unit} per task")
@@ -436,7 +437,7 @@ def extract_settings(program: P.Program) -> P.Program:
     program = _map_steps(program, stmt_settings)
     ev = program.evaluate
     if ev.kind != "none":
-        instances = s.make("evaluate.instances", ev.instances, R.SETTINGS["evaluate"][1],
+        instances = s.make("evaluate.instances", ev.instances, R.setting("evaluate", "instances"),
                            "held-out task instances")
         pretrain = None
         if ev.kind == "after_adaptation" and "pretrained" in ev.against and ev.outer:
@@ -444,7 +445,7 @@ def extract_settings(program: P.Program) -> P.Program:
             explicit = isinstance(given, P.Const) and given.value
             budget = given.value if explicit else \
                 program_default(program.loop(ev.outer).setting("iterations"), s)
-            param = R.SETTINGS["evaluate"][-1]
+            param = R.setting("evaluate", "pretrain_iterations")
             pretrain = s.make("evaluate.pretrain_iterations", P.Const(budget, "int"), param,
                               param.doc)
             if not explicit:

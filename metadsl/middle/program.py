@@ -240,6 +240,7 @@ class MemoryDecl:
     args: tuple
     loc: Loc
     tasks: str | None = None  # the task family whose observations and actions size it
+    written: bool = True  # False: the default scope of a stateful model no `memory` line names
 
 
 # ---- statements -------------------------------------------------------------------------------

@@ -70,13 +70,23 @@ def _make(env_id: str, horizon: int, reward=None):
     return TaskReward(env, reward) if reward is not None else env
 
 
+# Physical parameters MuJoCo keeps outside the model's top-level arrays, by the names
+# domain randomization gives them (Peng et al. 2018: gravity, friction).
+_MUJOCO_ALIASES = {"gravity": ("opt", "gravity"), "friction": ("", "geom_friction")}
+
+
 def _parameter(env, name: str):
-    """(holder, attribute) of a randomizable parameter of an unwrapped env."""
+    """(holder, attribute) of a randomizable parameter of an unwrapped env: a number of a
+    classic-control env, or an array of a MuJoCo model (`body_mass`, `gravity` in
+    `model.opt`, `friction` as `model.geom_friction`, any `model.opt` field)."""
     if isinstance(getattr(env, name, None), (int, float)):
         return env, name
     model = getattr(env, "model", None)  # MuJoCo
-    if model is not None and isinstance(getattr(model, name, None), np.ndarray):
-        return model, name
+    if model is not None:
+        part, attr = _MUJOCO_ALIASES.get(name, ("", name))
+        for holder in (getattr(model, part) if part else model, getattr(model, "opt", None)):
+            if holder is not None and isinstance(getattr(holder, attr, None), np.ndarray):
+                return holder, attr
     raise TaskError(f"{type(env).__name__} has no numeric parameter {name!r} to randomize")
 
 

@@ -36,8 +36,6 @@ class Args:
     "nav.action_clip: nav2d(action_clip): actions clipped to ±action_clip"
     nav__action_scale: float = 0.1
     "nav.action_scale: nav2d(action_scale): the policy's action is multiplied by this before clipping (0.1 with clip 0.1 is rllab's normalize(): the policy acts in [−1, 1], as in MAML's point-env code)"
-    nav__sparse: bool = False
-    "nav.sparse: nav2d(sparse): reward only inside goal_radius (MAESN)"
     nav__goal_radius: float = 0.2
     "nav.goal_radius: nav2d(goal_radius): radius of the sparse reward region"
     adapt__steps: int = 1
@@ -88,7 +86,6 @@ SETTINGS = {
     "nav.horizon": runs.Setting("nav__horizon", bounds=runs.Bounds(low=1, high=10000000)),
     "nav.action_clip": runs.Setting("nav__action_clip", bounds=runs.Bounds(low=0, low_open=True)),
     "nav.action_scale": runs.Setting("nav__action_scale", bounds=runs.Bounds(low=0, low_open=True)),
-    "nav.sparse": runs.Setting("nav__sparse"),
     "nav.goal_radius": runs.Setting("nav__goal_radius", bounds=runs.Bounds(low=0, low_open=True)),
     "adapt.steps": runs.Setting("adapt__steps", bounds=runs.Bounds(low=1, high=10000000)),
     "meta.iterations": runs.Setting("meta__iterations", bounds=runs.Bounds(low=1, high=10000000)),
@@ -168,7 +165,6 @@ def build(args: Args) -> State:
         horizon=args.nav__horizon,
         action_clip=args.nav__action_clip,
         action_scale=args.nav__action_scale,
-        sparse=args.nav__sparse,
         goal_radius=args.nav__goal_radius,
     )
     pi = models.FeedForward(

@@ -47,6 +47,8 @@ class Checker(Declarations, Types, Structure):
         self.used: set[str] = set()  # top-level names referred to anywhere
         # (loop, statement, rule, targets, refs, through-loop) of every adapt/update
         self.pending: list[tuple] = []
+        self.defaulted: set[str] = set()  # memory scopes no `memory` line wrote
+        self.evaluated: str | None = None  # the inner loop `evaluate` measures
         self.broken: set[str] = set()  # declarations with errors: skip checks that build on them
 
     # -- entry point --------------------------------------------------------------------
@@ -62,7 +64,8 @@ class Checker(Declarations, Types, Structure):
             raise CompileError(sorted(self.diags, key=lambda d: (d.span.start, d.code)))
         return Checked(self.module, self.source, self.file, self.tasks, self.models,
                        self.memories, self.metas, self.funcs, self.loops, self.blocks,
-                       self.columns)
+                       self.columns, evaluated=self.evaluated,
+                       evaluation=self.evaluation_kind(), defaulted=frozenset(self.defaulted))
 
     def error(self, code: str, message: str, span: A.Span, hint: str | None = None) -> None:
         self.diags.append(Diagnostic(code, message, span, hint, self.file))

@@ -55,6 +55,9 @@ class Checked:
     loops: dict[str, LoopInfo]
     blocks: dict[str, A.SettingsBlock]
     columns: dict[str, tuple[A.Store, A.Expr]] = field(default_factory=dict)
+    evaluated: str | None = None  # the inner loop `evaluate` measures (Structure decides)
+    defaulted: frozenset = frozenset()  # memories whose scope is the default, not written
+    evaluation: str = "none"  # after_adaptation | held_out | none: how it is measured
 
 
 def ref(kind: str, name: str) -> tuple[str, str]:

@@ -29,11 +29,44 @@ class Structure:
                 self.check_columns(loop, stmt, refs)
                 self.check_rule_targets(loop, stmt, rule, [t for t in targets if t], refs)
                 if not self.broken:
-                    self.check_heads_exist(loop, stmt, refs)
+                    self.check_heads_exist(loop, stmt, refs, targets, through)
             if through is not None:
                 self.check_through(stmt, through)
         self.check_metas()
         self.check_memories()
+        self.evaluated = self.evaluated_loop()
+
+    def evaluated_loop(self) -> str | None:
+        """The inner loop `evaluate` measures, decided here once: the one it names, or the
+        one the last outer loop runs (the last phase's); later phases read only this."""
+        settings = getattr(self, "evaluate_settings", {})
+        if "loop" in settings:
+            name = self.expect_declared(settings["loop"].value, "loop", "`loop`")
+            if name is not None and self.loops[name].decl.kind != "inner":
+                self.error("E0209", f"`loop` names an inner loop; '{name}' is an outer loop",
+                           settings["loop"].value.span, hint=one_of(
+                               [n for n, l in self.loops.items() if l.decl.kind == "inner"]))
+                return None
+        else:
+            run = [l.decl.over.id for l in self.loops.values()
+                   if l.decl.kind == "outer" and l.decl.over is not None]
+            inner = [n for n, l in self.loops.items() if l.decl.kind == "inner"]
+            name = run[-1] if run else inner[-1] if inner else None
+        return name if name in self.loops else None
+
+    def carried_over(self) -> set[str]:
+        """Models whose adapted parameters carry over into θ (`memory M' reset never`)."""
+        return {d.target.parts[0].rstrip("'") for d in self.memories.values()
+                if d.target.parts[0].endswith("'") and d.scope.id == "never"}
+
+    def evaluation_kind(self) -> str:
+        """How the evaluated loop is measured: after k inner steps where it adapts
+        parameters per task; held out where it adapts none, or carries them over (online
+        learning: its adaptation is the training itself)."""
+        if self.evaluated is None or "evaluate" not in self.blocks:
+            return "none"
+        return "after_adaptation" if self.loops[self.evaluated].adapted - self.carried_over() \
+            else "held_out"
 
     def influence(self, stmt, refs: set, through: str | None) -> set:
         """Everything an update's objective depends on, through loops and latents."""
@@ -184,14 +217,29 @@ class Structure:
             return None
         return R.REGISTRY.get(decl.value.func_name or "")
 
-    def check_heads_exist(self, loop, stmt, refs) -> None:
+    def check_heads_exist(self, loop, stmt, refs, targets=(), through=None) -> None:
+        """A loss's bare head slots are the heads of the model its step changes (the models
+        it updates or adapts, or those adapted in the loop it differentiates through);
+        another model's head is read by naming it (`disc.q_z(...)`)."""
         all_heads = {h for m in self.models.values() for h in m.heads}
+        owners = [n for k, n in targets if k == "model" and n in self.models]
+        if through is not None and through in self.loops:
+            owners += [n for n in self.loops[through].adapted if n in self.models]
+        own = {h for m in owners for h in self.models[m].heads}
         for kind, name in sorted(refs):
-            if kind == "head" and name not in all_heads:
-                span = stmt.objective.span
+            if kind != "head":
+                continue
+            span = stmt.objective.span
+            if name not in all_heads:
                 self.error("E0304", f"no model has a head '{name}', which the loss uses", span,
                            hint=f"add it to a model: `heads = {{..., {name}: "
                            f"{'categorical' if R.HEAD_SLOTS.get(name) == 'dist' else 'value'}}}`")
+            elif owners and name not in own:
+                others = sorted(m for m, info in self.models.items() if name in info.heads)
+                self.error("E0304", f"the loss reads head '{name}', which "
+                           f"{' and '.join(repr(m) for m in dict.fromkeys(owners))} (the model "
+                           f"it changes) lacks; only {others[0]!r} has it", span,
+                           hint=f"read that model's head by name: `{others[0]}.{name}(...)`")
 
     def check_through(self, stmt: A.Update, inner: str) -> None:
         order, trace = 2, None
@@ -206,8 +254,7 @@ class Structure:
             self.error("E0213", f"`through {inner}` has no effect: '{inner}' adapts nothing",
                        stmt.through.span, hint="remove `through`, or `adapt` in the inner loop")
             return
-        carried = {d.target.parts[0].rstrip("'") for d in self.memories.values()
-                   if d.target.parts[0].endswith("'") and d.scope.id == "never"}
+        carried = self.carried_over()
         if trace is not None and not any(a.targets[0].parts[0] in carried for a in adapts):
             model = adapts[0].targets[0].parts[0]
             self.error("E0213", "a `trace` has no effect: the adapted parameters do not "
@@ -261,7 +308,20 @@ class Structure:
                     users.append(loop)
         return users
 
+    def materialise_scopes(self) -> None:
+        """Every stateful model's memory scope, written or not: one with no `memory M.core
+        reset ...` line resets per task, and every memory check runs on that scope as if
+        it were written (`defaulted` names the ones that were not)."""
+        owned = {d.target.parts[0] for d in self.memories.values() if d.value is None}
+        for name, info in self.models.items():
+            if info.stateful and name not in owned and name not in self.broken:
+                span = info.decl.name.span
+                self.memories[f"{name}.core"] = A.MemoryDecl(
+                    A.Ref((name, "core"), span), None, A.Name("task", span), span)
+                self.defaulted.add(f"{name}.core")
+
     def check_memories(self) -> None:
+        self.materialise_scopes()
         for key, decl in self.memories.items():
             target = decl.target
             base = target.parts[0]
@@ -269,6 +329,8 @@ class Structure:
             if decl.value is None and not self.memory_target_ok(decl):
                 continue
             users = self.memory_users(key)
+            if not users and key in self.defaulted:
+                continue  # a model no loop acts with: its default scope is never exercised
             written = any(("memory", key) in targets for _, _, _, targets, _, _ in self.pending)
             if not users and written:
                 self.error("E0213", f"memory '{key}' is written but never read", target.span,
@@ -334,8 +396,10 @@ class Structure:
         need = ("prev_y",) if units <= {"samples"} else ("prev_action", "prev_reward")
         missing = [n for n in need if n not in info.inputs]
         if missing:
+            default = ", the default where no `memory` line says otherwise" \
+                if decl.target.text in self.defaulted else ""
             self.error("E0303", f"'{info.decl.name.id}' adapts through its memory across a task "
-                       f"(reset per task) but does not see {' and '.join(missing)}",
+                       f"(reset per task{default}) but does not see {' and '.join(missing)}",
                        info.inputs_span or info.decl.span,
                        hint="feed them: `inputs = [" + ", ".join(
                            dict.fromkeys(info.inputs + list(missing))) + "]`")
@@ -374,10 +438,15 @@ class Structure:
                 self.error("E0213", "`workers` has no effect unless backend = ray",
                            schedule["workers"].span, hint="set `backend = ray` or remove it")
         evaluate = getattr(self, "evaluate_settings", {})
-        for name in ("adapt_steps", "later_lr_scales"):
-            if name in evaluate and not any(l.adapted for l in self.loops.values()):
-                self.error("E0213", f"`{name}` has no effect: no inner loop adapts parameters",
-                           evaluate[name].span)
+        loop = getattr(self, "evaluated", None)
+        for name in ("adapt_steps", "later_lr_scales", "pretrain_iterations"):
+            if name in evaluate and loop is not None and self.evaluation_kind() != \
+                    "after_adaptation":
+                adapting = [n for n, l in self.loops.items() if l.adapted - self.carried_over()]
+                self.error("E0213", f"`{name}` has no effect: the evaluated loop '{loop}' "
+                           "adapts no parameters per task", evaluate[name].span,
+                           hint=f"evaluate an adapting loop: `loop = {adapting[0]}`"
+                           if adapting else "remove it")
         for loop in self.loops.values():
             if "meta_batch" in loop.settings and loop.decl.over is None:
                 self.error("E0213", "`meta_batch` has no effect in an outer loop that runs no "
