@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from metadsl.front.check import check_module  # noqa: E402
+from metadsl.front.stdlib import STANDARD  # noqa: E402
 from metadsl.front.parser import parse  # noqa: E402
 from metadsl.middle import build, passes  # noqa: E402
 
@@ -37,8 +38,8 @@ def main() -> None:
     rows = []
     for spec in sorted((ROOT / "specs").glob("*.mrl")):
         source = spec.read_text(encoding="utf-8")
-        front = best_of(lambda: check_module(parse(source, str(spec)), source, str(spec)), 30)
-        checked = check_module(parse(source), source)
+        front = best_of(lambda: check_module(parse(source, str(spec)), source, str(spec), STANDARD), 30)
+        checked = check_module(parse(source), source, "<input>", STANDARD)
         ir = best_of(lambda: passes.run_all(build.build(checked)), 30)
         rows.append((spec.stem, len(source.splitlines()), front * 1e3, ir * 1e3))
     print("| spec | lines | parse+check (ms) | loop program + passes (ms) |")

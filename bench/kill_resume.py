@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from metadsl.runtime import run_folder
+from metadsl.runtime.runs import run_folder
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = dict(os.environ, OMP_NUM_THREADS="1")

@@ -22,7 +22,7 @@ import faiss
 import numpy as np
 import torch
 
-from metadsl.runtime import knn
+from metadsl.runtime.memory import knn
 
 DIM = 64
 

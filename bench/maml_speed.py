@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
-from metadsl.runtime.runs import QuietRun
+from metadsl.runtime.runs.session import QuietRun
 
 ROOT = Path(__file__).resolve().parent.parent
 TASKS, EPISODES, HORIZON, ALPHA, GAMMA = 20, 20, 100, 0.5, 0.99
@@ -173,7 +173,7 @@ def _timed(once, repeats: int = 5) -> float:
 
 def inner_step_seconds(model, data: dict, loss_fn, vmapped: bool) -> float:
     """One second-order inner step per task and the outer gradient through it."""
-    from metadsl.runtime import adaptation
+    from metadsl.runtime.learning import adaptation
 
     def once():
         if vmapped:
@@ -197,7 +197,7 @@ def inner_step_seconds(model, data: dict, loss_fn, vmapped: bool) -> float:
 
 def rollout_seconds(module, vmapped: bool) -> float:
     """A rollout of 20 episodes per task, each task acting with its own adapted θ′."""
-    from metadsl.runtime import rollout
+    from metadsl.runtime.execution import rollout
 
     args = module.Args()
     state = module.build(args)
@@ -228,7 +228,7 @@ def rollout_seconds(module, vmapped: bool) -> float:
 
 
 def nav_data(module):
-    from metadsl.runtime import rollout
+    from metadsl.runtime.execution import rollout
 
     args = module.Args()
     state = module.build(args)
@@ -241,7 +241,9 @@ def nav_data(module):
 
 def sine_data():
     """MAML's sine regression (specs/maml_sine.mrl sizes), meta-batch 20, 10 points each."""
-    from metadsl.runtime import models, ops, rollout, tasks
+    from metadsl.runtime.execution import rollout
+    from metadsl.runtime.learning import models, ops
+    from metadsl.runtime.tasks import families as tasks
 
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(0)

@@ -12,7 +12,7 @@ import argparse
 
 import torch
 
-from metadsl.runtime import mdps
+from metadsl.runtime.tasks import mdps
 
 STATES, ACTIONS, HORIZON, EPISODES = 10, 5, 10, 10
 ARMS = [("random", "random", 1.0), ("oracle", "oracle", 1.0),

@@ -44,7 +44,7 @@ import torch  # noqa: E402
 
 from metadsl.diagnostics import CompileError, NotBuilt  # noqa: E402
 from metadsl.driver import compile_module, front_end  # noqa: E402
-from metadsl.runtime.runs import QuietRun  # noqa: E402
+from metadsl.runtime.runs.session import QuietRun  # noqa: E402
 from tests.test_fuzz import SOURCES, mutate  # noqa: E402
 
 KINDS = ("delete_line", "duplicate_line", "swap_tokens", "drop_token", "truncate", "insert_char")

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from metadsl.runtime.runs import QuietRun
+from metadsl.runtime.runs.session import QuietRun
 
 ROOT = Path(__file__).resolve().parent.parent
 ARMS, PULLS, BATCH = 5, 10, 256
@@ -135,7 +135,7 @@ def compiled_trainer():
 
 
 def env_rate(batch: int = 4096, steps: int = 1000) -> float:
-    from metadsl.runtime import tasks
+    from metadsl.runtime.tasks import families as tasks
 
     family = tasks.BernoulliBandit(arms=ARMS)
     env = family.env(family.sample(batch, steps, torch.Generator().manual_seed(0)))

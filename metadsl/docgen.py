@@ -5,6 +5,7 @@ A test keeps the committed file equal to this output, so the reference never dri
 from __future__ import annotations
 
 from . import registry as R
+from .resources import runtime_modules
 from .front.check import show
 
 SECTIONS = (("tasks", "Task distributions"), ("core", "Network cores"), ("model", "Models"),
@@ -24,12 +25,17 @@ def _param(p: R.P) -> str:
     return f"| `{p.name}` | {p.type} | {default} | {bounds or choices} | {p.doc} |"
 
 
+def _where(impl: str) -> str:
+    """A binding's full path: `families.Nav2D` → `metadsl.runtime.tasks.families.Nav2D`."""
+    return f"{runtime_modules()[impl.split('.')[0]]}.{impl}"
+
+
 def _entry(e: R.Entry) -> list[str]:
     sig = ", ".join(p.name for p in e.params) + (", ..." if e.variadic else "")
     out = [f"### `{e.name}({sig})`", "", e.doc]
     if e.traits:
         out += ["", "Traits: " + ", ".join(f"`{t}`" for t in sorted(e.traits))]
-    out += ["", f"PyTorch back end: `metadsl.runtime.{e.impl}`" if e.impl else
+    out += ["", f"PyTorch back end: `{_where(e.impl)}`" if e.impl else
             "PyTorch back end: computed by the evaluation of " + ", ".join(
                 f"`{t.name}`" for t in R.REGISTRY.values() if e.name in t.provides)
             if R.built(e) else "PyTorch back end: not built yet (`compile` names it)"]

@@ -80,8 +80,9 @@ def front_end(path: str, until: str = "check", data: bytes | None = None) -> Fro
         if until == "ast":
             return result
         from .front.check import check_module
+        from .front.stdlib import STANDARD
 
-        result.checked = guarded("check", check_module, module, source, path)
+        result.checked = guarded("check", check_module, module, source, path, STANDARD)
         if until == "check":
             return result
         from .middle import build, passes

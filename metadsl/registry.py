@@ -64,7 +64,7 @@ class Entry:
     doc: str
     variadic: bool = False  # extra positional arguments of the last parameter's type
     traits: frozenset[str] = field(default_factory=frozenset)
-    # The runtime's implementation, `module.attribute` in metadsl.runtime (bound below);
+    # The runtime's implementation, `module.attribute`, the module by its short name in metadsl.runtime's packages (bound below);
     # "" where the PyTorch back end does not build the entry yet.
     impl: str = ""
     # For a task source: the evaluation baselines its implementation computes.
@@ -583,16 +583,16 @@ _BANDIT_BASELINES = ("bayes_optimal", "gittins", "ucb1", "thompson", "greedy",
                      "epsilon_greedy", "random")
 _IMPLEMENTATIONS: dict[str, tuple[str, tuple[str, ...]]] = {
     # task sources: (class, baselines its held-out evaluation computes)
-    "bernoulli_bandit": ("tasks.BernoulliBandit", _BANDIT_BASELINES),
-    "dependent_bandit": ("tasks.DependentBandit", _BANDIT_BASELINES),
-    "informative_arm_bandit": ("tasks.InformativeArmBandit", ("bayes_optimal", "oracle",
+    "bernoulli_bandit": ("families.BernoulliBandit", _BANDIT_BASELINES),
+    "dependent_bandit": ("families.DependentBandit", _BANDIT_BASELINES),
+    "informative_arm_bandit": ("families.InformativeArmBandit", ("bayes_optimal", "oracle",
                                                               "random")),
-    "tabular_mdp": ("tasks.TabularMDP", ("random", "oracle", "psrl")),
-    "contextual_bandit": ("tasks.ContextualBandit", ("thompson", "ucb1", "random")),
-    "random_quadratic": ("tasks.RandomQuadratic", ("oracle",)),
-    "sine": ("tasks.Sine", ()),
-    "nav2d": ("tasks.Nav2D", ("random",)),
-    "chain": ("tasks.Chain", ("random",)),
+    "tabular_mdp": ("families.TabularMDP", ("random", "oracle", "psrl")),
+    "contextual_bandit": ("families.ContextualBandit", ("thompson", "ucb1", "random")),
+    "random_quadratic": ("families.RandomQuadratic", ("oracle",)),
+    "sine": ("families.Sine", ()),
+    "nav2d": ("families.Nav2D", ("random",)),
+    "chain": ("families.Chain", ("random",)),
     "gym": ("gym_tasks.GymTasks", ("random", "nominal")),
     "cheetah_vel": ("gym_tasks.CheetahVelocity", ("random",)),
     "cheetah_dir": ("gym_tasks.CheetahDirection", ("random",)),

@@ -22,3 +22,12 @@ def grammar_path() -> Path:
 
 def stdlib_dir() -> Path:
     return data_dir("stdlib")
+
+
+def runtime_modules() -> dict[str, str]:
+    """Each runtime module's short name (what generated code and registry bindings call it:
+    `rollout`, `families`) → its dotted package (`metadsl.runtime.execution`), read from the
+    package's layout, without importing it (torch)."""
+    root = _PACKAGE / "runtime"
+    return {path.stem: f"metadsl.runtime.{path.parent.name}"
+            for path in sorted(root.glob("*/*.py")) if path.stem != "__init__"}

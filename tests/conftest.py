@@ -37,9 +37,11 @@ def make_tasks(source: str, **args):
     import importlib
 
     from metadsl import registry
+    from metadsl.resources import runtime_modules
 
     module, name = registry.REGISTRY[source].impl.split(".")
-    return getattr(importlib.import_module(f"metadsl.runtime.{module}"), name)(**args)
+    package = runtime_modules()[module]
+    return getattr(importlib.import_module(f"{package}.{module}"), name)(**args)
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import json
 import pytest
 import torch
 
-from metadsl.runtime import adaptation, metaparams, models, ops
+from metadsl.runtime.learning import adaptation, metaparams, models, ops
 
 torch.set_default_dtype(torch.float32)
 
@@ -268,7 +268,7 @@ def test_maml_on_halfcheetah_runs_through_the_gymnasium_adapter(tmp_path):
 
 
 def test_trpo_step_improves_the_surrogate_inside_the_trust_region():
-    from metadsl.runtime import rules
+    from metadsl.runtime.learning import rules
 
     torch.manual_seed(0)
     policy = models.FeedForward("mlp", inputs=["obs"], heads={"pi": "gaussian"},

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from metadsl.driver import NotBuilt, compile_module
-from metadsl.runtime import models, rules, runs
+from metadsl.runtime.learning import models, rules
+from metadsl.runtime.runs import session as runs
 
 from .conftest import ROOT, golden, metadsl
 
@@ -49,6 +50,7 @@ def test_unbuilt_constructs_are_named_where_they_are_written():
     assert ("tasks bipedal_terrain", 11) in poet
     assert ("head act: deterministic", 13) in poet
     assert missing(str(ROOT / "specs" / "maesn.mrl")) == [
+        ("`sparse = true` of nav2d (only sparse = false is built)", 13),
         ("meta-parameter vector", 15), ("meta-parameter vector", 16),
         ("memory z = latent(...)", 18),
         ("`adapt` of anything but one model's parameters (per-task meta-parameters, latents)",

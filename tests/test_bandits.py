@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from metadsl.runtime import bandits as B
+from metadsl.runtime.tasks import bandits as B
 
 
 @pytest.mark.parametrize("arms, pulls, exact", [(5, 10, 6.660), (10, 10, 6.714)])

@@ -12,7 +12,8 @@ import pytest
 import torch
 from torch import nn
 
-from metadsl.runtime import episodic, knn, models, replay
+from metadsl.runtime.learning import models
+from metadsl.runtime.memory import episodic, knn, replay
 
 from .conftest import metadsl
 from .test_backend import metrics
@@ -236,7 +237,7 @@ def test_the_approximate_index_finds_the_exact_neighbours_and_follows_writes():
 
 
 def test_contextual_trials_bring_every_context_back_and_baselines_see_the_same_draws():
-    from metadsl.runtime import bandits, contextual
+    from metadsl.runtime.tasks import bandits, contextual
 
     batch = contextual.contextual_bandits(6, arms=4, contexts=3, repeats=2, dim=8, pulls=5,
                                           steps=30, gen=torch.Generator().manual_seed(0))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from metadsl.runtime import loss_view, models
+from metadsl.runtime.learning import loss_view, models
 
 
 def _model(heads: dict) -> models.FeedForward:

@@ -21,7 +21,9 @@ from hypothesis import strategies as st
 from metadsl import registry as R
 from metadsl.driver import NotBuilt, compile_module, front_end
 from metadsl.middle import program as P
-from metadsl.runtime import run_folder, runs
+from metadsl.resources import runtime_modules
+from metadsl.runtime.execution import keys
+from metadsl.runtime.runs import run_folder, session as runs
 
 from .conftest import ROOT, SPECS, metadsl
 
@@ -47,7 +49,7 @@ def test_every_registry_binding_resolves_to_the_runtime():
     for entry in R.REGISTRY.values():
         if entry.impl:
             module, *path = entry.impl.split(".")
-            found = importlib.import_module(f"metadsl.runtime.{module}")
+            found = importlib.import_module(f"{runtime_modules()[module]}.{module}")
             for attribute in path:  # a class's method: loss_view.LossView.target
                 assert hasattr(found, attribute), entry.name
                 found = getattr(found, attribute)
@@ -270,7 +272,7 @@ def test_each_place_in_a_run_has_its_own_random_key():
     """runs.key(seed, phase, iteration, ...): the same path draws the same numbers, and any
     other path (another seed, phase, iteration or task index) other numbers."""
     def draw(*path):
-        return torch.rand(4, generator=runs.key(*path))
+        return torch.rand(4, generator=keys.key(*path))
 
     assert torch.equal(draw(0, "train", 3), draw(0, "train", 3))
     others = [draw(1, "train", 3), draw(0, "meta", 3), draw(0, "train", 4),

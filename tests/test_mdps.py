@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from metadsl.runtime import mdps, tasks
+from metadsl.runtime.tasks import mdps, families as tasks
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from metadsl.runtime import ops
+from metadsl.runtime.learning import ops
 
 DONE = torch.tensor([[0.0], [1.0], [0.0], [0.0]])  # an episode ends at t = 1
 BATCH = {"done": DONE, "progress": 0.25}

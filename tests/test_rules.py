@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from metadsl.runtime import models, rules, runs
+from metadsl.runtime.learning import models, rules
+from metadsl.runtime.runs import session as runs
 
 
 def _update(opt, model, progress):

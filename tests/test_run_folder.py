@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from metadsl.runtime import run_folder, runs
+from metadsl.runtime.runs import run_folder, session as runs
 
 from .conftest import ROOT, metadsl
 

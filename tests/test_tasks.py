@@ -6,7 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from metadsl.runtime import gym_tasks, informative, models, ops, rollout, tasks
+from metadsl.runtime.execution import rollout
+from metadsl.runtime.learning import models, ops
+from metadsl.runtime.tasks import gym_tasks, informative, families as tasks
 
 from .conftest import make_tasks
 

@@ -3,7 +3,7 @@ normalised error, and the statistics checkpointed with the model."""
 
 import torch
 
-from metadsl.runtime import loss_view, models, rules
+from metadsl.runtime.learning import loss_view, models, rules
 
 
 def _model(kind="normalized_value"):

@@ -19,6 +19,7 @@ import hashlib
 from .. import __version__
 from .. import registry as R
 from ..diagnostics import NotBuilt
+from ..resources import runtime_modules
 from ..middle import program as P
 from . import pyast as X
 
@@ -41,6 +42,15 @@ class Lowering:
         """A runtime attribute (`rollout.collect`), recording the module import."""
         self.runtime.add(path.split(".")[0])
         return X.dotted(path)
+
+    def runtime_imports(self) -> list[ast.stmt]:
+        """`from metadsl.runtime.PACKAGE import MODULE, ...` for the modules used, by package."""
+        where = runtime_modules()
+        packages: dict[str, list[str]] = {}
+        for module in sorted(self.runtime):
+            packages.setdefault(where[module], []).append(module)
+        return [ast.ImportFrom(package, [ast.alias(m) for m in modules], 0)
+                for package, modules in sorted(packages.items())]
 
     def std(self, path: str) -> ast.expr:
         """A standard-library attribute (`functools.partial`), recording the import."""
@@ -241,7 +251,7 @@ class Lowering:
         for name, annotation in self.state_fields:
             body.append(ast.AnnAssign(X.name(name, True), annotation or X.name("object"), None,
                                       1))
-        node = ast.ClassDef("State", [self.rt("runs.State")], [], body, [X.name("dataclass")])
+        node = ast.ClassDef("State", [self.rt("session.State")], [], body, [X.name("dataclass")])
         if "type_params" in ast.ClassDef._fields:
             node.type_params = []
         return node
@@ -714,12 +724,12 @@ class Lowering:
             "updates from what it collected."
         # each iteration draws from its own key (seed, phase, iteration)
         keyed = X.assign("state", X.call(X.attr(X.name("state"), "replace"), gen=X.call(
-            self.rt("runs.key"), self.setting("seed"), X.const(loop.name), X.name("iteration"))))
+            self.rt("keys.key"), self.setting("seed"), X.const(loop.name), X.name("iteration"))))
         return X.function(self.p.python("module", loop.name),
                           X.arguments(["args", "state", "run"],
                                       annotations={"args": X.name("Args"),
                                                    "state": X.name("State"),
-                                                   "run": self.rt("runs.Run")}),
+                                                   "run": self.rt("session.Run")}),
                           [X.for_("iteration", iterations, [keyed] + body)], doc,
                           returns=X.const(None))
 
@@ -730,7 +740,7 @@ class Lowering:
         signature = X.arguments(["args", "state", "run"],
                                 annotations={"args": X.name("Args"),
                                              "state": X.name("State"),
-                                             "run": self.rt("runs.Run")})
+                                             "run": self.rt("session.Run")})
         if ev.kind == "none":
             return X.function("evaluate", signature, [], "The spec has no evaluate block.",
                               returns=X.const(None))
@@ -856,21 +866,21 @@ class Lowering:
         for a in self.p.args:
             given = zip(("low", "high", "low_open", "high_open"), a.bounds[0]) if a.bounds else ()
             bounds = [(k, X.const(v)) for k, v in given if v is not None and v is not False]
-            keywords = [("bounds", X.call_kw(self.rt("runs.Bounds"), [], bounds))] \
+            keywords = [("bounds", X.call_kw(self.rt("session.Bounds"), [], bounds))] \
                 if bounds else []
             if a.follows:
                 keywords.append(("follows", X.const(a.follows)))
             keys.append(X.const(a.path))
-            values.append(X.call_kw(self.rt("runs.Setting"), [X.const(a.name)], keywords))
+            values.append(X.call_kw(self.rt("session.Setting"), [X.const(a.name)], keywords))
         return X.assign("SETTINGS", ast.Dict(keys, values))
 
     def main(self) -> ast.FunctionDef:
         outer = [l for l in self.p.loops if l.kind == "outer"]
         calls = [X.expr(X.call(X.name(self.p.python("module", l.name)), X.name("args"),
                                X.name("state"), X.name("run"))) for l in outer]
-        parse = X.call(self.rt("runs.parse"), X.name("Args"), X.name("SETTINGS"), X.name("argv"),
+        parse = X.call(self.rt("session.parse"), X.name("Args"), X.name("SETTINGS"), X.name("argv"),
                        iterations=X.const(f"{outer[-1].name}.iterations" if outer else None))
-        run = X.call_kw(self.rt("runs.Run"), [X.name("SPEC"), X.name("SPEC_SHA256"),
+        run = X.call_kw(self.rt("session.Run"), [X.name("SPEC"), X.name("SPEC_SHA256"),
                                               X.name("args"), X.name("options")],
                         [("source", X.name("__file__")), ("spec_source", X.name("SPEC_SOURCE"))]
                         + [(name, self.value(v)) for name, v in self.p.schedule])
@@ -905,8 +915,7 @@ class Lowering:
                    *[ast.Import([ast.alias(m)]) for m in sorted(self.imports)],
                    ast.ImportFrom("dataclasses", [ast.alias("dataclass")], 0),
                    ast.Import([ast.alias("torch")]),
-                   ast.ImportFrom("metadsl.runtime", [ast.alias(m) for m in sorted(self.runtime)],
-                                  0)]
+                   *self.runtime_imports()]
         body = [X.docstring(header), *imports,
                 X.assign("SPEC", X.const(self.p.spec)), X.assign("SPEC_SHA256", X.const(digest)),
                 self.args_class(), settings, *functions, self.state_class(), build, *loops,

@@ -93,7 +93,7 @@ def _check_library(name: str, checked: dict):
     path = stdlib_dir() / f"{name}.mrl"
     source = path.read_text(encoding="utf-8")
     try:
-        result = check_module(parse(source, str(path)), source, str(path))
+        result = check_module(parse(source, str(path)), source, str(path), STANDARD)
     except CompileError as e:
         raise CompileError([Diagnostic("E0901", f"the standard library module '{name}' does not "
                                        f"check: {d.message} ({path.name}:{d.span.line})")
@@ -105,3 +105,19 @@ def _check_library(name: str, checked: dict):
             info.module = name  # declared here; imports into a spec keep this owner
     checked[name] = result
     return result
+
+
+class Library:
+    """The standard library as the checker sees it (handed to it, so the checker does not
+    import this module): the module names, and each module checked."""
+
+    @staticmethod
+    def names() -> list[str]:
+        return module_names()
+
+    @staticmethod
+    def load(name: str):
+        return load(name) if name in module_names() else None
+
+
+STANDARD = Library()

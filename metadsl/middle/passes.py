@@ -23,6 +23,7 @@ import keyword
 
 from .. import registry as R
 from . import program as P
+from ..resources import runtime_modules
 
 # ---- helpers ------------------------------------------------------------------------------
 
@@ -474,11 +475,12 @@ def _lit_type(value) -> str:
 
 # ---- the symbol table ---------------------------------------------------------------------------
 
-# Names the generated module defines or imports at its top level, and the runtime modules.
+# Names the generated module defines or imports at its top level, and every runtime module
+# it may import (read from the runtime's layout: a loop named `episodic` must not shadow it).
 MODULE_NAMES = frozenset({
-    "annotations", "dataclass", "functools", "torch", "adaptation", "evaluation", "gym_tasks",
-    "loss_view", "metaparams", "models", "ops", "rollout", "rules", "runs", "tasks", "Args", "SETTINGS",
-    "SPEC", "SPEC_SHA256", "SPEC_SOURCE", "State", "build", "evaluate", "main"})
+    "annotations", "dataclass", "functools", "torch", "Args", "SETTINGS",
+    "SPEC", "SPEC_SHA256", "SPEC_SOURCE", "State", "build", "evaluate", "main"}) | \
+    frozenset(runtime_modules())
 # Attributes of the run state that are not spec names.
 STATE_NAMES = frozenset({"gen", "replace", "state_dict", "load_state_dict"})
 # Locals and parameters of the generated loop functions and losses.

@@ -7,7 +7,10 @@ python train.py [--seed N] [--iterations N] [--set PATH=VALUE ...] [--out DIR] [
 from __future__ import annotations
 from dataclasses import dataclass
 import torch
-from metadsl.runtime import evaluation, models, ops, rollout, rules, runs, tasks
+from metadsl.runtime.execution import keys, rollout
+from metadsl.runtime.learning import models, ops, rules
+from metadsl.runtime.runs import evaluation, session
+from metadsl.runtime.tasks import families
 
 SPEC = "episodic_lstm"
 SPEC_SHA256 = "9a183ad564a39715"
@@ -68,41 +71,55 @@ class Args:
 
 
 SETTINGS = {
-    "seed": runs.Setting("seed", bounds=runs.Bounds(low=0)),
-    "schedule.checkpoint_every": runs.Setting(
-        "schedule__checkpoint_every", bounds=runs.Bounds(low=1, high=10000000)
+    "seed": session.Setting("seed", bounds=session.Bounds(low=0)),
+    "schedule.checkpoint_every": session.Setting(
+        "schedule__checkpoint_every", bounds=session.Bounds(low=1, high=10000000)
     ),
-    "schedule.log_every": runs.Setting("schedule__log_every", bounds=runs.Bounds(low=0)),
-    "schedule.threads": runs.Setting("schedule__threads", bounds=runs.Bounds(low=0, high=1024)),
-    "bandits.arms": runs.Setting("bandits__arms", bounds=runs.Bounds(low=1, high=10000000)),
-    "bandits.contexts": runs.Setting("bandits__contexts", bounds=runs.Bounds(low=1, high=10000000)),
-    "bandits.repeats": runs.Setting("bandits__repeats", bounds=runs.Bounds(low=1, high=10000000)),
-    "bandits.context_dim": runs.Setting(
-        "bandits__context_dim", bounds=runs.Bounds(low=1, high=10000000)
+    "schedule.log_every": session.Setting("schedule__log_every", bounds=session.Bounds(low=0)),
+    "schedule.threads": session.Setting(
+        "schedule__threads", bounds=session.Bounds(low=0, high=1024)
     ),
-    "bandits.pulls": runs.Setting("bandits__pulls", bounds=runs.Bounds(low=1, high=10000000)),
-    "agent.hidden": runs.Setting("agent__hidden", bounds=runs.Bounds(low=1, high=16384)),
-    "agent.capacity": runs.Setting("agent__capacity", bounds=runs.Bounds(low=1, high=10000000)),
-    "agent.k": runs.Setting("agent__k", bounds=runs.Bounds(low=1, high=10000000)),
-    "block.steps": runs.Setting("block__steps", bounds=runs.Bounds(low=1, high=10000000)),
-    "meta.iterations": runs.Setting("meta__iterations", bounds=runs.Bounds(low=1, high=10000000)),
-    "meta.meta_batch": runs.Setting("meta__meta_batch", bounds=runs.Bounds(low=1, high=10000000)),
-    "block.tau.count": runs.Setting("block__tau__count", bounds=runs.Bounds(low=1)),
-    "meta.agent.lr": runs.Setting("meta__agent__lr", bounds=runs.Bounds(low=0, low_open=True)),
-    "meta.agent.epochs": runs.Setting(
-        "meta__agent__epochs", bounds=runs.Bounds(low=1, high=10000000)
+    "bandits.arms": session.Setting("bandits__arms", bounds=session.Bounds(low=1, high=10000000)),
+    "bandits.contexts": session.Setting(
+        "bandits__contexts", bounds=session.Bounds(low=1, high=10000000)
     ),
-    "meta.agent.minibatches": runs.Setting(
-        "meta__agent__minibatches", bounds=runs.Bounds(low=1, high=10000000)
+    "bandits.repeats": session.Setting(
+        "bandits__repeats", bounds=session.Bounds(low=1, high=10000000)
     ),
-    "meta.agent.max_grad_norm": runs.Setting(
-        "meta__agent__max_grad_norm", bounds=runs.Bounds(low=0)
+    "bandits.context_dim": session.Setting(
+        "bandits__context_dim", bounds=session.Bounds(low=1, high=10000000)
     ),
-    "meta.agent.l2": runs.Setting("meta__agent__l2", bounds=runs.Bounds(low=0)),
-    "meta.agent.ppo.gamma": runs.Setting("meta__agent__ppo__gamma"),
-    "meta.agent.ppo.lam": runs.Setting("meta__agent__ppo__lam"),
-    "evaluate.instances": runs.Setting(
-        "evaluate__instances", bounds=runs.Bounds(low=1, high=10000000)
+    "bandits.pulls": session.Setting("bandits__pulls", bounds=session.Bounds(low=1, high=10000000)),
+    "agent.hidden": session.Setting("agent__hidden", bounds=session.Bounds(low=1, high=16384)),
+    "agent.capacity": session.Setting(
+        "agent__capacity", bounds=session.Bounds(low=1, high=10000000)
+    ),
+    "agent.k": session.Setting("agent__k", bounds=session.Bounds(low=1, high=10000000)),
+    "block.steps": session.Setting("block__steps", bounds=session.Bounds(low=1, high=10000000)),
+    "meta.iterations": session.Setting(
+        "meta__iterations", bounds=session.Bounds(low=1, high=10000000)
+    ),
+    "meta.meta_batch": session.Setting(
+        "meta__meta_batch", bounds=session.Bounds(low=1, high=10000000)
+    ),
+    "block.tau.count": session.Setting("block__tau__count", bounds=session.Bounds(low=1)),
+    "meta.agent.lr": session.Setting(
+        "meta__agent__lr", bounds=session.Bounds(low=0, low_open=True)
+    ),
+    "meta.agent.epochs": session.Setting(
+        "meta__agent__epochs", bounds=session.Bounds(low=1, high=10000000)
+    ),
+    "meta.agent.minibatches": session.Setting(
+        "meta__agent__minibatches", bounds=session.Bounds(low=1, high=10000000)
+    ),
+    "meta.agent.max_grad_norm": session.Setting(
+        "meta__agent__max_grad_norm", bounds=session.Bounds(low=0)
+    ),
+    "meta.agent.l2": session.Setting("meta__agent__l2", bounds=session.Bounds(low=0)),
+    "meta.agent.ppo.gamma": session.Setting("meta__agent__ppo__gamma"),
+    "meta.agent.ppo.lam": session.Setting("meta__agent__ppo__lam"),
+    "evaluate.instances": session.Setting(
+        "evaluate__instances", bounds=session.Bounds(low=1, high=10000000)
     ),
 }
 
@@ -134,11 +151,11 @@ def ppo(batch, heads, clip=0.2, gamma=0.99, lam=0.95, value_coef=0.5, entropy_co
 
 
 @dataclass
-class State(runs.State):
+class State(session.State):
     """Everything the run learns and samples with: its generator (each outer iteration replaces it by that iteration's key), task families, models, meta-parameters and optimizers; checkpointed whole."""
 
     gen: torch.Generator
-    bandits: tasks.ContextualBandit
+    bandits_: families.ContextualBandit
     agent: models.EpisodicLSTM
     opt_agent: rules.Adam
 
@@ -147,7 +164,7 @@ def build(args: Args) -> State:
     """Tasks, models, meta-parameters and optimizers, seeded from args.seed."""
     torch.manual_seed(args.seed)
     gen = torch.Generator().manual_seed(args.seed)
-    bandits = tasks.ContextualBandit(
+    bandits_ = families.ContextualBandit(
         arms=args.bandits__arms,
         contexts=args.bandits__contexts,
         repeats=args.bandits__repeats,
@@ -161,8 +178,8 @@ def build(args: Args) -> State:
         k=args.agent__k,
         inputs=["obs", "prev_action", "prev_reward"],
         heads={"pi": "categorical", "v": "normalized_value"},
-        obs_dim=bandits.obs_dim,
-        n_actions=bandits.n_actions,
+        obs_dim=bandits_.obs_dim,
+        n_actions=bandits_.n_actions,
         reset="episode",
     )
     opt_agent = rules.Adam(
@@ -174,14 +191,14 @@ def build(args: Args) -> State:
         l2=args.meta__agent__l2,
         schedule="linear",
     )
-    return State(gen=gen, bandits=bandits, agent=agent, opt_agent=opt_agent)
+    return State(gen=gen, bandits_=bandits_, agent=agent, opt_agent=opt_agent)
 
 
 def block(args: Args, state: State, instances, steps: int) -> list:
     """inner loop block(task ~ bandits): `steps` rounds of its body on a batch of task instances. Returns each round's data."""
     rounds = []
     for _ in range(steps):
-        env = state.bandits.env(instances)
+        env = state.bandits_.env(instances)
         tau = rollout.collect(
             state.agent,
             env,
@@ -193,12 +210,12 @@ def block(args: Args, state: State, instances, steps: int) -> list:
     return rounds
 
 
-def meta(args: Args, state: State, run: runs.Run) -> None:
+def meta(args: Args, state: State, run: session.Run) -> None:
     """outer loop meta over block: each iteration samples a batch of tasks, runs the inner loop on them, then updates from what it collected."""
     for iteration in run.iterations("meta", args.meta__iterations):
-        state = state.replace(gen=runs.key(args.seed, "meta", iteration))
-        instances = state.bandits.sample(
-            args.meta__meta_batch, args.block__tau__count * state.bandits.horizon, state.gen
+        state = state.replace(gen=keys.key(args.seed, "meta", iteration))
+        instances = state.bandits_.sample(
+            args.meta__meta_batch, args.block__tau__count * state.bandits_.horizon, state.gen
         )
         rounds = block(args, state, instances, args.block__steps)
         tau = rounds[-1]["tau"]
@@ -220,7 +237,7 @@ def meta(args: Args, state: State, run: runs.Run) -> None:
         run.log(
             iteration,
             {
-                "charts/return": state.bandits.score(rounds[0]["tau"]).mean().item(),
+                "charts/return": state.bandits_.score(rounds[0]["tau"]).mean().item(),
                 "losses/agent": stats_agent["loss"],
                 "losses/agent_approx_kl": stats_agent["approx_kl"],
                 "losses/agent_clip_fraction": stats_agent["clip_fraction"],
@@ -230,9 +247,9 @@ def meta(args: Args, state: State, run: runs.Run) -> None:
         )
 
 
-def evaluate(args: Args, state: State, run: runs.Run) -> None:
+def evaluate(args: Args, state: State, run: session.Run) -> None:
     """Held-out tasks: the learner and each baseline on the same instances and random draws."""
-    held_out = [("bandits", state.bandits)]
+    held_out = [("bandits", state.bandits_)]
     results = []
     for label, family in held_out:
         results += evaluation.held_out(
@@ -240,7 +257,7 @@ def evaluate(args: Args, state: State, run: runs.Run) -> None:
             state.agent,
             family,
             label,
-            steps=args.block__tau__count * state.bandits.horizon,
+            steps=args.block__tau__count * state.bandits_.horizon,
             episodes=args.block__tau__count,
             instances=args.evaluate__instances,
             against=["thompson", "ucb1", "random"],
@@ -308,8 +325,8 @@ SPEC_SOURCE = "\n".join(
 
 
 def main(argv=None) -> None:
-    args, options = runs.parse(Args, SETTINGS, argv, iterations="meta.iterations")
-    with runs.Run(
+    args, options = session.parse(Args, SETTINGS, argv, iterations="meta.iterations")
+    with session.Run(
         SPEC,
         SPEC_SHA256,
         args,

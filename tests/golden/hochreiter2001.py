@@ -7,7 +7,10 @@ python train.py [--seed N] [--iterations N] [--set PATH=VALUE ...] [--out DIR] [
 from __future__ import annotations
 from dataclasses import dataclass
 import torch
-from metadsl.runtime import evaluation, models, ops, rollout, rules, runs, tasks
+from metadsl.runtime.execution import keys, rollout
+from metadsl.runtime.learning import models, ops, rules
+from metadsl.runtime.runs import evaluation, session
+from metadsl.runtime.tasks import families
 
 SPEC = "hochreiter2001"
 SPEC_SHA256 = "2fd9f0f2fac057ce"
@@ -60,35 +63,49 @@ class Args:
 
 
 SETTINGS = {
-    "seed": runs.Setting("seed", bounds=runs.Bounds(low=0)),
-    "schedule.checkpoint_every": runs.Setting(
-        "schedule__checkpoint_every", bounds=runs.Bounds(low=1, high=10000000)
+    "seed": session.Setting("seed", bounds=session.Bounds(low=0)),
+    "schedule.checkpoint_every": session.Setting(
+        "schedule__checkpoint_every", bounds=session.Bounds(low=1, high=10000000)
     ),
-    "schedule.log_every": runs.Setting("schedule__log_every", bounds=runs.Bounds(low=0)),
-    "schedule.threads": runs.Setting("schedule__threads", bounds=runs.Bounds(low=0, high=1024)),
-    "quadratics.coef_low": runs.Setting("quadratics__coef_low"),
-    "quadratics.coef_high": runs.Setting("quadratics__coef_high"),
-    "quadratics.x_low": runs.Setting("quadratics__x_low"),
-    "quadratics.x_high": runs.Setting("quadratics__x_high"),
-    "learner.hidden": runs.Setting("learner__hidden", bounds=runs.Bounds(low=1, high=16384)),
-    "learner.layers": runs.Setting("learner__layers", bounds=runs.Bounds(low=1, high=10000000)),
-    "sequence.steps": runs.Setting("sequence__steps", bounds=runs.Bounds(low=1, high=10000000)),
-    "meta.iterations": runs.Setting("meta__iterations", bounds=runs.Bounds(low=1, high=10000000)),
-    "meta.meta_batch": runs.Setting("meta__meta_batch", bounds=runs.Bounds(low=1, high=10000000)),
-    "sequence.examples.count": runs.Setting("sequence__examples__count", bounds=runs.Bounds(low=1)),
-    "meta.learner.lr": runs.Setting("meta__learner__lr", bounds=runs.Bounds(low=0, low_open=True)),
-    "meta.learner.epochs": runs.Setting(
-        "meta__learner__epochs", bounds=runs.Bounds(low=1, high=10000000)
+    "schedule.log_every": session.Setting("schedule__log_every", bounds=session.Bounds(low=0)),
+    "schedule.threads": session.Setting(
+        "schedule__threads", bounds=session.Bounds(low=0, high=1024)
     ),
-    "meta.learner.minibatches": runs.Setting(
-        "meta__learner__minibatches", bounds=runs.Bounds(low=1, high=10000000)
+    "quadratics.coef_low": session.Setting("quadratics__coef_low"),
+    "quadratics.coef_high": session.Setting("quadratics__coef_high"),
+    "quadratics.x_low": session.Setting("quadratics__x_low"),
+    "quadratics.x_high": session.Setting("quadratics__x_high"),
+    "learner.hidden": session.Setting("learner__hidden", bounds=session.Bounds(low=1, high=16384)),
+    "learner.layers": session.Setting(
+        "learner__layers", bounds=session.Bounds(low=1, high=10000000)
     ),
-    "meta.learner.max_grad_norm": runs.Setting(
-        "meta__learner__max_grad_norm", bounds=runs.Bounds(low=0)
+    "sequence.steps": session.Setting(
+        "sequence__steps", bounds=session.Bounds(low=1, high=10000000)
     ),
-    "meta.learner.l2": runs.Setting("meta__learner__l2", bounds=runs.Bounds(low=0)),
-    "evaluate.instances": runs.Setting(
-        "evaluate__instances", bounds=runs.Bounds(low=1, high=10000000)
+    "meta.iterations": session.Setting(
+        "meta__iterations", bounds=session.Bounds(low=1, high=10000000)
+    ),
+    "meta.meta_batch": session.Setting(
+        "meta__meta_batch", bounds=session.Bounds(low=1, high=10000000)
+    ),
+    "sequence.examples.count": session.Setting(
+        "sequence__examples__count", bounds=session.Bounds(low=1)
+    ),
+    "meta.learner.lr": session.Setting(
+        "meta__learner__lr", bounds=session.Bounds(low=0, low_open=True)
+    ),
+    "meta.learner.epochs": session.Setting(
+        "meta__learner__epochs", bounds=session.Bounds(low=1, high=10000000)
+    ),
+    "meta.learner.minibatches": session.Setting(
+        "meta__learner__minibatches", bounds=session.Bounds(low=1, high=10000000)
+    ),
+    "meta.learner.max_grad_norm": session.Setting(
+        "meta__learner__max_grad_norm", bounds=session.Bounds(low=0)
+    ),
+    "meta.learner.l2": session.Setting("meta__learner__l2", bounds=session.Bounds(low=0)),
+    "evaluate.instances": session.Setting(
+        "evaluate__instances", bounds=session.Bounds(low=1, high=10000000)
     ),
 }
 
@@ -103,11 +120,11 @@ def mse(batch, heads, prediction=None, target=None):
 
 
 @dataclass
-class State(runs.State):
+class State(session.State):
     """Everything the run learns and samples with: its generator (each outer iteration replaces it by that iteration's key), task families, models, meta-parameters and optimizers; checkpointed whole."""
 
     gen: torch.Generator
-    quadratics: tasks.RandomQuadratic
+    quadratics: families.RandomQuadratic
     learner: models.Recurrent
     opt_learner: rules.Adam
 
@@ -116,7 +133,7 @@ def build(args: Args) -> State:
     """Tasks, models, meta-parameters and optimizers, seeded from args.seed."""
     torch.manual_seed(args.seed)
     gen = torch.Generator().manual_seed(args.seed)
-    quadratics = tasks.RandomQuadratic(
+    quadratics = families.RandomQuadratic(
         coef_low=args.quadratics__coef_low,
         coef_high=args.quadratics__coef_high,
         x_low=args.quadratics__x_low,
@@ -154,10 +171,10 @@ def sequence(args: Args, state: State, instances, steps: int) -> list:
     return rounds
 
 
-def meta(args: Args, state: State, run: runs.Run) -> None:
+def meta(args: Args, state: State, run: session.Run) -> None:
     """outer loop meta over sequence: each iteration samples a batch of tasks, runs the inner loop on them, then updates from what it collected."""
     for iteration in run.iterations("meta", args.meta__iterations):
-        state = state.replace(gen=runs.key(args.seed, "meta", iteration))
+        state = state.replace(gen=keys.key(args.seed, "meta", iteration))
         instances = state.quadratics.sample(
             args.meta__meta_batch,
             args.sequence__examples__count * state.quadratics.horizon,
@@ -179,7 +196,7 @@ def meta(args: Args, state: State, run: runs.Run) -> None:
         )
 
 
-def evaluate(args: Args, state: State, run: runs.Run) -> None:
+def evaluate(args: Args, state: State, run: session.Run) -> None:
     """Held-out tasks: the learner and each baseline on the same instances and random draws."""
     held_out = [("quadratics", state.quadratics)]
     results = []
@@ -244,8 +261,8 @@ SPEC_SOURCE = "\n".join(
 
 
 def main(argv=None) -> None:
-    args, options = runs.parse(Args, SETTINGS, argv, iterations="meta.iterations")
-    with runs.Run(
+    args, options = session.parse(Args, SETTINGS, argv, iterations="meta.iterations")
+    with session.Run(
         SPEC,
         SPEC_SHA256,
         args,

@@ -8,7 +8,10 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 import torch
-from metadsl.runtime import adaptation, evaluation, gym_tasks, models, ops, rollout, rules, runs
+from metadsl.runtime.execution import keys, rollout
+from metadsl.runtime.learning import adaptation, models, ops, rules
+from metadsl.runtime.runs import evaluation, session
+from metadsl.runtime.tasks import gym_tasks
 
 SPEC = "maml_cheetah_vel"
 SPEC_SHA256 = "13e9f6c62d7a6b5b"
@@ -69,42 +72,58 @@ class Args:
 
 
 SETTINGS = {
-    "seed": runs.Setting("seed", bounds=runs.Bounds(low=0)),
-    "schedule.checkpoint_every": runs.Setting(
-        "schedule__checkpoint_every", bounds=runs.Bounds(low=1, high=10000000)
+    "seed": session.Setting("seed", bounds=session.Bounds(low=0)),
+    "schedule.checkpoint_every": session.Setting(
+        "schedule__checkpoint_every", bounds=session.Bounds(low=1, high=10000000)
     ),
-    "schedule.log_every": runs.Setting("schedule__log_every", bounds=runs.Bounds(low=0)),
-    "schedule.threads": runs.Setting("schedule__threads", bounds=runs.Bounds(low=0, high=1024)),
-    "cheetah.low": runs.Setting("cheetah__low"),
-    "cheetah.high": runs.Setting("cheetah__high"),
-    "cheetah.horizon": runs.Setting("cheetah__horizon", bounds=runs.Bounds(low=1, high=10000000)),
-    "adapt.steps": runs.Setting("adapt__steps", bounds=runs.Bounds(low=1, high=10000000)),
-    "meta.iterations": runs.Setting("meta__iterations", bounds=runs.Bounds(low=1, high=10000000)),
-    "meta.meta_batch": runs.Setting("meta__meta_batch", bounds=runs.Bounds(low=1, high=10000000)),
-    "adapt.tau.count": runs.Setting("adapt__tau__count", bounds=runs.Bounds(low=1)),
-    "adapt.pi.lr": runs.Setting("adapt__pi__lr", bounds=runs.Bounds(low=0, low_open=True)),
-    "adapt.pi.steps": runs.Setting("adapt__pi__steps", bounds=runs.Bounds(low=1, high=10000000)),
-    "adapt.pi.reinforce_linear.gamma": runs.Setting("adapt__pi__reinforce_linear__gamma"),
-    "meta.tau'.count": runs.Setting("meta__tau_prime__count", bounds=runs.Bounds(low=1)),
-    "meta.pi.max_kl": runs.Setting("meta__pi__max_kl", bounds=runs.Bounds(low=0, low_open=True)),
-    "meta.pi.cg_iters": runs.Setting(
-        "meta__pi__cg_iters", bounds=runs.Bounds(low=1, high=10000000)
+    "schedule.log_every": session.Setting("schedule__log_every", bounds=session.Bounds(low=0)),
+    "schedule.threads": session.Setting(
+        "schedule__threads", bounds=session.Bounds(low=0, high=1024)
     ),
-    "meta.pi.damping": runs.Setting("meta__pi__damping", bounds=runs.Bounds(low=0, low_open=True)),
-    "meta.pi.backtrack": runs.Setting(
-        "meta__pi__backtrack", bounds=runs.Bounds(low=0, high=1, low_open=True, high_open=True)
+    "cheetah.low": session.Setting("cheetah__low"),
+    "cheetah.high": session.Setting("cheetah__high"),
+    "cheetah.horizon": session.Setting(
+        "cheetah__horizon", bounds=session.Bounds(low=1, high=10000000)
     ),
-    "meta.pi.line_search_steps": runs.Setting(
-        "meta__pi__line_search_steps", bounds=runs.Bounds(low=1, high=10000000)
+    "adapt.steps": session.Setting("adapt__steps", bounds=session.Bounds(low=1, high=10000000)),
+    "meta.iterations": session.Setting(
+        "meta__iterations", bounds=session.Bounds(low=1, high=10000000)
     ),
-    "meta.pi.surrogate.gamma": runs.Setting("meta__pi__surrogate__gamma"),
-    "meta.through.order": runs.Setting("meta__through__order", bounds=runs.Bounds(low=1, high=2)),
-    "evaluate.instances": runs.Setting(
-        "evaluate__instances", bounds=runs.Bounds(low=1, high=10000000)
+    "meta.meta_batch": session.Setting(
+        "meta__meta_batch", bounds=session.Bounds(low=1, high=10000000)
     ),
-    "evaluate.pretrain_iterations": runs.Setting(
+    "adapt.tau.count": session.Setting("adapt__tau__count", bounds=session.Bounds(low=1)),
+    "adapt.pi.lr": session.Setting("adapt__pi__lr", bounds=session.Bounds(low=0, low_open=True)),
+    "adapt.pi.steps": session.Setting(
+        "adapt__pi__steps", bounds=session.Bounds(low=1, high=10000000)
+    ),
+    "adapt.pi.reinforce_linear.gamma": session.Setting("adapt__pi__reinforce_linear__gamma"),
+    "meta.tau'.count": session.Setting("meta__tau_prime__count", bounds=session.Bounds(low=1)),
+    "meta.pi.max_kl": session.Setting(
+        "meta__pi__max_kl", bounds=session.Bounds(low=0, low_open=True)
+    ),
+    "meta.pi.cg_iters": session.Setting(
+        "meta__pi__cg_iters", bounds=session.Bounds(low=1, high=10000000)
+    ),
+    "meta.pi.damping": session.Setting(
+        "meta__pi__damping", bounds=session.Bounds(low=0, low_open=True)
+    ),
+    "meta.pi.backtrack": session.Setting(
+        "meta__pi__backtrack", bounds=session.Bounds(low=0, high=1, low_open=True, high_open=True)
+    ),
+    "meta.pi.line_search_steps": session.Setting(
+        "meta__pi__line_search_steps", bounds=session.Bounds(low=1, high=10000000)
+    ),
+    "meta.pi.surrogate.gamma": session.Setting("meta__pi__surrogate__gamma"),
+    "meta.through.order": session.Setting(
+        "meta__through__order", bounds=session.Bounds(low=1, high=2)
+    ),
+    "evaluate.instances": session.Setting(
+        "evaluate__instances", bounds=session.Bounds(low=1, high=10000000)
+    ),
+    "evaluate.pretrain_iterations": session.Setting(
         "evaluate__pretrain_iterations",
-        bounds=runs.Bounds(low=0, high=10000000),
+        bounds=session.Bounds(low=0, high=10000000),
         follows="meta.iterations",
     ),
 }
@@ -137,7 +156,7 @@ def surrogate(batch, heads, gamma=0.99):
 
 
 @dataclass
-class State(runs.State):
+class State(session.State):
     """Everything the run learns and samples with: its generator (each outer iteration replaces it by that iteration's key), task families, models, meta-parameters and optimizers; checkpointed whole."""
 
     gen: torch.Generator
@@ -210,10 +229,10 @@ def adapt(
     return (params, rounds)
 
 
-def meta(args: Args, state: State, run: runs.Run) -> None:
+def meta(args: Args, state: State, run: session.Run) -> None:
     """outer loop meta over adapt: each iteration samples a batch of tasks, runs the inner loop on them, then updates from what it collected."""
     for iteration in run.iterations("meta", args.meta__iterations):
-        state = state.replace(gen=runs.key(args.seed, "meta", iteration))
+        state = state.replace(gen=keys.key(args.seed, "meta", iteration))
         instances = state.cheetah.sample(args.meta__meta_batch, state.cheetah.horizon, state.gen)
         adapted, rounds = adapt(
             args,
@@ -261,7 +280,7 @@ def meta(args: Args, state: State, run: runs.Run) -> None:
         )
 
 
-def evaluate(args: Args, state: State, run: runs.Run) -> None:
+def evaluate(args: Args, state: State, run: session.Run) -> None:
     """Held-out tasks: the score after k inner steps from the meta-learned θ and from each baseline, on the same tasks and random draws; each method's step size after the first step is the candidate that scores best on separate validation tasks."""
     run.write_eval(
         evaluation.adaptation(
@@ -337,8 +356,8 @@ SPEC_SOURCE = "\n".join(
 
 
 def main(argv=None) -> None:
-    args, options = runs.parse(Args, SETTINGS, argv, iterations="meta.iterations")
-    with runs.Run(
+    args, options = session.parse(Args, SETTINGS, argv, iterations="meta.iterations")
+    with session.Run(
         SPEC,
         SPEC_SHA256,
         args,

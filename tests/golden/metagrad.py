@@ -7,17 +7,10 @@ python train.py [--seed N] [--iterations N] [--set PATH=VALUE ...] [--out DIR] [
 from __future__ import annotations
 from dataclasses import dataclass
 import torch
-from metadsl.runtime import (
-    adaptation,
-    evaluation,
-    metaparams,
-    models,
-    ops,
-    rollout,
-    rules,
-    runs,
-    tasks,
-)
+from metadsl.runtime.execution import keys, rollout
+from metadsl.runtime.learning import adaptation, metaparams, models, ops, rules
+from metadsl.runtime.runs import evaluation, session
+from metadsl.runtime.tasks import families
 
 SPEC = "metagrad"
 SPEC_SHA256 = "293fa35928cea7a3"
@@ -90,45 +83,61 @@ class Args:
 
 
 SETTINGS = {
-    "seed": runs.Setting("seed", bounds=runs.Bounds(low=0)),
-    "schedule.checkpoint_every": runs.Setting(
-        "schedule__checkpoint_every", bounds=runs.Bounds(low=1, high=10000000)
+    "seed": session.Setting("seed", bounds=session.Bounds(low=0)),
+    "schedule.checkpoint_every": session.Setting(
+        "schedule__checkpoint_every", bounds=session.Bounds(low=1, high=10000000)
     ),
-    "schedule.log_every": runs.Setting("schedule__log_every", bounds=runs.Bounds(low=0)),
-    "schedule.threads": runs.Setting("schedule__threads", bounds=runs.Bounds(low=0, high=1024)),
-    "chain_mdp.length": runs.Setting("chain_mdp__length", bounds=runs.Bounds(low=2, high=10000000)),
-    "chain_mdp.horizon": runs.Setting(
-        "chain_mdp__horizon", bounds=runs.Bounds(low=1, high=10000000)
+    "schedule.log_every": session.Setting("schedule__log_every", bounds=session.Bounds(low=0)),
+    "schedule.threads": session.Setting(
+        "schedule__threads", bounds=session.Bounds(low=0, high=1024)
     ),
-    "chain_mdp.near_reward": runs.Setting("chain_mdp__near_reward"),
-    "chain_mdp.far_reward": runs.Setting("chain_mdp__far_reward"),
-    "chain_mdp.slip": runs.Setting("chain_mdp__slip", bounds=runs.Bounds(low=0, high=1)),
-    "gamma.init": runs.Setting("gamma__init"),
-    "gamma.low": runs.Setting("gamma__low"),
-    "gamma.high": runs.Setting("gamma__high"),
-    "lam.init": runs.Setting("lam__init"),
-    "lam.low": runs.Setting("lam__low"),
-    "lam.high": runs.Setting("lam__high"),
-    "step.steps": runs.Setting("step__steps", bounds=runs.Bounds(low=1, high=10000000)),
-    "meta.iterations": runs.Setting("meta__iterations", bounds=runs.Bounds(low=1, high=10000000)),
-    "meta.meta_batch": runs.Setting("meta__meta_batch", bounds=runs.Bounds(low=1, high=10000000)),
-    "step.tau.count": runs.Setting("step__tau__count", bounds=runs.Bounds(low=1)),
-    "step.agent.lr": runs.Setting("step__agent__lr", bounds=runs.Bounds(low=0, low_open=True)),
-    "step.agent.steps": runs.Setting(
-        "step__agent__steps", bounds=runs.Bounds(low=1, high=10000000)
+    "chain_mdp.length": session.Setting(
+        "chain_mdp__length", bounds=session.Bounds(low=2, high=10000000)
     ),
-    "meta.tau'.count": runs.Setting("meta__tau_prime__count", bounds=runs.Bounds(low=1)),
-    "meta.gamma.lr": runs.Setting("meta__gamma__lr", bounds=runs.Bounds(low=0, low_open=True)),
-    "meta.gamma.max_grad_norm": runs.Setting(
-        "meta__gamma__max_grad_norm", bounds=runs.Bounds(low=0)
+    "chain_mdp.horizon": session.Setting(
+        "chain_mdp__horizon", bounds=session.Bounds(low=1, high=10000000)
     ),
-    "meta.gamma.l2": runs.Setting("meta__gamma__l2", bounds=runs.Bounds(low=0)),
-    "meta.gamma.a2c.gamma": runs.Setting("meta__gamma__a2c__gamma"),
-    "meta.gamma.a2c.lam": runs.Setting("meta__gamma__a2c__lam"),
-    "meta.through.order": runs.Setting("meta__through__order", bounds=runs.Bounds(low=1, high=2)),
-    "meta.through.trace": runs.Setting("meta__through__trace", bounds=runs.Bounds(low=0, high=1)),
-    "evaluate.instances": runs.Setting(
-        "evaluate__instances", bounds=runs.Bounds(low=1, high=10000000)
+    "chain_mdp.near_reward": session.Setting("chain_mdp__near_reward"),
+    "chain_mdp.far_reward": session.Setting("chain_mdp__far_reward"),
+    "chain_mdp.slip": session.Setting("chain_mdp__slip", bounds=session.Bounds(low=0, high=1)),
+    "gamma.init": session.Setting("gamma__init"),
+    "gamma.low": session.Setting("gamma__low"),
+    "gamma.high": session.Setting("gamma__high"),
+    "lam.init": session.Setting("lam__init"),
+    "lam.low": session.Setting("lam__low"),
+    "lam.high": session.Setting("lam__high"),
+    "step.steps": session.Setting("step__steps", bounds=session.Bounds(low=1, high=10000000)),
+    "meta.iterations": session.Setting(
+        "meta__iterations", bounds=session.Bounds(low=1, high=10000000)
+    ),
+    "meta.meta_batch": session.Setting(
+        "meta__meta_batch", bounds=session.Bounds(low=1, high=10000000)
+    ),
+    "step.tau.count": session.Setting("step__tau__count", bounds=session.Bounds(low=1)),
+    "step.agent.lr": session.Setting(
+        "step__agent__lr", bounds=session.Bounds(low=0, low_open=True)
+    ),
+    "step.agent.steps": session.Setting(
+        "step__agent__steps", bounds=session.Bounds(low=1, high=10000000)
+    ),
+    "meta.tau'.count": session.Setting("meta__tau_prime__count", bounds=session.Bounds(low=1)),
+    "meta.gamma.lr": session.Setting(
+        "meta__gamma__lr", bounds=session.Bounds(low=0, low_open=True)
+    ),
+    "meta.gamma.max_grad_norm": session.Setting(
+        "meta__gamma__max_grad_norm", bounds=session.Bounds(low=0)
+    ),
+    "meta.gamma.l2": session.Setting("meta__gamma__l2", bounds=session.Bounds(low=0)),
+    "meta.gamma.a2c.gamma": session.Setting("meta__gamma__a2c__gamma"),
+    "meta.gamma.a2c.lam": session.Setting("meta__gamma__a2c__lam"),
+    "meta.through.order": session.Setting(
+        "meta__through__order", bounds=session.Bounds(low=1, high=2)
+    ),
+    "meta.through.trace": session.Setting(
+        "meta__through__trace", bounds=session.Bounds(low=0, high=1)
+    ),
+    "evaluate.instances": session.Setting(
+        "evaluate__instances", bounds=session.Bounds(low=1, high=10000000)
     ),
 }
 
@@ -173,11 +182,11 @@ def a2c(batch, heads, gamma=0.99, lam=1.0, value_coef=0.5, entropy_coef=0.01):
 
 
 @dataclass
-class State(runs.State):
+class State(session.State):
     """Everything the run learns and samples with: its generator (each outer iteration replaces it by that iteration's key), task families, models, meta-parameters and optimizers; checkpointed whole."""
 
     gen: torch.Generator
-    chain_mdp: tasks.Chain
+    chain_mdp: families.Chain
     agent: models.FeedForward
     gamma: metaparams.Bounded
     lam: metaparams.Bounded
@@ -189,7 +198,7 @@ def build(args: Args) -> State:
     """Tasks, models, meta-parameters and optimizers, seeded from args.seed."""
     torch.manual_seed(args.seed)
     gen = torch.Generator().manual_seed(args.seed)
-    chain_mdp = tasks.Chain(
+    chain_mdp = families.Chain(
         length=args.chain_mdp__length,
         horizon=args.chain_mdp__horizon,
         near_reward=args.chain_mdp__near_reward,
@@ -261,10 +270,10 @@ def step(
     return (params, rounds)
 
 
-def meta(args: Args, state: State, run: runs.Run) -> None:
+def meta(args: Args, state: State, run: session.Run) -> None:
     """outer loop meta over step: each iteration samples a batch of tasks, runs the inner loop on them, then updates from what it collected."""
     for iteration in run.iterations("meta", args.meta__iterations):
-        state = state.replace(gen=runs.key(args.seed, "meta", iteration))
+        state = state.replace(gen=keys.key(args.seed, "meta", iteration))
         instances = state.chain_mdp.sample(
             args.meta__meta_batch, state.chain_mdp.horizon, state.gen
         )
@@ -317,7 +326,7 @@ def meta(args: Args, state: State, run: runs.Run) -> None:
         )
 
 
-def evaluate(args: Args, state: State, run: runs.Run) -> None:
+def evaluate(args: Args, state: State, run: session.Run) -> None:
     """Held-out tasks: the learner and each baseline on the same instances and random draws."""
     held_out = [("chain_mdp", state.chain_mdp)]
     results = []
@@ -387,8 +396,8 @@ SPEC_SOURCE = "\n".join(
 
 
 def main(argv=None) -> None:
-    args, options = runs.parse(Args, SETTINGS, argv, iterations="meta.iterations")
-    with runs.Run(
+    args, options = session.parse(Args, SETTINGS, argv, iterations="meta.iterations")
+    with session.Run(
         SPEC,
         SPEC_SHA256,
         args,

@@ -8,17 +8,10 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 import torch
-from metadsl.runtime import (
-    adaptation,
-    evaluation,
-    metaparams,
-    models,
-    ops,
-    rollout,
-    rules,
-    runs,
-    tasks,
-)
+from metadsl.runtime.execution import keys, rollout
+from metadsl.runtime.learning import adaptation, metaparams, models, ops, rules
+from metadsl.runtime.runs import evaluation, session
+from metadsl.runtime.tasks import families
 
 SPEC = "metasgd_sine"
 SPEC_SHA256 = "eaa5faa8b1e52064"
@@ -77,35 +70,47 @@ class Args:
 
 
 SETTINGS = {
-    "seed": runs.Setting("seed", bounds=runs.Bounds(low=0)),
-    "schedule.checkpoint_every": runs.Setting(
-        "schedule__checkpoint_every", bounds=runs.Bounds(low=1, high=10000000)
+    "seed": session.Setting("seed", bounds=session.Bounds(low=0)),
+    "schedule.checkpoint_every": session.Setting(
+        "schedule__checkpoint_every", bounds=session.Bounds(low=1, high=10000000)
     ),
-    "schedule.log_every": runs.Setting("schedule__log_every", bounds=runs.Bounds(low=0)),
-    "schedule.threads": runs.Setting("schedule__threads", bounds=runs.Bounds(low=0, high=1024)),
-    "sines.amp_low": runs.Setting("sines__amp_low", bounds=runs.Bounds(low=0, low_open=True)),
-    "sines.amp_high": runs.Setting("sines__amp_high", bounds=runs.Bounds(low=0, low_open=True)),
-    "sines.phase_low": runs.Setting("sines__phase_low"),
-    "sines.phase_high": runs.Setting("sines__phase_high"),
-    "sines.x_low": runs.Setting("sines__x_low"),
-    "sines.x_high": runs.Setting("sines__x_high"),
-    "alpha.init": runs.Setting("alpha__init", bounds=runs.Bounds(low=0, low_open=True)),
-    "adapt.steps": runs.Setting("adapt__steps", bounds=runs.Bounds(low=1, high=10000000)),
-    "meta.iterations": runs.Setting("meta__iterations", bounds=runs.Bounds(low=1, high=10000000)),
-    "meta.meta_batch": runs.Setting("meta__meta_batch", bounds=runs.Bounds(low=1, high=10000000)),
-    "adapt.train.count": runs.Setting("adapt__train__count", bounds=runs.Bounds(low=1)),
-    "adapt.f.steps": runs.Setting("adapt__f__steps", bounds=runs.Bounds(low=1, high=10000000)),
-    "meta.test.count": runs.Setting("meta__test__count", bounds=runs.Bounds(low=1)),
-    "meta.f.lr": runs.Setting("meta__f__lr", bounds=runs.Bounds(low=0, low_open=True)),
-    "meta.f.max_grad_norm": runs.Setting("meta__f__max_grad_norm", bounds=runs.Bounds(low=0)),
-    "meta.f.l2": runs.Setting("meta__f__l2", bounds=runs.Bounds(low=0)),
-    "meta.through.order": runs.Setting("meta__through__order", bounds=runs.Bounds(low=1, high=2)),
-    "evaluate.instances": runs.Setting(
-        "evaluate__instances", bounds=runs.Bounds(low=1, high=10000000)
+    "schedule.log_every": session.Setting("schedule__log_every", bounds=session.Bounds(low=0)),
+    "schedule.threads": session.Setting(
+        "schedule__threads", bounds=session.Bounds(low=0, high=1024)
     ),
-    "evaluate.pretrain_iterations": runs.Setting(
+    "sines.amp_low": session.Setting("sines__amp_low", bounds=session.Bounds(low=0, low_open=True)),
+    "sines.amp_high": session.Setting(
+        "sines__amp_high", bounds=session.Bounds(low=0, low_open=True)
+    ),
+    "sines.phase_low": session.Setting("sines__phase_low"),
+    "sines.phase_high": session.Setting("sines__phase_high"),
+    "sines.x_low": session.Setting("sines__x_low"),
+    "sines.x_high": session.Setting("sines__x_high"),
+    "alpha.init": session.Setting("alpha__init", bounds=session.Bounds(low=0, low_open=True)),
+    "adapt.steps": session.Setting("adapt__steps", bounds=session.Bounds(low=1, high=10000000)),
+    "meta.iterations": session.Setting(
+        "meta__iterations", bounds=session.Bounds(low=1, high=10000000)
+    ),
+    "meta.meta_batch": session.Setting(
+        "meta__meta_batch", bounds=session.Bounds(low=1, high=10000000)
+    ),
+    "adapt.train.count": session.Setting("adapt__train__count", bounds=session.Bounds(low=1)),
+    "adapt.f.steps": session.Setting(
+        "adapt__f__steps", bounds=session.Bounds(low=1, high=10000000)
+    ),
+    "meta.test.count": session.Setting("meta__test__count", bounds=session.Bounds(low=1)),
+    "meta.f.lr": session.Setting("meta__f__lr", bounds=session.Bounds(low=0, low_open=True)),
+    "meta.f.max_grad_norm": session.Setting("meta__f__max_grad_norm", bounds=session.Bounds(low=0)),
+    "meta.f.l2": session.Setting("meta__f__l2", bounds=session.Bounds(low=0)),
+    "meta.through.order": session.Setting(
+        "meta__through__order", bounds=session.Bounds(low=1, high=2)
+    ),
+    "evaluate.instances": session.Setting(
+        "evaluate__instances", bounds=session.Bounds(low=1, high=10000000)
+    ),
+    "evaluate.pretrain_iterations": session.Setting(
         "evaluate__pretrain_iterations",
-        bounds=runs.Bounds(low=0, high=10000000),
+        bounds=session.Bounds(low=0, high=10000000),
         follows="meta.iterations",
     ),
 }
@@ -121,11 +126,11 @@ def mse(batch, heads, prediction=None, target=None):
 
 
 @dataclass
-class State(runs.State):
+class State(session.State):
     """Everything the run learns and samples with: its generator (each outer iteration replaces it by that iteration's key), task families, models, meta-parameters and optimizers; checkpointed whole."""
 
     gen: torch.Generator
-    sines: tasks.Sine
+    sines: families.Sine
     f: models.FeedForward
     alpha: metaparams.StepSizes
     opt_f: rules.Adam
@@ -135,7 +140,7 @@ def build(args: Args) -> State:
     """Tasks, models, meta-parameters and optimizers, seeded from args.seed."""
     torch.manual_seed(args.seed)
     gen = torch.Generator().manual_seed(args.seed)
-    sines = tasks.Sine(
+    sines = families.Sine(
         amp_low=args.sines__amp_low,
         amp_high=args.sines__amp_high,
         phase_low=args.sines__phase_low,
@@ -197,10 +202,10 @@ def adapt(
     return (params, rounds)
 
 
-def meta(args: Args, state: State, run: runs.Run) -> None:
+def meta(args: Args, state: State, run: session.Run) -> None:
     """outer loop meta over adapt: each iteration samples a batch of tasks, runs the inner loop on them, then updates from what it collected."""
     for iteration in run.iterations("meta", args.meta__iterations):
-        state = state.replace(gen=runs.key(args.seed, "meta", iteration))
+        state = state.replace(gen=keys.key(args.seed, "meta", iteration))
         instances = state.sines.sample(args.meta__meta_batch, state.sines.horizon, state.gen)
         adapted, rounds = adapt(
             args,
@@ -235,7 +240,7 @@ def meta(args: Args, state: State, run: runs.Run) -> None:
         )
 
 
-def evaluate(args: Args, state: State, run: runs.Run) -> None:
+def evaluate(args: Args, state: State, run: session.Run) -> None:
     """Held-out tasks: the score after k inner steps from the meta-learned θ and from each baseline, on the same tasks and random draws; each method's step size after the first step is the candidate that scores best on separate validation tasks."""
     run.write_eval(
         evaluation.adaptation(
@@ -321,8 +326,8 @@ SPEC_SOURCE = "\n".join(
 
 
 def main(argv=None) -> None:
-    args, options = runs.parse(Args, SETTINGS, argv, iterations="meta.iterations")
-    with runs.Run(
+    args, options = session.parse(Args, SETTINGS, argv, iterations="meta.iterations")
+    with session.Run(
         SPEC,
         SPEC_SHA256,
         args,

@@ -7,7 +7,11 @@ python train.py [--seed N] [--iterations N] [--set PATH=VALUE ...] [--out DIR] [
 from __future__ import annotations
 from dataclasses import dataclass
 import torch
-from metadsl.runtime import episodic, evaluation, gym_tasks, ops, rollout, runs
+from metadsl.runtime.execution import keys, rollout
+from metadsl.runtime.learning import ops
+from metadsl.runtime.memory import episodic
+from metadsl.runtime.runs import evaluation, session
+from metadsl.runtime.tasks import gym_tasks
 
 SPEC = "mfec"
 SPEC_SHA256 = "7e35f4702458ff8b"
@@ -52,31 +56,35 @@ class Args:
 
 
 SETTINGS = {
-    "seed": runs.Setting("seed", bounds=runs.Bounds(low=0)),
-    "schedule.checkpoint_every": runs.Setting(
-        "schedule__checkpoint_every", bounds=runs.Bounds(low=1, high=10000000)
+    "seed": session.Setting("seed", bounds=session.Bounds(low=0)),
+    "schedule.checkpoint_every": session.Setting(
+        "schedule__checkpoint_every", bounds=session.Bounds(low=1, high=10000000)
     ),
-    "schedule.log_every": runs.Setting("schedule__log_every", bounds=runs.Bounds(low=0)),
-    "schedule.threads": runs.Setting("schedule__threads", bounds=runs.Bounds(low=0, high=1024)),
-    "cartpole.id": runs.Setting("cartpole__id"),
-    "cartpole.horizon": runs.Setting("cartpole__horizon", bounds=runs.Bounds(low=0)),
-    "qec.actions": runs.Setting("qec__actions", bounds=runs.Bounds(low=1, high=10000000)),
-    "qec.capacity": runs.Setting("qec__capacity", bounds=runs.Bounds(low=1, high=10000000)),
-    "qec.k": runs.Setting("qec__k", bounds=runs.Bounds(low=1, high=10000000)),
-    "qec.projection": runs.Setting("qec__projection", bounds=runs.Bounds(low=1, high=10000000)),
-    "episode.steps": runs.Setting("episode__steps", bounds=runs.Bounds(low=1, high=10000000)),
-    "lifetime.iterations": runs.Setting(
-        "lifetime__iterations", bounds=runs.Bounds(low=1, high=10000000)
+    "schedule.log_every": session.Setting("schedule__log_every", bounds=session.Bounds(low=0)),
+    "schedule.threads": session.Setting(
+        "schedule__threads", bounds=session.Bounds(low=0, high=1024)
     ),
-    "lifetime.meta_batch": runs.Setting(
-        "lifetime__meta_batch", bounds=runs.Bounds(low=1, high=10000000)
+    "cartpole.id": session.Setting("cartpole__id"),
+    "cartpole.horizon": session.Setting("cartpole__horizon", bounds=session.Bounds(low=0)),
+    "qec.actions": session.Setting("qec__actions", bounds=session.Bounds(low=1, high=10000000)),
+    "qec.capacity": session.Setting("qec__capacity", bounds=session.Bounds(low=1, high=10000000)),
+    "qec.k": session.Setting("qec__k", bounds=session.Bounds(low=1, high=10000000)),
+    "qec.projection": session.Setting(
+        "qec__projection", bounds=session.Bounds(low=1, high=10000000)
     ),
-    "episode.tau.count": runs.Setting("episode__tau__count", bounds=runs.Bounds(low=1)),
-    "episode.tau.q_greedy.epsilon": runs.Setting(
-        "episode__tau__q_greedy__epsilon", bounds=runs.Bounds(low=0, high=1)
+    "episode.steps": session.Setting("episode__steps", bounds=session.Bounds(low=1, high=10000000)),
+    "lifetime.iterations": session.Setting(
+        "lifetime__iterations", bounds=session.Bounds(low=1, high=10000000)
     ),
-    "evaluate.instances": runs.Setting(
-        "evaluate__instances", bounds=runs.Bounds(low=1, high=10000000)
+    "lifetime.meta_batch": session.Setting(
+        "lifetime__meta_batch", bounds=session.Bounds(low=1, high=10000000)
+    ),
+    "episode.tau.count": session.Setting("episode__tau__count", bounds=session.Bounds(low=1)),
+    "episode.tau.q_greedy.epsilon": session.Setting(
+        "episode__tau__q_greedy__epsilon", bounds=session.Bounds(low=0, high=1)
+    ),
+    "evaluate.instances": session.Setting(
+        "evaluate__instances", bounds=session.Bounds(low=1, high=10000000)
     ),
 }
 
@@ -89,7 +97,7 @@ def discounted(batch, heads, r=None, gamma=0.99):
 
 
 @dataclass
-class State(runs.State):
+class State(session.State):
     """Everything the run learns and samples with: its generator (each outer iteration replaces it by that iteration's key), task families, models, meta-parameters and optimizers; checkpointed whole."""
 
     gen: torch.Generator
@@ -137,10 +145,10 @@ def episode(args: Args, state: State, instances, steps: int, progress: float) ->
     return rounds
 
 
-def lifetime(args: Args, state: State, run: runs.Run) -> None:
+def lifetime(args: Args, state: State, run: session.Run) -> None:
     """outer loop lifetime over episode: each iteration samples a batch of tasks, runs the inner loop on them, then updates from what it collected."""
     for iteration in run.iterations("lifetime", args.lifetime__iterations):
-        state = state.replace(gen=runs.key(args.seed, "lifetime", iteration))
+        state = state.replace(gen=keys.key(args.seed, "lifetime", iteration))
         instances = state.cartpole.sample(
             args.lifetime__meta_batch, state.cartpole.horizon, state.gen
         )
@@ -152,7 +160,7 @@ def lifetime(args: Args, state: State, run: runs.Run) -> None:
         )
 
 
-def evaluate(args: Args, state: State, run: runs.Run) -> None:
+def evaluate(args: Args, state: State, run: session.Run) -> None:
     """Held-out tasks: the learner and each baseline on the same instances and random draws."""
     held_out = [("cartpole", state.cartpole)]
     results = []
@@ -210,8 +218,8 @@ SPEC_SOURCE = "\n".join(
 
 
 def main(argv=None) -> None:
-    args, options = runs.parse(Args, SETTINGS, argv, iterations="lifetime.iterations")
-    with runs.Run(
+    args, options = session.parse(Args, SETTINGS, argv, iterations="lifetime.iterations")
+    with session.Run(
         SPEC,
         SPEC_SHA256,
         args,

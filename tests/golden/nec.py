@@ -7,17 +7,11 @@ python train.py [--seed N] [--iterations N] [--set PATH=VALUE ...] [--out DIR] [
 from __future__ import annotations
 from dataclasses import dataclass
 import torch
-from metadsl.runtime import (
-    episodic,
-    evaluation,
-    gym_tasks,
-    models,
-    ops,
-    replay,
-    rollout,
-    rules,
-    runs,
-)
+from metadsl.runtime.execution import keys, rollout
+from metadsl.runtime.learning import models, ops, rules
+from metadsl.runtime.memory import episodic, replay
+from metadsl.runtime.runs import evaluation, session
+from metadsl.runtime.tasks import gym_tasks
 
 SPEC = "nec"
 SPEC_SHA256 = "0bf0bac06e6aa7dc"
@@ -78,41 +72,51 @@ class Args:
 
 
 SETTINGS = {
-    "seed": runs.Setting("seed", bounds=runs.Bounds(low=0)),
-    "schedule.checkpoint_every": runs.Setting(
-        "schedule__checkpoint_every", bounds=runs.Bounds(low=1, high=10000000)
+    "seed": session.Setting("seed", bounds=session.Bounds(low=0)),
+    "schedule.checkpoint_every": session.Setting(
+        "schedule__checkpoint_every", bounds=session.Bounds(low=1, high=10000000)
     ),
-    "schedule.log_every": runs.Setting("schedule__log_every", bounds=runs.Bounds(low=0)),
-    "schedule.threads": runs.Setting("schedule__threads", bounds=runs.Bounds(low=0, high=1024)),
-    "cartpole.id": runs.Setting("cartpole__id"),
-    "cartpole.horizon": runs.Setting("cartpole__horizon", bounds=runs.Bounds(low=0)),
-    "M.actions": runs.Setting("M__actions", bounds=runs.Bounds(low=1, high=10000000)),
-    "M.capacity": runs.Setting("M__capacity", bounds=runs.Bounds(low=1, high=10000000)),
-    "M.k": runs.Setting("M__k", bounds=runs.Bounds(low=1, high=10000000)),
-    "M.delta": runs.Setting("M__delta", bounds=runs.Bounds(low=0, low_open=True)),
-    "replay.capacity": runs.Setting("replay__capacity", bounds=runs.Bounds(low=1, high=10000000)),
-    "episode.steps": runs.Setting("episode__steps", bounds=runs.Bounds(low=1, high=10000000)),
-    "train.iterations": runs.Setting("train__iterations", bounds=runs.Bounds(low=1, high=10000000)),
-    "train.meta_batch": runs.Setting("train__meta_batch", bounds=runs.Bounds(low=1, high=10000000)),
-    "episode.tau.count": runs.Setting("episode__tau__count", bounds=runs.Bounds(low=1)),
-    "episode.tau.q_greedy.epsilon": runs.Setting(
-        "episode__tau__q_greedy__epsilon", bounds=runs.Bounds(low=0, high=1)
+    "schedule.log_every": session.Setting("schedule__log_every", bounds=session.Bounds(low=0)),
+    "schedule.threads": session.Setting(
+        "schedule__threads", bounds=session.Bounds(low=0, high=1024)
     ),
-    "episode.M.alpha": runs.Setting("episode__M__alpha", bounds=runs.Bounds(low=0, high=1)),
-    "train.batch.count": runs.Setting("train__batch__count", bounds=runs.Bounds(low=1)),
-    "train.embed.lr": runs.Setting("train__embed__lr", bounds=runs.Bounds(low=0, low_open=True)),
-    "train.embed.epochs": runs.Setting(
-        "train__embed__epochs", bounds=runs.Bounds(low=1, high=10000000)
+    "cartpole.id": session.Setting("cartpole__id"),
+    "cartpole.horizon": session.Setting("cartpole__horizon", bounds=session.Bounds(low=0)),
+    "M.actions": session.Setting("M__actions", bounds=session.Bounds(low=1, high=10000000)),
+    "M.capacity": session.Setting("M__capacity", bounds=session.Bounds(low=1, high=10000000)),
+    "M.k": session.Setting("M__k", bounds=session.Bounds(low=1, high=10000000)),
+    "M.delta": session.Setting("M__delta", bounds=session.Bounds(low=0, low_open=True)),
+    "replay.capacity": session.Setting(
+        "replay__capacity", bounds=session.Bounds(low=1, high=10000000)
     ),
-    "train.embed.minibatches": runs.Setting(
-        "train__embed__minibatches", bounds=runs.Bounds(low=1, high=10000000)
+    "episode.steps": session.Setting("episode__steps", bounds=session.Bounds(low=1, high=10000000)),
+    "train.iterations": session.Setting(
+        "train__iterations", bounds=session.Bounds(low=1, high=10000000)
     ),
-    "train.embed.max_grad_norm": runs.Setting(
-        "train__embed__max_grad_norm", bounds=runs.Bounds(low=0)
+    "train.meta_batch": session.Setting(
+        "train__meta_batch", bounds=session.Bounds(low=1, high=10000000)
     ),
-    "train.embed.l2": runs.Setting("train__embed__l2", bounds=runs.Bounds(low=0)),
-    "evaluate.instances": runs.Setting(
-        "evaluate__instances", bounds=runs.Bounds(low=1, high=10000000)
+    "episode.tau.count": session.Setting("episode__tau__count", bounds=session.Bounds(low=1)),
+    "episode.tau.q_greedy.epsilon": session.Setting(
+        "episode__tau__q_greedy__epsilon", bounds=session.Bounds(low=0, high=1)
+    ),
+    "episode.M.alpha": session.Setting("episode__M__alpha", bounds=session.Bounds(low=0, high=1)),
+    "train.batch.count": session.Setting("train__batch__count", bounds=session.Bounds(low=1)),
+    "train.embed.lr": session.Setting(
+        "train__embed__lr", bounds=session.Bounds(low=0, low_open=True)
+    ),
+    "train.embed.epochs": session.Setting(
+        "train__embed__epochs", bounds=session.Bounds(low=1, high=10000000)
+    ),
+    "train.embed.minibatches": session.Setting(
+        "train__embed__minibatches", bounds=session.Bounds(low=1, high=10000000)
+    ),
+    "train.embed.max_grad_norm": session.Setting(
+        "train__embed__max_grad_norm", bounds=session.Bounds(low=0)
+    ),
+    "train.embed.l2": session.Setting("train__embed__l2", bounds=session.Bounds(low=0)),
+    "evaluate.instances": session.Setting(
+        "evaluate__instances", bounds=session.Bounds(low=1, high=10000000)
     ),
 }
 
@@ -141,7 +145,7 @@ def nec_td(batch, heads):
 
 
 @dataclass
-class State(runs.State):
+class State(session.State):
     """Everything the run learns and samples with: its generator (each outer iteration replaces it by that iteration's key), task families, models, meta-parameters and optimizers; checkpointed whole."""
 
     gen: torch.Generator
@@ -215,10 +219,10 @@ def episode(args: Args, state: State, instances, steps: int, progress: float) ->
     return rounds
 
 
-def train(args: Args, state: State, run: runs.Run) -> None:
+def train(args: Args, state: State, run: session.Run) -> None:
     """outer loop train over episode: each iteration samples a batch of tasks, runs the inner loop on them, then updates from what it collected."""
     for iteration in run.iterations("train", args.train__iterations):
-        state = state.replace(gen=runs.key(args.seed, "train", iteration))
+        state = state.replace(gen=keys.key(args.seed, "train", iteration))
         instances = state.cartpole.sample(args.train__meta_batch, state.cartpole.horizon, state.gen)
         rounds = episode(args, state, instances, args.episode__steps, progress=run.progress)
         batch_ = state.replay_.sample(args.train__batch__count, state.gen)
@@ -240,7 +244,7 @@ def train(args: Args, state: State, run: runs.Run) -> None:
         )
 
 
-def evaluate(args: Args, state: State, run: runs.Run) -> None:
+def evaluate(args: Args, state: State, run: session.Run) -> None:
     """Held-out tasks: the learner and each baseline on the same instances and random draws."""
     held_out = [("cartpole", state.cartpole)]
     results = []
@@ -313,8 +317,8 @@ SPEC_SOURCE = "\n".join(
 
 
 def main(argv=None) -> None:
-    args, options = runs.parse(Args, SETTINGS, argv, iterations="train.iterations")
-    with runs.Run(
+    args, options = session.parse(Args, SETTINGS, argv, iterations="train.iterations")
+    with session.Run(
         SPEC,
         SPEC_SHA256,
         args,

@@ -8,7 +8,10 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 import torch
-from metadsl.runtime import adaptation, evaluation, models, ops, rollout, runs, tasks
+from metadsl.runtime.execution import keys, rollout
+from metadsl.runtime.learning import adaptation, models, ops
+from metadsl.runtime.runs import evaluation, session
+from metadsl.runtime.tasks import families
 
 SPEC = "reptile_sine"
 SPEC_SHA256 = "8421659d0456c239"
@@ -61,32 +64,42 @@ class Args:
 
 
 SETTINGS = {
-    "seed": runs.Setting("seed", bounds=runs.Bounds(low=0)),
-    "schedule.checkpoint_every": runs.Setting(
-        "schedule__checkpoint_every", bounds=runs.Bounds(low=1, high=10000000)
+    "seed": session.Setting("seed", bounds=session.Bounds(low=0)),
+    "schedule.checkpoint_every": session.Setting(
+        "schedule__checkpoint_every", bounds=session.Bounds(low=1, high=10000000)
     ),
-    "schedule.log_every": runs.Setting("schedule__log_every", bounds=runs.Bounds(low=0)),
-    "schedule.threads": runs.Setting("schedule__threads", bounds=runs.Bounds(low=0, high=1024)),
-    "sines.amp_low": runs.Setting("sines__amp_low", bounds=runs.Bounds(low=0, low_open=True)),
-    "sines.amp_high": runs.Setting("sines__amp_high", bounds=runs.Bounds(low=0, low_open=True)),
-    "sines.phase_low": runs.Setting("sines__phase_low"),
-    "sines.phase_high": runs.Setting("sines__phase_high"),
-    "sines.x_low": runs.Setting("sines__x_low"),
-    "sines.x_high": runs.Setting("sines__x_high"),
-    "adapt.steps": runs.Setting("adapt__steps", bounds=runs.Bounds(low=1, high=10000000)),
-    "meta.iterations": runs.Setting("meta__iterations", bounds=runs.Bounds(low=1, high=10000000)),
-    "meta.meta_batch": runs.Setting("meta__meta_batch", bounds=runs.Bounds(low=1, high=10000000)),
-    "adapt.batch.count": runs.Setting("adapt__batch__count", bounds=runs.Bounds(low=1)),
-    "adapt.f.lr": runs.Setting("adapt__f__lr", bounds=runs.Bounds(low=0, low_open=True)),
-    "adapt.f.steps": runs.Setting("adapt__f__steps", bounds=runs.Bounds(low=1, high=10000000)),
-    "meta.f.lr": runs.Setting("meta__f__lr", bounds=runs.Bounds(low=0, low_open=True)),
-    "meta.f.anneal": runs.Setting("meta__f__anneal"),
-    "evaluate.instances": runs.Setting(
-        "evaluate__instances", bounds=runs.Bounds(low=1, high=10000000)
+    "schedule.log_every": session.Setting("schedule__log_every", bounds=session.Bounds(low=0)),
+    "schedule.threads": session.Setting(
+        "schedule__threads", bounds=session.Bounds(low=0, high=1024)
     ),
-    "evaluate.pretrain_iterations": runs.Setting(
+    "sines.amp_low": session.Setting("sines__amp_low", bounds=session.Bounds(low=0, low_open=True)),
+    "sines.amp_high": session.Setting(
+        "sines__amp_high", bounds=session.Bounds(low=0, low_open=True)
+    ),
+    "sines.phase_low": session.Setting("sines__phase_low"),
+    "sines.phase_high": session.Setting("sines__phase_high"),
+    "sines.x_low": session.Setting("sines__x_low"),
+    "sines.x_high": session.Setting("sines__x_high"),
+    "adapt.steps": session.Setting("adapt__steps", bounds=session.Bounds(low=1, high=10000000)),
+    "meta.iterations": session.Setting(
+        "meta__iterations", bounds=session.Bounds(low=1, high=10000000)
+    ),
+    "meta.meta_batch": session.Setting(
+        "meta__meta_batch", bounds=session.Bounds(low=1, high=10000000)
+    ),
+    "adapt.batch.count": session.Setting("adapt__batch__count", bounds=session.Bounds(low=1)),
+    "adapt.f.lr": session.Setting("adapt__f__lr", bounds=session.Bounds(low=0, low_open=True)),
+    "adapt.f.steps": session.Setting(
+        "adapt__f__steps", bounds=session.Bounds(low=1, high=10000000)
+    ),
+    "meta.f.lr": session.Setting("meta__f__lr", bounds=session.Bounds(low=0, low_open=True)),
+    "meta.f.anneal": session.Setting("meta__f__anneal"),
+    "evaluate.instances": session.Setting(
+        "evaluate__instances", bounds=session.Bounds(low=1, high=10000000)
+    ),
+    "evaluate.pretrain_iterations": session.Setting(
         "evaluate__pretrain_iterations",
-        bounds=runs.Bounds(low=0, high=10000000),
+        bounds=session.Bounds(low=0, high=10000000),
         follows="meta.iterations",
     ),
 }
@@ -102,11 +115,11 @@ def mse(batch, heads, prediction=None, target=None):
 
 
 @dataclass
-class State(runs.State):
+class State(session.State):
     """Everything the run learns and samples with: its generator (each outer iteration replaces it by that iteration's key), task families, models, meta-parameters and optimizers; checkpointed whole."""
 
     gen: torch.Generator
-    sines: tasks.Sine
+    sines: families.Sine
     f: models.FeedForward
 
 
@@ -114,7 +127,7 @@ def build(args: Args) -> State:
     """Tasks, models, meta-parameters and optimizers, seeded from args.seed."""
     torch.manual_seed(args.seed)
     gen = torch.Generator().manual_seed(args.seed)
-    sines = tasks.Sine(
+    sines = families.Sine(
         amp_low=args.sines__amp_low,
         amp_high=args.sines__amp_high,
         phase_low=args.sines__phase_low,
@@ -168,10 +181,10 @@ def adapt(
     return (params, rounds)
 
 
-def meta(args: Args, state: State, run: runs.Run) -> None:
+def meta(args: Args, state: State, run: session.Run) -> None:
     """outer loop meta over adapt: each iteration samples a batch of tasks, runs the inner loop on them, then updates from what it collected."""
     for iteration in run.iterations("meta", args.meta__iterations):
-        state = state.replace(gen=runs.key(args.seed, "meta", iteration))
+        state = state.replace(gen=keys.key(args.seed, "meta", iteration))
         instances = state.sines.sample(args.meta__meta_batch, state.sines.horizon, state.gen)
         adapted, rounds = adapt(
             args,
@@ -195,7 +208,7 @@ def meta(args: Args, state: State, run: runs.Run) -> None:
         )
 
 
-def evaluate(args: Args, state: State, run: runs.Run) -> None:
+def evaluate(args: Args, state: State, run: session.Run) -> None:
     """Held-out tasks: the score after k inner steps from the meta-learned θ and from each baseline, on the same tasks and random draws; each method's step size after the first step is the candidate that scores best on separate validation tasks."""
     run.write_eval(
         evaluation.adaptation(
@@ -274,8 +287,8 @@ SPEC_SOURCE = "\n".join(
 
 
 def main(argv=None) -> None:
-    args, options = runs.parse(Args, SETTINGS, argv, iterations="meta.iterations")
-    with runs.Run(
+    args, options = session.parse(Args, SETTINGS, argv, iterations="meta.iterations")
+    with session.Run(
         SPEC,
         SPEC_SHA256,
         args,

@@ -7,7 +7,10 @@ python train.py [--seed N] [--iterations N] [--set PATH=VALUE ...] [--out DIR] [
 from __future__ import annotations
 from dataclasses import dataclass
 import torch
-from metadsl.runtime import evaluation, gym_tasks, models, ops, rollout, rules, runs
+from metadsl.runtime.execution import keys, rollout
+from metadsl.runtime.learning import models, ops, rules
+from metadsl.runtime.runs import evaluation, session
+from metadsl.runtime.tasks import gym_tasks
 
 SPEC = "rl2_cartpole"
 SPEC_SHA256 = "cb2fb25840853f7f"
@@ -62,36 +65,44 @@ class Args:
 
 
 SETTINGS = {
-    "seed": runs.Setting("seed", bounds=runs.Bounds(low=0)),
-    "schedule.checkpoint_every": runs.Setting(
-        "schedule__checkpoint_every", bounds=runs.Bounds(low=1, high=10000000)
+    "seed": session.Setting("seed", bounds=session.Bounds(low=0)),
+    "schedule.checkpoint_every": session.Setting(
+        "schedule__checkpoint_every", bounds=session.Bounds(low=1, high=10000000)
     ),
-    "schedule.log_every": runs.Setting("schedule__log_every", bounds=runs.Bounds(low=0)),
-    "schedule.threads": runs.Setting("schedule__threads", bounds=runs.Bounds(low=0, high=1024)),
-    "cartpole.id": runs.Setting("cartpole__id"),
-    "cartpole.horizon": runs.Setting("cartpole__horizon", bounds=runs.Bounds(low=0)),
-    "agent.hidden": runs.Setting("agent__hidden", bounds=runs.Bounds(low=1, high=16384)),
-    "trial.steps": runs.Setting("trial__steps", bounds=runs.Bounds(low=1, high=10000000)),
-    "meta.iterations": runs.Setting("meta__iterations", bounds=runs.Bounds(low=1, high=10000000)),
-    "meta.meta_batch": runs.Setting("meta__meta_batch", bounds=runs.Bounds(low=1, high=10000000)),
-    "trial.tau.count": runs.Setting("trial__tau__count", bounds=runs.Bounds(low=1)),
-    "meta.agent.lr": runs.Setting("meta__agent__lr", bounds=runs.Bounds(low=0, low_open=True)),
-    "meta.agent.epochs": runs.Setting(
-        "meta__agent__epochs", bounds=runs.Bounds(low=1, high=10000000)
+    "schedule.log_every": session.Setting("schedule__log_every", bounds=session.Bounds(low=0)),
+    "schedule.threads": session.Setting(
+        "schedule__threads", bounds=session.Bounds(low=0, high=1024)
     ),
-    "meta.agent.minibatches": runs.Setting(
-        "meta__agent__minibatches", bounds=runs.Bounds(low=1, high=10000000)
+    "cartpole.id": session.Setting("cartpole__id"),
+    "cartpole.horizon": session.Setting("cartpole__horizon", bounds=session.Bounds(low=0)),
+    "agent.hidden": session.Setting("agent__hidden", bounds=session.Bounds(low=1, high=16384)),
+    "trial.steps": session.Setting("trial__steps", bounds=session.Bounds(low=1, high=10000000)),
+    "meta.iterations": session.Setting(
+        "meta__iterations", bounds=session.Bounds(low=1, high=10000000)
     ),
-    "meta.agent.max_grad_norm": runs.Setting(
-        "meta__agent__max_grad_norm", bounds=runs.Bounds(low=0)
+    "meta.meta_batch": session.Setting(
+        "meta__meta_batch", bounds=session.Bounds(low=1, high=10000000)
     ),
-    "meta.agent.l2": runs.Setting("meta__agent__l2", bounds=runs.Bounds(low=0)),
-    "meta.agent.ppo.clip": runs.Setting("meta__agent__ppo__clip"),
-    "meta.agent.ppo.gamma": runs.Setting("meta__agent__ppo__gamma"),
-    "meta.agent.ppo.lam": runs.Setting("meta__agent__ppo__lam"),
-    "meta.agent.ppo.entropy_coef": runs.Setting("meta__agent__ppo__entropy_coef"),
-    "evaluate.instances": runs.Setting(
-        "evaluate__instances", bounds=runs.Bounds(low=1, high=10000000)
+    "trial.tau.count": session.Setting("trial__tau__count", bounds=session.Bounds(low=1)),
+    "meta.agent.lr": session.Setting(
+        "meta__agent__lr", bounds=session.Bounds(low=0, low_open=True)
+    ),
+    "meta.agent.epochs": session.Setting(
+        "meta__agent__epochs", bounds=session.Bounds(low=1, high=10000000)
+    ),
+    "meta.agent.minibatches": session.Setting(
+        "meta__agent__minibatches", bounds=session.Bounds(low=1, high=10000000)
+    ),
+    "meta.agent.max_grad_norm": session.Setting(
+        "meta__agent__max_grad_norm", bounds=session.Bounds(low=0)
+    ),
+    "meta.agent.l2": session.Setting("meta__agent__l2", bounds=session.Bounds(low=0)),
+    "meta.agent.ppo.clip": session.Setting("meta__agent__ppo__clip"),
+    "meta.agent.ppo.gamma": session.Setting("meta__agent__ppo__gamma"),
+    "meta.agent.ppo.lam": session.Setting("meta__agent__ppo__lam"),
+    "meta.agent.ppo.entropy_coef": session.Setting("meta__agent__ppo__entropy_coef"),
+    "evaluate.instances": session.Setting(
+        "evaluate__instances", bounds=session.Bounds(low=1, high=10000000)
     ),
 }
 
@@ -123,7 +134,7 @@ def ppo(batch, heads, clip=0.2, gamma=0.99, lam=0.95, value_coef=0.5, entropy_co
 
 
 @dataclass
-class State(runs.State):
+class State(session.State):
     """Everything the run learns and samples with: its generator (each outer iteration replaces it by that iteration's key), task families, models, meta-parameters and optimizers; checkpointed whole."""
 
     gen: torch.Generator
@@ -178,10 +189,10 @@ def trial(args: Args, state: State, instances, steps: int) -> list:
     return rounds
 
 
-def meta(args: Args, state: State, run: runs.Run) -> None:
+def meta(args: Args, state: State, run: session.Run) -> None:
     """outer loop meta over trial: each iteration samples a batch of tasks, runs the inner loop on them, then updates from what it collected."""
     for iteration in run.iterations("meta", args.meta__iterations):
-        state = state.replace(gen=runs.key(args.seed, "meta", iteration))
+        state = state.replace(gen=keys.key(args.seed, "meta", iteration))
         instances = state.cartpole.sample(
             args.meta__meta_batch, args.trial__tau__count * state.cartpole.horizon, state.gen
         )
@@ -216,7 +227,7 @@ def meta(args: Args, state: State, run: runs.Run) -> None:
         )
 
 
-def evaluate(args: Args, state: State, run: runs.Run) -> None:
+def evaluate(args: Args, state: State, run: session.Run) -> None:
     """Held-out tasks: the learner and each baseline on the same instances and random draws."""
     held_out = [("cartpole", state.cartpole)]
     results = []
@@ -287,8 +298,8 @@ SPEC_SOURCE = "\n".join(
 
 
 def main(argv=None) -> None:
-    args, options = runs.parse(Args, SETTINGS, argv, iterations="meta.iterations")
-    with runs.Run(
+    args, options = session.parse(Args, SETTINGS, argv, iterations="meta.iterations")
+    with session.Run(
         SPEC,
         SPEC_SHA256,
         args,

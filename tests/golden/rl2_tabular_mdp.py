@@ -7,7 +7,10 @@ python train.py [--seed N] [--iterations N] [--set PATH=VALUE ...] [--out DIR] [
 from __future__ import annotations
 from dataclasses import dataclass
 import torch
-from metadsl.runtime import evaluation, models, ops, rollout, rules, runs, tasks
+from metadsl.runtime.execution import keys, rollout
+from metadsl.runtime.learning import models, ops, rules
+from metadsl.runtime.runs import evaluation, session
+from metadsl.runtime.tasks import families
 
 SPEC = "rl2_tabular_mdp"
 SPEC_SHA256 = "814a2264d53e9378"
@@ -68,39 +71,49 @@ class Args:
 
 
 SETTINGS = {
-    "seed": runs.Setting("seed", bounds=runs.Bounds(low=0)),
-    "schedule.checkpoint_every": runs.Setting(
-        "schedule__checkpoint_every", bounds=runs.Bounds(low=1, high=10000000)
+    "seed": session.Setting("seed", bounds=session.Bounds(low=0)),
+    "schedule.checkpoint_every": session.Setting(
+        "schedule__checkpoint_every", bounds=session.Bounds(low=1, high=10000000)
     ),
-    "schedule.log_every": runs.Setting("schedule__log_every", bounds=runs.Bounds(low=0)),
-    "schedule.threads": runs.Setting("schedule__threads", bounds=runs.Bounds(low=0, high=1024)),
-    "mdps.states": runs.Setting("mdps__states", bounds=runs.Bounds(low=1, high=10000000)),
-    "mdps.actions": runs.Setting("mdps__actions", bounds=runs.Bounds(low=2, high=10000000)),
-    "mdps.horizon": runs.Setting("mdps__horizon", bounds=runs.Bounds(low=1, high=10000000)),
-    "mdps.reward_mean": runs.Setting("mdps__reward_mean"),
-    "mdps.reward_std": runs.Setting("mdps__reward_std", bounds=runs.Bounds(low=0, low_open=True)),
-    "agent.hidden": runs.Setting("agent__hidden", bounds=runs.Bounds(low=1, high=16384)),
-    "trial.steps": runs.Setting("trial__steps", bounds=runs.Bounds(low=1, high=10000000)),
-    "meta.iterations": runs.Setting("meta__iterations", bounds=runs.Bounds(low=1, high=10000000)),
-    "meta.meta_batch": runs.Setting("meta__meta_batch", bounds=runs.Bounds(low=1, high=10000000)),
-    "trial.tau.count": runs.Setting("trial__tau__count", bounds=runs.Bounds(low=1)),
-    "meta.agent.lr": runs.Setting("meta__agent__lr", bounds=runs.Bounds(low=0, low_open=True)),
-    "meta.agent.epochs": runs.Setting(
-        "meta__agent__epochs", bounds=runs.Bounds(low=1, high=10000000)
+    "schedule.log_every": session.Setting("schedule__log_every", bounds=session.Bounds(low=0)),
+    "schedule.threads": session.Setting(
+        "schedule__threads", bounds=session.Bounds(low=0, high=1024)
     ),
-    "meta.agent.minibatches": runs.Setting(
-        "meta__agent__minibatches", bounds=runs.Bounds(low=1, high=10000000)
+    "mdps.states": session.Setting("mdps__states", bounds=session.Bounds(low=1, high=10000000)),
+    "mdps.actions": session.Setting("mdps__actions", bounds=session.Bounds(low=2, high=10000000)),
+    "mdps.horizon": session.Setting("mdps__horizon", bounds=session.Bounds(low=1, high=10000000)),
+    "mdps.reward_mean": session.Setting("mdps__reward_mean"),
+    "mdps.reward_std": session.Setting(
+        "mdps__reward_std", bounds=session.Bounds(low=0, low_open=True)
     ),
-    "meta.agent.max_grad_norm": runs.Setting(
-        "meta__agent__max_grad_norm", bounds=runs.Bounds(low=0)
+    "agent.hidden": session.Setting("agent__hidden", bounds=session.Bounds(low=1, high=16384)),
+    "trial.steps": session.Setting("trial__steps", bounds=session.Bounds(low=1, high=10000000)),
+    "meta.iterations": session.Setting(
+        "meta__iterations", bounds=session.Bounds(low=1, high=10000000)
     ),
-    "meta.agent.l2": runs.Setting("meta__agent__l2", bounds=runs.Bounds(low=0)),
-    "meta.agent.ppo.clip": runs.Setting("meta__agent__ppo__clip"),
-    "meta.agent.ppo.gamma": runs.Setting("meta__agent__ppo__gamma"),
-    "meta.agent.ppo.lam": runs.Setting("meta__agent__ppo__lam"),
-    "meta.agent.ppo.entropy_coef": runs.Setting("meta__agent__ppo__entropy_coef"),
-    "evaluate.instances": runs.Setting(
-        "evaluate__instances", bounds=runs.Bounds(low=1, high=10000000)
+    "meta.meta_batch": session.Setting(
+        "meta__meta_batch", bounds=session.Bounds(low=1, high=10000000)
+    ),
+    "trial.tau.count": session.Setting("trial__tau__count", bounds=session.Bounds(low=1)),
+    "meta.agent.lr": session.Setting(
+        "meta__agent__lr", bounds=session.Bounds(low=0, low_open=True)
+    ),
+    "meta.agent.epochs": session.Setting(
+        "meta__agent__epochs", bounds=session.Bounds(low=1, high=10000000)
+    ),
+    "meta.agent.minibatches": session.Setting(
+        "meta__agent__minibatches", bounds=session.Bounds(low=1, high=10000000)
+    ),
+    "meta.agent.max_grad_norm": session.Setting(
+        "meta__agent__max_grad_norm", bounds=session.Bounds(low=0)
+    ),
+    "meta.agent.l2": session.Setting("meta__agent__l2", bounds=session.Bounds(low=0)),
+    "meta.agent.ppo.clip": session.Setting("meta__agent__ppo__clip"),
+    "meta.agent.ppo.gamma": session.Setting("meta__agent__ppo__gamma"),
+    "meta.agent.ppo.lam": session.Setting("meta__agent__ppo__lam"),
+    "meta.agent.ppo.entropy_coef": session.Setting("meta__agent__ppo__entropy_coef"),
+    "evaluate.instances": session.Setting(
+        "evaluate__instances", bounds=session.Bounds(low=1, high=10000000)
     ),
 }
 
@@ -132,11 +145,11 @@ def ppo(batch, heads, clip=0.2, gamma=0.99, lam=0.95, value_coef=0.5, entropy_co
 
 
 @dataclass
-class State(runs.State):
+class State(session.State):
     """Everything the run learns and samples with: its generator (each outer iteration replaces it by that iteration's key), task families, models, meta-parameters and optimizers; checkpointed whole."""
 
     gen: torch.Generator
-    mdps: tasks.TabularMDP
+    mdps_: families.TabularMDP
     agent: models.Recurrent
     opt_agent: rules.Adam
 
@@ -145,7 +158,7 @@ def build(args: Args) -> State:
     """Tasks, models, meta-parameters and optimizers, seeded from args.seed."""
     torch.manual_seed(args.seed)
     gen = torch.Generator().manual_seed(args.seed)
-    mdps = tasks.TabularMDP(
+    mdps_ = families.TabularMDP(
         states=args.mdps__states,
         actions=args.mdps__actions,
         horizon=args.mdps__horizon,
@@ -157,8 +170,8 @@ def build(args: Args) -> State:
         hidden=args.agent__hidden,
         inputs=["obs", "prev_action", "prev_reward", "prev_done"],
         heads={"pi": "categorical", "v": "value"},
-        obs_dim=mdps.obs_dim,
-        n_actions=mdps.n_actions,
+        obs_dim=mdps_.obs_dim,
+        n_actions=mdps_.n_actions,
         reset="task",
     )
     opt_agent = rules.Adam(
@@ -170,14 +183,14 @@ def build(args: Args) -> State:
         l2=args.meta__agent__l2,
         schedule="constant",
     )
-    return State(gen=gen, mdps=mdps, agent=agent, opt_agent=opt_agent)
+    return State(gen=gen, mdps_=mdps_, agent=agent, opt_agent=opt_agent)
 
 
 def trial(args: Args, state: State, instances, steps: int) -> list:
     """inner loop trial(task ~ mdps): `steps` rounds of its body on a batch of task instances. Returns each round's data."""
     rounds = []
     for _ in range(steps):
-        env = state.mdps.env(instances)
+        env = state.mdps_.env(instances)
         tau = rollout.collect(
             state.agent,
             env,
@@ -189,12 +202,12 @@ def trial(args: Args, state: State, instances, steps: int) -> list:
     return rounds
 
 
-def meta(args: Args, state: State, run: runs.Run) -> None:
+def meta(args: Args, state: State, run: session.Run) -> None:
     """outer loop meta over trial: each iteration samples a batch of tasks, runs the inner loop on them, then updates from what it collected."""
     for iteration in run.iterations("meta", args.meta__iterations):
-        state = state.replace(gen=runs.key(args.seed, "meta", iteration))
-        instances = state.mdps.sample(
-            args.meta__meta_batch, args.trial__tau__count * state.mdps.horizon, state.gen
+        state = state.replace(gen=keys.key(args.seed, "meta", iteration))
+        instances = state.mdps_.sample(
+            args.meta__meta_batch, args.trial__tau__count * state.mdps_.horizon, state.gen
         )
         rounds = trial(args, state, instances, args.trial__steps)
         tau = rounds[-1]["tau"]
@@ -217,7 +230,7 @@ def meta(args: Args, state: State, run: runs.Run) -> None:
         run.log(
             iteration,
             {
-                "charts/return": state.mdps.score(rounds[0]["tau"]).mean().item(),
+                "charts/return": state.mdps_.score(rounds[0]["tau"]).mean().item(),
                 "losses/agent": stats_agent["loss"],
                 "losses/agent_approx_kl": stats_agent["approx_kl"],
                 "losses/agent_clip_fraction": stats_agent["clip_fraction"],
@@ -227,9 +240,9 @@ def meta(args: Args, state: State, run: runs.Run) -> None:
         )
 
 
-def evaluate(args: Args, state: State, run: runs.Run) -> None:
+def evaluate(args: Args, state: State, run: session.Run) -> None:
     """Held-out tasks: the learner and each baseline on the same instances and random draws."""
-    held_out = [("mdps", state.mdps)]
+    held_out = [("mdps", state.mdps_)]
     results = []
     for label, family in held_out:
         results += evaluation.held_out(
@@ -237,7 +250,7 @@ def evaluate(args: Args, state: State, run: runs.Run) -> None:
             state.agent,
             family,
             label,
-            steps=args.trial__tau__count * state.mdps.horizon,
+            steps=args.trial__tau__count * state.mdps_.horizon,
             episodes=args.trial__tau__count,
             instances=args.evaluate__instances,
             against=["psrl", "oracle", "random"],
@@ -290,8 +303,8 @@ SPEC_SOURCE = "\n".join(
 
 
 def main(argv=None) -> None:
-    args, options = runs.parse(Args, SETTINGS, argv, iterations="meta.iterations")
-    with runs.Run(
+    args, options = session.parse(Args, SETTINGS, argv, iterations="meta.iterations")
+    with session.Run(
         SPEC,
         SPEC_SHA256,
         args,

@@ -7,7 +7,10 @@ python train.py [--seed N] [--iterations N] [--set PATH=VALUE ...] [--out DIR] [
 from __future__ import annotations
 from dataclasses import dataclass
 import torch
-from metadsl.runtime import evaluation, models, ops, rollout, rules, runs, tasks
+from metadsl.runtime.execution import keys, rollout
+from metadsl.runtime.learning import models, ops, rules
+from metadsl.runtime.runs import evaluation, session
+from metadsl.runtime.tasks import families
 
 SPEC = "wang2016_informative_arm"
 SPEC_SHA256 = "2c924ec04082fca8"
@@ -58,30 +61,40 @@ class Args:
 
 
 SETTINGS = {
-    "seed": runs.Setting("seed", bounds=runs.Bounds(low=0)),
-    "schedule.checkpoint_every": runs.Setting(
-        "schedule__checkpoint_every", bounds=runs.Bounds(low=1, high=10000000)
+    "seed": session.Setting("seed", bounds=session.Bounds(low=0)),
+    "schedule.checkpoint_every": session.Setting(
+        "schedule__checkpoint_every", bounds=session.Bounds(low=1, high=10000000)
     ),
-    "schedule.log_every": runs.Setting("schedule__log_every", bounds=runs.Bounds(low=0)),
-    "schedule.threads": runs.Setting("schedule__threads", bounds=runs.Bounds(low=0, high=1024)),
-    "bandits.arms": runs.Setting("bandits__arms", bounds=runs.Bounds(low=3)),
-    "agent.hidden": runs.Setting("agent__hidden", bounds=runs.Bounds(low=1, high=16384)),
-    "agent.layers": runs.Setting("agent__layers", bounds=runs.Bounds(low=1, high=10000000)),
-    "episode.steps": runs.Setting("episode__steps", bounds=runs.Bounds(low=1, high=10000000)),
-    "meta.iterations": runs.Setting("meta__iterations", bounds=runs.Bounds(low=1, high=10000000)),
-    "meta.meta_batch": runs.Setting("meta__meta_batch", bounds=runs.Bounds(low=1, high=10000000)),
-    "episode.tau.count": runs.Setting("episode__tau__count", bounds=runs.Bounds(low=1)),
-    "meta.agent.lr": runs.Setting("meta__agent__lr", bounds=runs.Bounds(low=0, low_open=True)),
-    "meta.agent.alpha": runs.Setting("meta__agent__alpha", bounds=runs.Bounds(low=0, high=1)),
-    "meta.agent.eps": runs.Setting("meta__agent__eps", bounds=runs.Bounds(low=0, low_open=True)),
-    "meta.agent.max_grad_norm": runs.Setting(
-        "meta__agent__max_grad_norm", bounds=runs.Bounds(low=0)
+    "schedule.log_every": session.Setting("schedule__log_every", bounds=session.Bounds(low=0)),
+    "schedule.threads": session.Setting(
+        "schedule__threads", bounds=session.Bounds(low=0, high=1024)
     ),
-    "meta.agent.a2c.gamma": runs.Setting("meta__agent__a2c__gamma"),
-    "meta.agent.a2c.lam": runs.Setting("meta__agent__a2c__lam"),
-    "meta.agent.a2c.value_coef": runs.Setting("meta__agent__a2c__value_coef"),
-    "evaluate.instances": runs.Setting(
-        "evaluate__instances", bounds=runs.Bounds(low=1, high=10000000)
+    "bandits.arms": session.Setting("bandits__arms", bounds=session.Bounds(low=3)),
+    "agent.hidden": session.Setting("agent__hidden", bounds=session.Bounds(low=1, high=16384)),
+    "agent.layers": session.Setting("agent__layers", bounds=session.Bounds(low=1, high=10000000)),
+    "episode.steps": session.Setting("episode__steps", bounds=session.Bounds(low=1, high=10000000)),
+    "meta.iterations": session.Setting(
+        "meta__iterations", bounds=session.Bounds(low=1, high=10000000)
+    ),
+    "meta.meta_batch": session.Setting(
+        "meta__meta_batch", bounds=session.Bounds(low=1, high=10000000)
+    ),
+    "episode.tau.count": session.Setting("episode__tau__count", bounds=session.Bounds(low=1)),
+    "meta.agent.lr": session.Setting(
+        "meta__agent__lr", bounds=session.Bounds(low=0, low_open=True)
+    ),
+    "meta.agent.alpha": session.Setting("meta__agent__alpha", bounds=session.Bounds(low=0, high=1)),
+    "meta.agent.eps": session.Setting(
+        "meta__agent__eps", bounds=session.Bounds(low=0, low_open=True)
+    ),
+    "meta.agent.max_grad_norm": session.Setting(
+        "meta__agent__max_grad_norm", bounds=session.Bounds(low=0)
+    ),
+    "meta.agent.a2c.gamma": session.Setting("meta__agent__a2c__gamma"),
+    "meta.agent.a2c.lam": session.Setting("meta__agent__a2c__lam"),
+    "meta.agent.a2c.value_coef": session.Setting("meta__agent__a2c__value_coef"),
+    "evaluate.instances": session.Setting(
+        "evaluate__instances", bounds=session.Bounds(low=1, high=10000000)
     ),
 }
 
@@ -126,11 +139,11 @@ def a2c(batch, heads, gamma=0.99, lam=1.0, value_coef=0.5, entropy_coef=0.01):
 
 
 @dataclass
-class State(runs.State):
+class State(session.State):
     """Everything the run learns and samples with: its generator (each outer iteration replaces it by that iteration's key), task families, models, meta-parameters and optimizers; checkpointed whole."""
 
     gen: torch.Generator
-    bandits: tasks.InformativeArmBandit
+    bandits_: families.InformativeArmBandit
     agent: models.Recurrent
     opt_agent: rules.RMSprop
 
@@ -139,15 +152,15 @@ def build(args: Args) -> State:
     """Tasks, models, meta-parameters and optimizers, seeded from args.seed."""
     torch.manual_seed(args.seed)
     gen = torch.Generator().manual_seed(args.seed)
-    bandits = tasks.InformativeArmBandit(arms=args.bandits__arms)
+    bandits_ = families.InformativeArmBandit(arms=args.bandits__arms)
     agent = models.Recurrent(
         core="lstm",
         hidden=args.agent__hidden,
         layers=args.agent__layers,
         inputs=["prev_action", "prev_reward", "timestep"],
         heads={"pi": "categorical", "v": "value"},
-        obs_dim=bandits.obs_dim,
-        n_actions=bandits.n_actions,
+        obs_dim=bandits_.obs_dim,
+        n_actions=bandits_.n_actions,
         reset="task",
     )
     opt_agent = rules.RMSprop(
@@ -158,14 +171,14 @@ def build(args: Args) -> State:
         max_grad_norm=args.meta__agent__max_grad_norm,
         schedule="constant",
     )
-    return State(gen=gen, bandits=bandits, agent=agent, opt_agent=opt_agent)
+    return State(gen=gen, bandits_=bandits_, agent=agent, opt_agent=opt_agent)
 
 
 def episode(args: Args, state: State, instances, steps: int) -> list:
     """inner loop episode(task ~ bandits): `steps` rounds of its body on a batch of task instances. Returns each round's data."""
     rounds = []
     for _ in range(steps):
-        env = state.bandits.env(instances)
+        env = state.bandits_.env(instances)
         tau = rollout.collect(
             state.agent,
             env,
@@ -177,12 +190,12 @@ def episode(args: Args, state: State, instances, steps: int) -> list:
     return rounds
 
 
-def meta(args: Args, state: State, run: runs.Run) -> None:
+def meta(args: Args, state: State, run: session.Run) -> None:
     """outer loop meta over episode: each iteration samples a batch of tasks, runs the inner loop on them, then updates from what it collected."""
     for iteration in run.iterations("meta", args.meta__iterations):
-        state = state.replace(gen=runs.key(args.seed, "meta", iteration))
-        instances = state.bandits.sample(
-            args.meta__meta_batch, args.episode__tau__count * state.bandits.horizon, state.gen
+        state = state.replace(gen=keys.key(args.seed, "meta", iteration))
+        instances = state.bandits_.sample(
+            args.meta__meta_batch, args.episode__tau__count * state.bandits_.horizon, state.gen
         )
         rounds = episode(args, state, instances, args.episode__steps)
         tau = rounds[-1]["tau"]
@@ -204,7 +217,7 @@ def meta(args: Args, state: State, run: runs.Run) -> None:
         run.log(
             iteration,
             {
-                "charts/return": state.bandits.score(rounds[0]["tau"]).mean().item(),
+                "charts/return": state.bandits_.score(rounds[0]["tau"]).mean().item(),
                 "losses/agent": stats_agent["loss"],
                 "losses/agent_approx_kl": stats_agent["approx_kl"],
                 "losses/agent_explained_variance": stats_agent["explained_variance"],
@@ -213,9 +226,9 @@ def meta(args: Args, state: State, run: runs.Run) -> None:
         )
 
 
-def evaluate(args: Args, state: State, run: runs.Run) -> None:
+def evaluate(args: Args, state: State, run: session.Run) -> None:
     """Held-out tasks: the learner and each baseline on the same instances and random draws."""
-    held_out = [("bandits", state.bandits)]
+    held_out = [("bandits", state.bandits_)]
     results = []
     for label, family in held_out:
         results += evaluation.held_out(
@@ -223,7 +236,7 @@ def evaluate(args: Args, state: State, run: runs.Run) -> None:
             state.agent,
             family,
             label,
-            steps=args.episode__tau__count * state.bandits.horizon,
+            steps=args.episode__tau__count * state.bandits_.horizon,
             episodes=args.episode__tau__count,
             instances=args.evaluate__instances,
             against=["bayes_optimal", "oracle", "random"],
@@ -284,8 +297,8 @@ SPEC_SOURCE = "\n".join(
 
 
 def main(argv=None) -> None:
-    args, options = runs.parse(Args, SETTINGS, argv, iterations="meta.iterations")
-    with runs.Run(
+    args, options = session.parse(Args, SETTINGS, argv, iterations="meta.iterations")
+    with session.Run(
         SPEC,
         SPEC_SHA256,
         args,

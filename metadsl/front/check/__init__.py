@@ -25,13 +25,28 @@ __all__ = ["Checked", "Checker", "FuncInfo", "LoopInfo", "ModelInfo", "bind_args
            "check_module", "show"]
 
 
-def check_module(module: A.Module, source: str, file: str = "<input>") -> Checked:
-    return Checker(module, source, file).run()
+class _NoLibrary:
+    """No modules to import (a checker handed no library)."""
+
+    @staticmethod
+    def names() -> list[str]:
+        return []
+
+    @staticmethod
+    def load(name: str):
+        return None
+
+
+def check_module(module: A.Module, source: str, file: str = "<input>",
+                 library=_NoLibrary()) -> Checked:
+    """Check `module`; its imports resolve in `library` (`names()`, `load(name)`: the
+    standard library, front/stdlib.py's STANDARD)."""
+    return Checker(module, source, file, library).run()
 
 
 class Checker(Declarations, Types, Structure):
-    def __init__(self, module: A.Module, source: str, file: str):
-        self.module, self.source, self.file = module, source, file
+    def __init__(self, module: A.Module, source: str, file: str, library):
+        self.module, self.source, self.file, self.library = module, source, file, library
         self.diags: list[Diagnostic] = []
         self.tasks: dict[str, tuple[A.TasksDecl, R.Entry]] = {}
         self.models: dict[str, ModelInfo] = {}

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from .. import ast as A
 from ... import registry as R
-from .. import stdlib
 from ...diagnostics import did_you_mean, one_of
 from .facts import FuncInfo, LoopInfo, ModelInfo, declared_heads
 
@@ -101,11 +100,11 @@ class Declarations:
         return True
 
     def declare_import(self, imp: A.Import) -> None:
-        lib = stdlib.load(imp.module.id) if imp.module.id in stdlib.module_names() else None
+        lib = self.library.load(imp.module.id)
         if lib is None:
             self.error("E0216", f"no standard-library module '{imp.module.id}'", imp.module.span,
-                       hint=did_you_mean(imp.module.id, stdlib.module_names())
-                       or one_of(stdlib.module_names()))
+                       hint=did_you_mean(imp.module.id, self.library.names())
+                       or one_of(self.library.names()))
             return
         wanted = imp.names or tuple(A.Name(n, imp.module.span) for n in lib.funcs)
         for n in wanted:

@@ -7,7 +7,6 @@ from __future__ import annotations
 from .. import ast as A
 from ... import registry as R
 from ...diagnostics import did_you_mean, one_of
-from .. import stdlib
 from .facts import LoopInfo, ModelInfo, bind_args, ref
 
 
@@ -222,7 +221,7 @@ class Structure:
         it updates or adapts, or those adapted in the loop it differentiates through);
         another model's head is read by naming it (`disc.q_z(...)`)."""
         all_heads = {h for m in self.models.values() for h in m.heads}
-        owners = [n for k, n in targets if k == "model" and n in self.models]
+        owners = [t[1] for t in targets if t and t[0] == "model" and t[1] in self.models]
         if through is not None and through in self.loops:
             owners += [n for n in self.loops[through].adapted if n in self.models]
         own = {h for m in owners for h in self.models[m].heads}
@@ -426,7 +425,7 @@ class Structure:
                     if node.id in self.imported and node.id not in self.used:
                         self.error("E0213", f"'{node.id}' is imported but never used", node.span)
                 continue
-            lib = stdlib.load(imp.module.id) if imp.module.id in stdlib.module_names() else None
+            lib = self.library.load(imp.module.id)
             if lib and not any(n in self.used for n in lib.funcs):
                 self.error("E0213", f"nothing from '{imp.module.id}' is used", imp.span)
 

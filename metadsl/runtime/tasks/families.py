@@ -12,12 +12,9 @@ import math
 
 import torch
 
-from . import bandits, contextual, control, informative, mdps, regression, rollout
-
-
-class TaskError(ValueError):
-    """A task source the installed environment cannot provide (an unknown gymnasium id, a
-    parameter it lacks): the run stops with this message, not a traceback."""
+from ..errors import TaskError
+from ..execution import rollout
+from . import bandits, contextual, control, informative, mdps, regression
 
 
 class BanditEnv:

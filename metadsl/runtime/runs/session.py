@@ -12,7 +12,6 @@ import argparse
 import csv
 import dataclasses
 import difflib
-import hashlib
 import json
 import math
 import os
@@ -26,8 +25,7 @@ import torch
 
 from . import run_folder
 from .run_folder import UsageError
-from .rules import NonFiniteLoss
-from .tasks import TaskError
+from ..errors import NonFiniteLoss, TaskError
 
 
 class State:
@@ -63,16 +61,6 @@ class State:
                     group.update(hyper)
             else:
                 part.load_state_dict(value)
-
-
-def key(seed: int, *path) -> torch.Generator:
-    """The random key of one place in a run — (seed, phase, iteration), and below it a task
-    or population member's index — as a generator seeded by a hash of that path. What an
-    iteration draws is fixed by where it is, not by what ran before it: a resumed run, a
-    baseline retrained on other tasks, or a worker given the path draws exactly what the
-    uninterrupted batch would."""
-    digest = hashlib.blake2b(repr((int(seed), *path)).encode(), digest_size=8).digest()
-    return torch.Generator().manual_seed(int.from_bytes(digest, "little") >> 1)
 
 
 def _allocation(error) -> str | None:

@@ -22,8 +22,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from . import knn, loss_view, models
-from .tasks import TaskError
+from ..errors import TaskError
+from ..learning import loss_view, models
+from . import knn
 
 # A key within this squared distance of a stored one is that key (float32 rounding of a
 # recomputed embedding or projection, not a different state).

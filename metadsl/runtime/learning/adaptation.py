@@ -14,7 +14,7 @@ import torch
 from torch.func import grad_and_value, vmap
 
 from . import loss_view
-from .rules import NonFiniteLoss
+from ..errors import NonFiniteLoss
 
 
 def split_tasks(batch: dict, tasks: int) -> tuple[dict, dict]:

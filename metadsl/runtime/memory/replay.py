@@ -14,8 +14,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from . import loss_view
-from ..registry import TRANSITION_FIELDS as FIELDS  # enough for one-step targets
+from ...registry import TRANSITION_FIELDS as FIELDS  # enough for one-step targets
+from ..learning import loss_view
 
 
 class TensorStorage:

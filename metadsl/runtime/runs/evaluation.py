@@ -9,8 +9,10 @@ import torch
 
 from dataclasses import dataclass
 
-from . import adaptation as adapting
-from . import bandits, contextual, informative, mdps, models, regression, rollout
+from ..execution import rollout
+from ..learning import adaptation as adapting
+from ..learning import models
+from ..tasks import bandits, contextual, informative, mdps, regression
 
 CHUNK = 5000  # instances evaluated at once (memory)
 
@@ -61,7 +63,7 @@ def nominal(state, tasks: str, train: list, args):
     """The `nominal` baseline (Peng et al. 2018's comparison): the spec's own training,
     every outer loop in `train` from a fresh `state`, on the task family `tasks` with its
     randomization removed (each parameter at its nominal value)."""
-    from .runs import QuietRun
+    from .session import QuietRun
 
     state = state.replace(**{tasks: getattr(state, tasks).unrandomized()})
     for loop in train:

@@ -26,8 +26,8 @@ import gymnasium
 import numpy as np
 import torch
 
-from . import rollout
-from .tasks import TaskError
+from ..errors import TaskError
+from ..execution import rollout
 
 # Quantities some classic-control envs cache in __init__ from the parameters we scale.
 _DERIVED = {

@@ -6,11 +6,8 @@ import math
 
 import torch
 
+from ..errors import NonFiniteLoss
 from . import loss_view, models, ops
-
-
-class NonFiniteLoss(RuntimeError):
-    """A loss became NaN or infinite: the run stops, keeping its last good checkpoint."""
 
 
 class Adam(torch.optim.Adam):

@@ -1,0 +1,1 @@
+"""Collecting trajectories, and the random keys every draw comes from."""

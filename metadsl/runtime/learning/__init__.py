@@ -1,0 +1,1 @@
+"""Models, distributions, ops, loss views, update rules, adaptation, meta-parameters."""

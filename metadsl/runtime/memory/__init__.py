@@ -1,0 +1,1 @@
+"""Replay buffers, episodic stores and their nearest-neighbour search."""
