@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from metadsl.runtime.execution import keys
 from metadsl.runtime.tasks import bandits as B
 
 
@@ -39,7 +40,7 @@ def test_baselines_reproduce_table1_at_n100(arms):
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(7)
     batch = B.bernoulli_bandits(3000, arms, 100, gen)
-    c = B.tune_ucb1(arms, 100, seed=1234, instances=500)
+    c = B.tune_ucb1(arms, 100, lambda *path: keys.key(1234, *path), instances=500)
     policies = {"random": B.random_policy, "greedy": B.greedy, "thompson": B.thompson,
                 "ucb1": B.ucb1(c), "gittins": B.Gittins(100)}
     for name, policy in policies.items():

@@ -85,3 +85,73 @@ def test_every_setting_of_every_compiled_spec_is_read_by_its_module():
         compiled += 1
         assert not _unread_settings(source), (path.name, _unread_settings(source))
     assert compiled >= 25
+
+
+def test_evaluation_task_sets_of_different_seeds_and_purposes_are_disjoint():
+    """Every evaluation draw has its own key (seed, "evaluate", purpose): seed s's
+    validation tasks are no longer seed s + 2's test tasks, nor any other set."""
+    from metadsl.runtime.runs import evaluation
+    from metadsl.runtime.tasks import families
+
+    nav = families.Nav2D()
+    goals = {}
+    for seed in range(1, 5):
+        for purpose in ("held-out tasks", "validation tasks"):
+            batch = nav.sample(200, 100, evaluation.key(seed, purpose))
+            goals[seed, purpose] = {tuple(g) for g in batch.goal.tolist()}
+    sets = list(goals.items())
+    for i, (a, ga) in enumerate(sets):
+        for b, gb in sets[i + 1:]:
+            assert not ga & gb, (a, b)
+    # a key is a name, not a position in a stream: drawing it again draws the same
+    again = nav.sample(200, 100, evaluation.key(3, "held-out tasks"))
+    assert {tuple(g) for g in again.goal.tolist()} == goals[3, "held-out tasks"]
+
+
+def _not_built(text: str, tmp_path) -> str:
+    path = tmp_path / "spec.mrl"
+    path.write_text(text)
+    r = metadsl("compile", str(path), "-o", str(tmp_path / "train.py"))
+    assert r.returncode == 3, r.stderr
+    return r.stderr
+
+
+MAML = (ROOT / "specs" / "maml_nav2d.mrl").read_text()
+
+
+def test_what_fails_only_at_run_time_is_refused_at_compile_time(tmp_path):
+    sparse = MAML.replace("action_scale = 0.1,\n)", "action_scale = 0.1,\n    sparse = true,\n)")
+    assert "not built: `sparse = true` of nav2d (only sparse = false is built)" in \
+        _not_built(sparse, tmp_path)
+    annealed = MAML.replace("on reinforce_linear(gamma = 0.99) over tau",
+                            "on reinforce_linear(gamma = anneal(0.99, 0.9)) over tau")
+    assert "not built: anneal(...) in an `adapt` loss" in _not_built(annealed, tmp_path)
+    bandits = (ROOT / "specs" / "rl2_bandits.mrl").read_text()
+    tuned = bandits.replace("ucb1,", "ucb1(c = 2.0),")
+    assert tuned != bandits
+    assert "not built: `c = 2` of ucb1 (only c = 0 is built)" in _not_built(tuned, tmp_path)
+
+
+def test_a_loop_named_like_a_runtime_module_does_not_shadow_it(tmp_path):
+    text = (ROOT / "specs" / "mfec.mrl").read_text()
+    import re
+
+    inner = re.search(r"inner (\w+)\(", text).group(1)
+    renamed = re.sub(rf"\b{inner}\b", "episodic", text)
+    path = tmp_path / "episodic_named.mrl"
+    path.write_text(renamed)
+    r = metadsl("run", str(path), "--iterations", "2", "--set", "evaluate.instances=4",
+                "--out", str(tmp_path / "run"))
+    assert r.returncode == 0, r.stderr[-2000:]
+
+
+def test_mujoco_gravity_and_friction_randomize():
+    from metadsl.runtime.tasks.gym_tasks import GymTasks
+
+    import torch
+
+    family = GymTasks("HalfCheetah-v5", 10, {"gravity": (2.0, 2.0), "friction": (0.5, 0.5)})
+    env = family.env(family.sample(2, 10, torch.Generator().manual_seed(0)))
+    model = env.vec.envs[1].unwrapped.model
+    assert model.opt.gravity[2] == 2.0 * family.nominal["gravity"][2]
+    assert (model.geom_friction == 0.5 * family.nominal["friction"]).all()

@@ -787,7 +787,7 @@ class Lowering:
                       steps=self.trial_steps(first, sequential=True), episodes=episodes,
                       instances=self.value(ev.instances), against=X.const(computed),
                       metric=X.const(ev.metric),
-                      seed=X.binary("+", self.setting("seed"), X.const(1)),
+                      seed=self.setting("seed"),
                       **({"learned": X.mapping(learned)} if learned else {}))
         body += [X.assign("held_out", ast.List(families, X.LOAD)),
                 X.assign("results", ast.List([], X.LOAD)),
@@ -817,7 +817,8 @@ class Lowering:
                 value = X.call(self.rt("evaluation.pretrained"), X.call("build", X.name("args")),
                                inner=inner_call, family=family, modules=modules, steps=trial,
                                batch=self.setting(f"{ev.outer}.meta_batch"),
-                               iterations=self.value(ev.pretrain_iterations))
+                               iterations=self.value(ev.pretrain_iterations),
+                               seed=self.setting("seed"), phase=X.const(ev.outer))
             else:
                 value = X.call("build", X.name("args"))
             learners.append((X.const(baseline), value))

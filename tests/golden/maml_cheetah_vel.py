@@ -295,6 +295,8 @@ def evaluate(args: Args, state: State, run: session.Run) -> None:
                     steps=state.cheetah.horizon,
                     batch=args.meta__meta_batch,
                     iterations=args.evaluate__pretrain_iterations,
+                    seed=args.seed,
+                    phase="meta",
                 ),
                 "random_init": build(args),
             },

@@ -253,6 +253,8 @@ def evaluate(args: Args, state: State, run: session.Run) -> None:
                     steps=state.sines.horizon,
                     batch=args.meta__meta_batch,
                     iterations=args.evaluate__pretrain_iterations,
+                    seed=args.seed,
+                    phase="meta",
                 ),
                 "random_init": build(args),
             },

@@ -175,7 +175,7 @@ def evaluate(args: Args, state: State, run: session.Run) -> None:
             instances=args.evaluate__instances,
             against=["random"],
             metric="return",
-            seed=args.seed + 1,
+            seed=args.seed,
         )
     run.write_eval(results)
 

@@ -240,7 +240,7 @@ def evaluate(args: Args, state: State, run: session.Run) -> None:
                 "random",
             ],
             metric="total_reward",
-            seed=args.seed + 1,
+            seed=args.seed,
         )
     run.write_eval(results)
 

@@ -243,7 +243,7 @@ def evaluate(args: Args, state: State, run: session.Run) -> None:
             instances=args.evaluate__instances,
             against=["bayes_optimal", "gittins", "thompson", "ucb1"],
             metric="regret",
-            seed=args.seed + 1,
+            seed=args.seed,
         )
     run.write_eval(results)
 

@@ -241,7 +241,7 @@ def evaluate(args: Args, state: State, run: session.Run) -> None:
             instances=args.evaluate__instances,
             against=["bayes_optimal", "oracle", "random"],
             metric="total_reward",
-            seed=args.seed + 1,
+            seed=args.seed,
         )
     run.write_eval(results)
 

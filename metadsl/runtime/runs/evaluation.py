@@ -9,7 +9,7 @@ import torch
 
 from dataclasses import dataclass
 
-from ..execution import rollout
+from ..execution import keys, rollout
 from ..learning import adaptation as adapting
 from ..learning import models
 from ..tasks import bandits, contextual, informative, mdps, regression
@@ -28,9 +28,17 @@ def _summary(x: torch.Tensor) -> tuple[float, float]:
     return x.mean().item(), (x.std().item() / math.sqrt(len(x)) if len(x) > 1 else 0.0)
 
 
+def key(seed: int, purpose: str, *index) -> torch.Generator:
+    """The key of one of the evaluation's draws, named by what it is for: held-out tasks,
+    validation tasks, acting, baselines' reward draws, tuning ... Each is its own counter-based
+    stream of (seed, "evaluate", purpose, index...), so no two seeds and no two purposes share
+    draws (seed s's validation tasks were seed s + 2's test tasks when seeds were offsets)."""
+    return keys.key(seed, "evaluate", purpose, *index)
+
+
 def _tuned_epsilon(arms: int, pulls: int, seed: int) -> float:
-    gen = torch.Generator().manual_seed(seed)
-    tuning = bandits.bernoulli_bandits(1000, arms, pulls, gen)
+    tuning = bandits.bernoulli_bandits(1000, arms, pulls, key(seed, "tune epsilon", "tasks"))
+    gen = key(seed, "tune epsilon", "draws")
     scores = {e: bandits.play(tuning, bandits.epsilon_greedy(e), gen).mean().item()
               for e in (0.01, 0.05, 0.1, 0.2)}
     return max(scores, key=scores.get)
@@ -47,9 +55,11 @@ def baseline_policy(name: str, family, arms: int, pulls: int, seed: int):
     if name == "thompson":
         return bandits.thompson
     if name == "ucb1":
-        return bandits.ucb1(bandits.tune_ucb1(arms, pulls, seed + 100, instances=1000))
+        return bandits.ucb1(bandits.tune_ucb1(arms, pulls,
+                                              lambda *path: key(seed, "tune ucb1", *path),
+                                              instances=1000))
     if name == "epsilon_greedy":
-        return bandits.epsilon_greedy(_tuned_epsilon(arms, pulls, seed + 200))
+        return bandits.epsilon_greedy(_tuned_epsilon(arms, pulls, seed))
     if name == "bayes_optimal" and family.dependent:
         return bandits.DependentBayesOptimal(family.difficulty, pulls)
     if name == "bayes_optimal":
@@ -76,8 +86,7 @@ def held_out(spec: str, model, family, label: str, steps: int, episodes: int | N
              learned: dict | None = None) -> list[dict]:
     """The learner, the other `learned` policies (trained baselines, by name) and every
     baseline on the same held-out instances, one result row each."""
-    gen = torch.Generator().manual_seed(seed)
-    batch = family.sample(instances, steps, gen)
+    batch = family.sample(instances, steps, key(seed, "held-out tasks"))
     if family.kind == "supervised":
         return _sequences(spec, model, family, batch, label, against, instances)
     if family.kind == "gym":
@@ -90,21 +99,21 @@ def held_out(spec: str, model, family, label: str, steps: int, episodes: int | N
     _say(f"{spec}: {instances} held-out tasks")
     totals = {spec: torch.cat([family.score(t) for t in _trials(model, family, batch, steps,
                                                                    seed)])}
-    torch.manual_seed(seed)
+    _seed_global(seed)
     if family.kind == "informative":
         for name in against:
-            totals[name] = informative.play(batch, name, torch.Generator().manual_seed(seed + 7))
+            totals[name] = informative.play(batch, name, key(seed, "baseline draws"))
         return _rows(spec, totals, batch.best_mean() * steps, metric, instances, label)
     if family.kind == "mdp":
         for name in against:
-            totals[name] = mdps.play(batch, name, torch.Generator().manual_seed(seed + 7), steps)
+            totals[name] = mdps.play(batch, name, key(seed, "baseline draws"), steps)
         return _rows(spec, totals, None, metric, instances, label)
     for name in against:
         if name == "bayes_optimal" and not family.dependent and batch.arms * steps > 200:
             continue  # the exact DP over independent arms is intractable at this size
         _say(name)
         policy = baseline_policy(name, family, batch.arms, steps, seed)
-        totals[name] = bandits.play(batch, policy, torch.Generator().manual_seed(seed + 7))
+        totals[name] = bandits.play(batch, policy, key(seed, "baseline draws"))
     return _rows(spec, totals, batch.best_mean() * steps, metric, instances, label)
 
 
@@ -117,7 +126,7 @@ def _gym(spec, policies, family, batch, label, steps, episodes, against, metric,
         policies["random"] = models.UniformPolicy(family.n_actions, _continuous(family))
     totals = {}
     for method, policy in policies.items():
-        traj = rollout.collect(policy, family.env(batch), steps, _acting(seed), episodes)
+        traj = rollout.collect(policy, family.env(batch), steps, key(seed, "act", 0), episodes)
         totals[method] = family.score(traj)
     return _rows(spec, totals, None, metric, batch.size, label)
 
@@ -131,13 +140,13 @@ def _contextual(spec, model, family, batch, label, steps, against, metric, seed)
     _say(f"{spec}: {batch.size} held-out tasks")
     rewards = {spec: torch.cat([t["reward"] for t in _trials(model, family, batch, steps,
                                                              seed)], 1)}
-    torch.manual_seed(seed)  # Thompson's posterior draws: the same for every learner
+    _seed_global(seed)  # Thompson's posterior draws: the same for every learner
     for name in against:
         _say(name)
         policy = baseline_policy(name, family, family.arms, family.repeats * family.horizon,
                                  seed)
         rewards[name] = contextual.play(batch, policy,
-                                        torch.Generator().manual_seed(seed + 7))[:steps]
+                                        key(seed, "baseline draws"))[:steps]
     new, repeat = batch.first_pulls()
     last = torch.roll(new, batch.pulls - 1, 0)  # a first visit's last pull
     new, repeat, last = new[:steps], repeat[:steps], last[:steps]
@@ -156,16 +165,16 @@ def _contextual(spec, model, family, batch, label, steps, against, metric, seed)
 
 def _trials(model, family, batch, steps: int, seed: int):
     """The learner's trial on every held-out instance, CHUNK instances at a time."""
-    for start in range(0, batch.size, CHUNK):
+    for chunk, start in enumerate(range(0, batch.size, CHUNK)):
         part = _slice(batch, slice(start, start + CHUNK))
-        yield rollout.collect(model, family.env(part), steps, _acting(seed + start))
+        yield rollout.collect(model, family.env(part), steps, key(seed, "act", chunk))
 
 
-def _acting(seed: int) -> torch.Generator:
-    """The generator policies act with: not the one the held-out tasks were drawn with,
-    whose stream would correlate the first actions with the tasks (a uniform random
-    policy's first step moved toward each 2-D goal)."""
-    return torch.Generator().manual_seed(seed + 7)
+def _seed_global(seed: int) -> None:
+    """Torch's global generator, which some baselines draw from (Thompson's posterior
+    samples), seeded from its own key."""
+    gen = key(seed, "global")
+    torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=gen)))
 
 
 def _continuous(family) -> bool:
@@ -185,7 +194,7 @@ def _control(spec, model, family, batch, label, episodes, against, metric,
     per_episode = {}
     for method, policy in policies.items():
         traj = rollout.collect(policy, family.env(batch), family.horizon * count,
-                               _acting(seed))
+                               key(seed, "act", 0))
         per_episode[method] = traj["reward"].reshape(count, family.horizon, -1).sum(1)
     if count == 1:
         return _rows(spec, {m: r[0] for m, r in per_episode.items()}, None, metric,
@@ -238,14 +247,17 @@ def _theta(learner, modules: dict, tasks: int) -> dict:
     return {m: getattr(learner, attr).parameters_per_task(tasks) for m, attr in modules.items()}
 
 
-def pretrained(state, inner, family, modules: dict, steps: int, batch: int, iterations: int):
+def pretrained(state, inner, family, modules: dict, steps: int, batch: int, iterations: int,
+               seed: int, phase: str):
     """The `pretrained` baseline: θ from the same initialisation, trained on the task
     mixture by the inner loop's own rule (θ ← the tasks' mean θ′ each iteration):
     multi-task learning, no meta-learning. `modules`: adapted model → state attribute;
-    `steps`: the env steps of the inner loop's trial, which tasks are drawn for."""
+    `steps`: the env steps of the inner loop's trial, which tasks are drawn for. Iteration
+    i draws from the key the learner's phase `phase` drew from at i: the same tasks."""
     for iteration in range(iterations):
         if (iteration + 1) % max(1, iterations // 10) == 0:
             _say(f"pretrained baseline, iteration {iteration + 1}/{iterations}")
+        state = state.replace(gen=keys.key(seed, phase, iteration))
         instances = family.sample(batch, steps, state.gen)
         adapted, _ = inner(state, instances, _theta(state, modules, batch), 1, order=1)
         for m, attr in modules.items():
@@ -262,11 +274,11 @@ def adaptation(spec: str, learners: dict, inner, family, modules: dict, trial: i
     its score; supervised ones are K-shot (`kshot`). Each method's step size after the
     first step is the candidate of `scales` that scores best on validation tasks; tasks are
     drawn for a `trial` of that many env steps."""
-    test_tasks = family.sample(instances, trial, torch.Generator().manual_seed(seed + 1))
-    validation_tasks = family.sample(instances, trial, torch.Generator().manual_seed(seed + 3))
+    test_tasks = family.sample(instances, trial, key(seed, "held-out tasks"))
+    validation_tasks = family.sample(instances, trial, key(seed, "validation tasks"))
 
     def scores_of(learner, tasks, scale: float) -> list:
-        learner = learner.replace(gen=torch.Generator().manual_seed(seed + 2))
+        learner = learner.replace(gen=key(seed, "act", 0))
         params = _theta(learner, modules, instances)
         if kshot is None:
             _, rounds = inner(learner, tasks, params, max(steps) + 1, order=1,

@@ -238,12 +238,11 @@ def play(batch: BanditBatch, policy, gen: torch.Generator, per_step: bool = Fals
     return rewards if per_step else rewards.sum(0)
 
 
-def tune_ucb1(arms: int, pulls: int, seed: int, instances: int = 2000,
+def tune_ucb1(arms: int, pulls: int, key, instances: int = 2000,
               grid=(0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0)) -> float:
     """The exploration constant with the best mean total reward on separate instances, as
-    Duan et al. tuned their baselines."""
-    gen = torch.Generator().manual_seed(seed)
-    tuning = bernoulli_bandits(instances, arms, pulls, gen)
-    scores = {c: play(tuning, ucb1(c), torch.Generator().manual_seed(seed + 1)).mean().item()
-              for c in grid}
+    Duan et al. tuned their baselines. `key(purpose)`: a fresh generator for "tasks" and
+    for "draws" (the same draws for every candidate)."""
+    tuning = bernoulli_bandits(instances, arms, pulls, key("tasks"))
+    scores = {c: play(tuning, ucb1(c), key("draws")).mean().item() for c in grid}
     return max(scores, key=scores.get)
