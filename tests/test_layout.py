@@ -76,3 +76,14 @@ def test_a_module_generated_before_the_layout_still_runs(tmp_path):
                         str(tmp_path / "run")], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert (tmp_path / "run" / "eval.json").is_file()
+
+
+def test_no_package_file_is_ignored_by_git():
+    """A clean clone has every module: an ignore rule for run folders once matched runtime/runs/."""
+    r = subprocess.run(["git", "ls-files", "--others", "--ignored", "--exclude-standard",
+                        "metadsl", "specs", "tests", "bench", "scripts"],
+                       cwd=ROOT, capture_output=True, text=True)
+    if r.returncode != 0:
+        return  # not a git checkout (an sdist): nothing to compare against
+    ignored = [p for p in r.stdout.split() if "__pycache__" not in p and not p.endswith(".pyc")]
+    assert ignored == []
