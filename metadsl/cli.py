@@ -197,7 +197,18 @@ def compile_(
 ) -> None:
     """Compile a spec to one PyTorch training module (it imports the metadsl runtime:
     task families, models, rules, rollouts, evaluation, run folders)."""
+    if output is not None and (output.suffix == ".mrl" or _same_file(output, Path(spec))):
+        sys.stderr.write(f"error: -o {output} would overwrite a spec with Python: the "
+                         "module goes in a file of its own\n  = help: -o train.py\n")
+        raise typer.Exit(EXIT_ERRORS)
     _write(_compiled(spec).encode(), output)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and a.samefile(b)
+    except OSError:
+        return False
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

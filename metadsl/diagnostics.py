@@ -65,6 +65,7 @@ CODES: dict[str, str] = {
     "E0602": "checkpoint or run file unusable",
     "E0603": "the run folder cannot be written",
     "E0604": "the run needs more memory than the machine has",
+    "E0605": "no space left on the device",
     # never the user's fault
     "E0901": "internal compiler error",
 }

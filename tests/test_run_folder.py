@@ -146,3 +146,144 @@ def test_a_run_that_asks_for_more_memory_than_the_machine_has_says_so(tmp_path):
                 "--set", "agent.hidden=16000", "--out", str(tmp_path / "run"))
     assert r.returncode == 4 and "error[E0604]" in r.stderr and "GB" in r.stderr, r.stderr
     assert "Traceback" not in r.stderr
+
+
+NEC = str(ROOT / "specs" / "nec.mrl")
+NEC_SMALL = ["--iterations", "2", "--set", "M.capacity=50", "--set", "evaluate.instances=2",
+             "--threads", "1"]
+
+
+@pytest.fixture(scope="module")
+def nec_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("nec") / "run"
+    r = metadsl("run", NEC, *NEC_SMALL, "--out", str(out))
+    assert r.returncode == 0, r.stderr[-3000:]
+    return out
+
+
+def test_a_resume_that_resizes_a_memory_is_refused_before_writing(nec_run, tmp_path):
+    """A larger capacity once loaded Adam's moments into tensors of another shape: a
+    segfault at the next step, after args.json had been rewritten."""
+    run = copy_of(nec_run, tmp_path)
+    before = snapshot(run)
+    r = metadsl("run", NEC, "--iterations", "3", "--set", "M.capacity=80", "--resume", str(run))
+    assert r.returncode == 4 and "error[E0602]" in r.stderr, r.stderr
+    assert "[2, 50, 64] in the checkpoint, [2, 80, 64] in this run" in r.stderr
+    assert "M.capacity 50 → 80" in r.stderr
+    assert snapshot(run) == before
+
+
+def test_a_checkpoint_without_a_part_of_the_state_is_refused(nec_run, tmp_path):
+    """A whole, this-spec checkpoint lacking the episodic memory would resume it empty."""
+    run = copy_of(nec_run, tmp_path)
+    versions = run_folder.versions(run)
+    payload = run_folder.load(run, versions["spec"], versions["spec_sha256"])
+    del payload["state"]["M"]
+    run_folder.save(run, versions["spec"], versions["spec_sha256"], payload)
+    before = snapshot(run)
+    r = metadsl("run", NEC, "--iterations", "3", "--resume", str(run))
+    assert r.returncode == 4 and "error[E0602]" in r.stderr and "has no M" in r.stderr, r.stderr
+    assert snapshot(run) == before
+
+
+def test_a_linked_lock_is_refused_and_its_target_untouched(tmp_path):
+    target = tmp_path / "precious.txt"
+    target.write_text("keep me")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "lock").symlink_to(target)
+    r = metadsl("run", SPEC, *SMALL, "--out", str(run))
+    assert r.returncode == 2 and "error[E0601]" in r.stderr, r.stderr
+    r = metadsl("run", SPEC, *SMALL, "--out", str(run), "--force")
+    assert r.returncode == 2 and "symbolic link" in r.stderr, r.stderr
+    assert target.read_text() == "keep me"
+
+
+@pytest.mark.parametrize("damage", ["directory", "garbage", "no iteration column"])
+def test_a_damaged_metrics_file_is_a_located_error(damage, trained, tmp_path):
+    run = copy_of(trained, tmp_path)
+    path = run / "metrics.csv"
+    if damage == "directory":
+        path.unlink()
+        path.mkdir()
+    elif damage == "garbage":
+        path.write_bytes(b"\xff\xfe\x00garbage\n\x00\x01")
+    else:
+        path.write_text("loop,step\nmeta,0\n")
+    r = metadsl("run", SPEC, "--iterations", "3", "--resume", str(run))
+    assert r.returncode == 4 and "error[E0602]" in r.stderr and "metrics.csv" in r.stderr, \
+        r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_a_full_disk_is_its_own_error_and_says_where_the_checkpoint_is(trained, tmp_path,
+                                                                         capsys):
+    import errno
+    import types
+
+    folder = copy_of(trained, tmp_path)
+    run = runs.Run.__new__(runs.Run)  # the end of a run, without training one
+    run.folder, run.loop, run.iteration, run.completed = folder, "meta", 7, {"meta": 2}
+    run._file = run._tensorboard = None
+    run._lock, run._handlers = types.SimpleNamespace(release=lambda: None), {}
+    with pytest.raises(SystemExit) as stop:
+        run.__exit__(OSError, OSError(errno.ENOSPC, "No space left on device",
+                                      str(folder / "metrics.csv")), None)
+    err = capsys.readouterr().err
+    assert stop.value.code == 4 and "error[E0605]" in err and "iteration 7 of meta" in err
+    assert str(folder / "checkpoint.pt") in err and "--resume" in err
+
+
+def test_a_run_refuses_sizes_beyond_the_machine_s_memory_before_training(monkeypatch):
+    """NEC at 10⁷ keys per action grew to 24 GB and was killed by the kernel."""
+    class State(runs.State):
+        def __init__(self):
+            self.M = torch.nn.Linear(1000, 1000)
+            self.opt = torch.optim.Adam(self.M.parameters())
+
+    run = runs.Run.__new__(runs.Run)
+    monkeypatch.setattr(runs, "_available_bytes", lambda: 10_000_000)  # 10 MB
+    with pytest.raises(SystemExit) as stop:
+        run.restore(State())  # 4 MB of weights, stepped by Adam: at least 24 MB
+    assert stop.value.code == 4
+    assert runs._needed_bytes(State()) >= 6 * 1001 * 1000 * 4
+
+
+def test_a_signal_ends_a_run_saying_where_its_checkpoint_is(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    process = subprocess.Popen([sys.executable, "-m", "metadsl.cli", "run", SPEC,
+                                "--iterations", "100000", "--set", "agent.hidden=8",
+                                "--set", "meta.meta_batch=8", "--out", str(out)],
+                               cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (out / "checkpoint.pt").is_file() and time.time() < deadline:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    err = process.communicate(timeout=60)[1]
+    assert process.returncode == 128 + signal.SIGTERM, err
+    assert "stopped by SIGTERM at iteration" in err and "--resume" in err
+    assert str(out / "checkpoint.pt") in err and "Traceback" not in err
+
+
+def test_a_setting_given_twice_is_refused(tmp_path):
+    r = metadsl("run", SPEC, *SMALL, "--set", "agent.hidden=16", "--out", str(tmp_path / "r"))
+    assert r.returncode == 2 and "agent.hidden is set twice" in r.stderr, r.stderr
+    r = metadsl("run", SPEC, *SMALL, "--set", "meta.iterations=3", "--out", str(tmp_path / "r"))
+    assert r.returncode == 2 and "meta.iterations is set twice" in r.stderr, r.stderr
+
+
+def test_compile_never_writes_over_a_spec(tmp_path):
+    spec = tmp_path / "mine.mrl"
+    spec.write_text((ROOT / "specs" / "rl2_bandits.mrl").read_text())
+    before = spec.read_text()
+    for out in (spec, tmp_path / "other.mrl"):
+        r = metadsl("compile", str(spec), "-o", str(out))
+        assert r.returncode == 1 and "would overwrite a spec" in r.stderr, r.stderr
+    (tmp_path / "link.py").symlink_to(spec)
+    r = metadsl("compile", str(spec), "-o", str(tmp_path / "link.py"))
+    assert r.returncode == 1 and spec.read_text() == before

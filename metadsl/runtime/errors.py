@@ -11,3 +11,13 @@ class TaskError(ValueError):
 
 class NonFiniteLoss(RuntimeError):
     """A loss became NaN or infinite: the run stops, keeping its last good checkpoint."""
+
+
+class Stopped(BaseException):
+    """A signal ended the run (SIGTERM, SIGHUP, or Ctrl-C): raised from its handler so the
+    run says where its last checkpoint is. A BaseException: no `except Exception` in a
+    training step swallows it."""
+
+    def __init__(self, name: str, status: int):
+        super().__init__(name)
+        self.name, self.status = name, status

@@ -27,8 +27,9 @@ import torch
 # What a run writes in its folder (and `metadsl plot` beside it): `--force` replaces
 # these, and nothing else.
 RUN_FILES = ("args.json", "versions.json", "train.py", "spec.mrl", "metrics.csv",
-             "checkpoint.pt", "checkpoint.pt.tmp", "metrics.csv.tmp", "eval.json",
-             "tensorboard", "learning_curves.png", "evaluation.png")
+             "checkpoint.pt", "eval.json", "tensorboard", "learning_curves.png",
+             "evaluation.png")
+# and each one's `NAME.tmp` while it is replaced whole (write_atomic)
 LOCK = "lock"
 CHECKPOINT = "checkpoint.pt"
 _FORMAT = 1
@@ -97,8 +98,10 @@ def choose(spec: str, digest: str, out: Path | None, resume: Path | None,
 
 
 def _entries(folder: Path) -> list[str]:
+    """What the folder holds besides a lock file of a run's (a linked `lock` is not one)."""
     try:
-        return [p.name for p in folder.iterdir() if p.name != LOCK]
+        return [p.name for p in folder.iterdir()
+                if p.name != LOCK or p.is_symlink() or not p.is_file()]
     except OSError as e:
         refuse("E0603", f"cannot read {folder}: {e.strerror or e}", status=4)
 
@@ -126,8 +129,12 @@ class Lock:
 
     def __init__(self, folder: Path):
         path = folder / LOCK
+        if path.is_symlink():
+            refuse("E0601", f"{path} is a symbolic link: a run never follows links in its "
+                            "folder", hint="remove it, or give the run another folder")
         try:
-            self.file = open(path, "a+", encoding="utf-8")
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+            self.file = os.fdopen(fd, "r+", encoding="utf-8")
         except OSError as e:
             refuse("E0603", f"cannot write in the run folder {folder}: {e.strerror or e}",
                    status=4)
@@ -149,12 +156,40 @@ class Lock:
 
 def clear(folder: Path) -> None:
     """Remove a previous run's own files (`--force`, or a resume with no checkpoint)."""
-    for name in RUN_FILES:
+    for name in RUN_FILES + tuple(f"{name}.tmp" for name in RUN_FILES):
         path = folder / name
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)
         elif path.exists() or path.is_symlink():
             path.unlink()
+
+
+def create(path: Path, binary: bool = False):
+    """A new file at `path`, open for writing: whatever was there is removed first (a
+    link is removed, never followed), so a run writes only files of its own."""
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+    f = os.fdopen(os.open(path, flags, 0o644), "wb" if binary else "w",
+                  **({} if binary else {"encoding": "utf-8", "newline": ""}))
+    return f
+
+
+def append(path: Path):
+    """`path` open for appending text, refused (OSError) if it is a link."""
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW), "a",
+                     encoding="utf-8", newline="")
+
+
+def write_atomic(path: Path, data: str | bytes) -> None:
+    """Replace `path` whole: a reader, or a kill at any moment, sees the old file or the
+    new one, never a part."""
+    tmp = path.with_name(path.name + ".tmp")
+    with create(tmp, binary=isinstance(data, bytes)) as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
 
 
 def save(folder: Path, spec: str, digest: str, payload: dict) -> None:
@@ -166,12 +201,9 @@ def save(folder: Path, spec: str, digest: str, payload: dict) -> None:
     record = {"format": _FORMAT, "spec": spec, "spec_sha256": digest,
               "sha256": hashlib.sha256(data).hexdigest(),
               "payload": torch.frombuffer(bytearray(data), dtype=torch.uint8)}
-    tmp = folder / (CHECKPOINT + ".tmp")
-    with open(tmp, "wb") as f:
-        torch.save(record, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, folder / CHECKPOINT)
+    buffer = io.BytesIO()
+    torch.save(record, buffer)
+    write_atomic(folder / CHECKPOINT, buffer.getvalue())
 
 
 def load(folder: Path, spec: str, digest: str) -> dict:

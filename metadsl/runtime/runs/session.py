@@ -12,11 +12,13 @@ import argparse
 import csv
 import dataclasses
 import difflib
+import errno
+import io
 import json
 import math
-import os
 import platform
 import re
+import signal
 import sys
 import time
 from pathlib import Path
@@ -25,7 +27,7 @@ import torch
 
 from . import run_folder
 from .run_folder import UsageError
-from ..errors import NonFiniteLoss, TaskError
+from ..errors import NonFiniteLoss, Stopped, TaskError
 
 
 class State:
@@ -48,6 +50,14 @@ class State:
         return out
 
     def load_state_dict(self, saved: dict) -> None:
+        missing = sorted(name for name, part in self.__dict__.items()
+                         if (hasattr(part, "state_dict") or isinstance(part, torch.Generator))
+                         and name not in saved)
+        if missing:  # a part left as initialised would train on from nothing, silently
+            raise ValueError(f"the checkpoint has no {', '.join(missing)}")
+        extra = sorted(set(saved) - set(self.__dict__))
+        if extra:
+            raise ValueError(f"the checkpoint holds parts this run lacks: {', '.join(extra)}")
         for name, value in saved.items():
             part = self.__dict__[name]
             if isinstance(part, torch.Generator):
@@ -56,11 +66,65 @@ class State:
                 # the moments continue; the hyperparameters are this run's (a `--set` of a
                 # learning rate on resume takes effect, as args.json records it)
                 given = [{k: v for k, v in g.items() if k != "params"} for g in part.param_groups]
+                _moments_fit(name, part, value)
                 part.load_state_dict(value)
                 for group, hyper in zip(part.param_groups, given):
                     group.update(hyper)
             else:
                 part.load_state_dict(value)
+
+
+def _moments_fit(name: str, optimizer: torch.optim.Optimizer, saved: dict) -> None:
+    """Raise unless each saved moment has its parameter's shape: torch's optimizers load
+    moments of another shape without a word, and their fused step then reads past them."""
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    indices = [i for group in saved.get("param_groups", []) for i in group.get("params", [])]
+    if len(indices) != len(params):
+        raise ValueError(f"{name} holds {len(params)} parameters, the checkpoint's "
+                         f"{len(indices)}")
+    for index, param in zip(indices, params):
+        for key, moment in saved.get("state", {}).get(index, {}).items():
+            if isinstance(moment, torch.Tensor) and moment.dim() > 0 and \
+                    moment.shape != param.shape:
+                raise ValueError(f"{name}'s {key} of parameter {index} has shape "
+                                 f"{list(moment.shape)} in the checkpoint, "
+                                 f"{list(param.shape)} in this run")
+
+
+def _needed_bytes(state: "State") -> int:
+    """A lower bound of the memory training `state` takes: each parameter with its
+    gradient and, where an optimizer steps it, two moments and the step's two temporaries
+    of its size (Adam's); each buffer once. (NEC at 10⁶ keys per action: 3.1 GB by this
+    bound, 5.5 GB resident.)"""
+    params, buffers, stepped = {}, {}, set()
+    for part in state.__dict__.values():
+        if isinstance(part, torch.nn.Module):
+            params.update({id(p): p.numel() * p.element_size() for p in part.parameters()})
+            buffers.update({id(b): b.numel() * b.element_size() for b in part.buffers()})
+        elif isinstance(part, torch.optim.Optimizer):
+            stepped |= {id(p) for group in part.param_groups for p in group["params"]}
+    return sum(size * (6 if key in stepped else 2) for key, size in params.items()) + \
+        sum(buffers.values())
+
+
+def _available_bytes() -> int | None:
+    """Memory this process may still take: MemAvailable, or the cgroup's limit if lower."""
+    found = []
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                found.append(int(line.split()[1]) * 1024)
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit.isdigit():
+            found.append(int(limit))
+    except (OSError, ValueError):
+        pass
+    return min(found) if found else None
+
+
+def _stop(signum, frame) -> None:
+    name = signal.Signals(signum).name
+    raise Stopped(name, 128 + signum)
 
 
 def _allocation(error) -> str | None:
@@ -155,7 +219,8 @@ def parse(args_cls, settings: dict[str, Setting], argv=None, iterations: str | N
                              "run's own files are replaced)")
     options = parser.parse_args(argv)
     types = {f.name: f.type for f in dataclasses.fields(args_cls)}
-    values = {}
+    values, stored = {}, {}
+    options.changed = []  # settings a resume changes from the run's args.json
     if options.resume is not None and (options.out is not None or options.force):
         raise UsageError("error[E0501]: --resume continues a run in its own folder: give it "
                          "without --out and --force")
@@ -191,7 +256,11 @@ def parse(args_cls, settings: dict[str, Setting], argv=None, iterations: str | N
         path, text = item.split("=", 1)
         overrides.append((path.strip(), text.strip()))
     spelled = {path.replace("'", "_prime"): path for path in settings}  # tau_prime for tau'
-    named = {spelled.get(path, path) for path, _ in overrides}
+    named = [spelled.get(path, path) for path, _ in overrides]
+    twice = sorted({path for path in named if named.count(path) > 1})
+    if twice:  # which one was meant is not ours to guess
+        raise UsageError(f"error[E0501]: {', '.join(twice)} is set twice (by --set, or "
+                         "--set and the option that sets it): give each setting once")
     # a default that follows another setting moves with it (`--iterations 3` also gives
     # the pretrained baseline 3), unless it is set itself or resumed from args.json
     overrides += [(path, text) for leader, text in list(overrides)
@@ -206,7 +275,11 @@ def parse(args_cls, settings: dict[str, Setting], argv=None, iterations: str | N
             raise UsageError(f"error[E0501]: no setting '{path}' in this spec{hint}\n"
                              f"  settings: {', '.join(sorted(settings))}")
         setting = settings[path]
+        before = values.get(setting.field)
         values[setting.field] = _convert(text, types[setting.field], path)
+        if options.resume is not None and setting.field in stored and \
+                values[setting.field] != before:
+            options.changed.append(f"{path} {before!r} → {values[setting.field]!r}")
         if setting.bounds is not None and not setting.bounds.admits(values[setting.field]):
             raise UsageError(f"error[E0207]: --set {path}={text}: out of bounds "
                              f"{setting.bounds}")
@@ -239,6 +312,12 @@ class Run:
         self._t0 = time.time()
         self._checkpointed_at, self._checkpoint_cost, self._since_checkpoint = \
             time.perf_counter(), 0.0, 0
+        self._handlers = {}
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            try:
+                self._handlers[sig] = signal.signal(sig, _stop)
+            except ValueError:  # not the main thread: the caller handles signals
+                pass
 
     def _write_run_files(self) -> None:
         """The module that trains (the run can be re-run), the spec and args as this run
@@ -254,7 +333,7 @@ class Run:
             files["spec.mrl"] = self._spec_source
         try:
             for name, text in files.items():
-                (self.folder / name).write_text(text, encoding="utf-8")
+                run_folder.write_atomic(self.folder / name, text)
         except OSError as e:
             run_folder.refuse("E0603", f"cannot write in the run folder {self.folder}: "
                                        f"{e.strerror or e}", status=4)
@@ -268,26 +347,43 @@ class Run:
         if self._tensorboard is not None:
             self._tensorboard.close()
         self._lock.release()
+        for sig, handler in self._handlers.items():
+            signal.signal(sig, handler)
+        if isinstance(error, (Stopped, KeyboardInterrupt)):
+            name, status = (error.name, error.status) if isinstance(error, Stopped) else \
+                ("an interrupt (Ctrl-C)", 130)
+            sys.stderr.write(f"\nstopped by {name} {self._where()}; "
+                             f"{self._last_checkpoint()}\n")
+            raise SystemExit(status)
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            run_folder.refuse("E0605", f"no space left on the device {self._where()} "
+                                       f"({error.filename or self.folder})",
+                              hint=f"free some space; {self._last_checkpoint()}", status=4)
         if isinstance(error, NonFiniteLoss):
-            saved = self.folder / run_folder.CHECKPOINT
-            where = f"the last good checkpoint is {saved}" if saved.is_file() else \
-                "no checkpoint was written before it"
-            phase = f" of {self.loop}" if self.loop else ""
-            sys.stderr.write(f"\nstopped: {error} at iteration {self.iteration}{phase}; "
-                             f"{where}\n")
+            sys.stderr.write(f"\nstopped: {error} {self._where()}; "
+                             f"{self._last_checkpoint()}\n")
             raise SystemExit(1)
         if isinstance(error, TaskError):
             sys.stderr.write(f"error: {error}\n")
             raise SystemExit(1)
         wanted = _allocation(error)
         if wanted is not None:
-            phase = f" of {self.loop}" if self.loop else ""
             run_folder.refuse("E0604", f"the run needs more memory than this machine has: "
-                                       f"allocating {wanted} failed at iteration "
-                                       f"{self.iteration}{phase}",
+                                       f"allocating {wanted} failed {self._where()}",
                               hint="lower the sizes that multiply: meta_batch, collect "
                                    "counts, hidden units, evaluate.instances", status=4)
         return False
+
+    def _where(self) -> str:
+        return f"at iteration {self.iteration}" + (f" of {self.loop}" if self.loop else "")
+
+    def _last_checkpoint(self) -> str:
+        saved = self.folder / run_folder.CHECKPOINT
+        if not saved.is_file():
+            return "no checkpoint was written before it"
+        done = ", ".join(f"{loop} iteration {n}" for loop, n in self.completed.items())
+        return (f"the last checkpoint is {saved} ({done}); --resume {self.folder} continues "
+                "from it")
 
     # -- checkpoints --
     def restore(self, state: State) -> None:
@@ -295,6 +391,13 @@ class Run:
         this spec's, and fitting its models) before anything in the folder changes; then
         write the run's files."""
         self._state = state
+        needed, available = _needed_bytes(state), _available_bytes()
+        if available is not None and needed > available:  # the kernel would kill it later
+            run_folder.refuse("E0604", f"the run needs at least {needed / 1e9:,.1f} GB for its "
+                                       f"models, memories and their optimizer state; this "
+                                       f"machine has {available / 1e9:,.1f} GB available",
+                              hint="lower the sizes that multiply: capacities, hidden units, "
+                                   "meta_batch", status=4)
         resuming = self.options.resume is not None
         if resuming and (self.folder / run_folder.CHECKPOINT).is_file():
             saved = run_folder.load(self.folder, self.spec, self.digest)
@@ -304,9 +407,11 @@ class Run:
                 self.env_steps = int(saved["env_steps"])
                 wall = float(saved["wall_s"])
             except (RuntimeError, KeyError, ValueError, TypeError, AttributeError) as e:
+                changed = getattr(self.options, "changed", [])
                 run_folder.refuse("E0602", f"{self.folder / run_folder.CHECKPOINT} does not "
                                            f"fit this spec's state: {str(e).splitlines()[0]}",
-                                  status=4)
+                                  hint="a resumed run keeps its sizes; this resume changes "
+                                       + ", ".join(changed) if changed else None, status=4)
             self._t0 = time.time() - wall  # wall-clock time continues too
             self._keep_metrics_up_to_the_checkpoint()
             where = ", ".join(f"{loop} iteration {n}" for loop, n in self.completed.items())
@@ -342,21 +447,34 @@ class Run:
         """Rows logged after the checkpoint are run again on resume: drop them, so no
         iteration appears twice."""
         path = self.folder / "metrics.csv"
-        if not path.is_file():
+        if not (path.exists() or path.is_symlink()):
             return
-        with open(path, newline="") as f:
-            reader = csv.DictReader(f)
-            fields, rows = reader.fieldnames or [], list(reader)
+        fields, rows = self._read_metrics()
         kept = [r for r in rows if int(r["iteration"]) < self.completed.get(r.get("loop", ""), 0)]
         self._rewrite_metrics(fields, kept)
 
     def _rewrite_metrics(self, fields: list[str], rows: list[dict]) -> None:
-        tmp = self.folder / "metrics.csv.tmp"
-        with open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=fields)
-            writer.writeheader()
-            writer.writerows(rows)
-        os.replace(tmp, self.folder / "metrics.csv")
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+        run_folder.write_atomic(self.folder / "metrics.csv", text.getvalue())
+
+    def _read_metrics(self) -> tuple[list[str], list[dict]]:
+        """metrics.csv's header and rows, refused (E0602) unless it is a run's."""
+        path = self.folder / "metrics.csv"
+        try:
+            if path.is_symlink() or not path.is_file():
+                raise OSError("not a file of the run's own")
+            with open(path, newline="", encoding="utf-8") as f:
+                reader = csv.DictReader(f)
+                fields, rows = reader.fieldnames or [], list(reader)
+            for row in rows:
+                int(row["iteration"])
+        except (OSError, UnicodeDecodeError, csv.Error, KeyError, TypeError, ValueError) as e:
+            run_folder.refuse("E0602", f"{path} is not a run's metrics: "
+                                       f"{getattr(e, 'strerror', None) or e}", status=4)
+        return fields, rows
 
     # -- the loop --
     def iterations(self, loop: str, total: int):
@@ -413,17 +531,14 @@ class Run:
             self._writer = None
         if self._writer is None:
             fields, rows = list(row), []
-            if path.is_file():
-                with open(path, newline="") as f:
-                    reader = csv.DictReader(f)
-                    rows = list(reader)
-                    old = reader.fieldnames or []
+            if path.exists() or path.is_symlink():
+                old, rows = self._read_metrics()
                 fields = old + [k for k in row if k not in old]
                 if fields != old:
                     self._rewrite_metrics(fields, rows)
             else:
                 self._rewrite_metrics(fields, [])
-            self._file = open(path, "a", newline="")
+            self._file = run_folder.append(path)
             self._writer = csv.DictWriter(self._file, fieldnames=fields)
         self._writer.writerow(row)
         self._file.flush()
@@ -435,7 +550,7 @@ class Run:
 
         data = {"spec": self.spec, "seed": self.args.seed,
                 "tasks": sorted({r["tasks"] for r in results}), "results": results}
-        (self.folder / "eval.json").write_text(json.dumps(data, indent=2))
+        run_folder.write_atomic(self.folder / "eval.json", json.dumps(data, indent=2))
         table = Table(title=f"{self.spec}: held-out evaluation")
         steps = any("adapt_steps" in r for r in results)  # evaluations after k inner steps
         columns = ["tasks", "method", "metric"] + (["adapt steps"] if steps else []) + \
