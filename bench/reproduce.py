@@ -6,7 +6,7 @@
 
 Each (family, seed) is `metadsl run specs/FAMILY.mrl --seed S --threads 1` in a process of
 its own, in `--out`/FAMILY/seed_S (kept: a run already finished is read, not redone). Each
-eval.json row (method, metric, inner steps) becomes one table row: the mean over seeds ±
+eval.json row (tasks, method, metric, inner steps) becomes one table row: the mean over seeds ±
 its standard error (n − 1 in the variance; none for one seed), every seed's value, and the
 paired difference to the learner — per seed, the row's own paired difference on that
 seed's held-out tasks, then mean ± standard error of those over seeds. Tables go to
@@ -68,18 +68,20 @@ def mean_stderr(values: list[float]) -> tuple[float, float | None]:
 
 
 def _row_key(row: dict) -> tuple:
-    return (row["method"], row["metric"], row.get("adapt_steps"))
+    return (row["tasks"], row["method"], row["metric"], row.get("adapt_steps"))
 
 
 def summarise(family: str, runs: dict[int, dict]) -> list[dict]:
-    """One row per (method, metric, inner steps) over the seeds (rows every seed has)."""
+    """One row per (tasks, method, metric, inner steps) over the seeds (rows every seed
+    has)."""
     per_seed = {seed: {_row_key(r): r for r in data["results"]} for seed, data in runs.items()}
     keys = [k for k in per_seed[min(per_seed)] if all(k in rows for rows in per_seed.values())]
     table = []
     for key in keys:
         values = {seed: rows[key]["mean"] for seed, rows in per_seed.items()}
         mean, stderr = mean_stderr(list(values.values()))
-        row = {"family": family, "method": key[0], "metric": key[1], "adapt_steps": key[2],
+        row = {"family": family, "tasks": key[0], "method": key[1], "metric": key[2],
+               "adapt_steps": key[3],
                "mean": mean, "stderr": stderr, "seeds": values}
         diffs = {seed: rows[key]["diff_to_learner"]["mean"] for seed, rows in per_seed.items()
                  if "diff_to_learner" in rows[key]}
@@ -100,14 +102,15 @@ def markdown(tables: dict[str, list[dict]], seeds: list[int], minutes: dict) -> 
     for family, rows in tables.items():
         out += [f"### {family} (`python bench/reproduce.py --family {family} --seeds "
                 f"{' '.join(map(str, seeds))}`; {minutes.get(family, 0):.1f} min per seed)", "",
-                "| method | metric | inner steps | mean ± s.e. | per seed | paired diff to learner |",
-                "|---|---|---:|---:|---|---:|"]
+                "| tasks | method | metric | inner steps | mean ± s.e. | per seed | "
+                "paired diff to learner |",
+                "|---|---|---|---:|---:|---|---:|"]
         for r in rows:
             steps = "" if r["adapt_steps"] is None else str(r["adapt_steps"])
             each = " / ".join(f"{r['seeds'][s]:.4g}" for s in seeds if s in r["seeds"])
             diff = _pm(r["diff_to_learner"]["mean"], r["diff_to_learner"]["stderr"]) \
                 if "diff_to_learner" in r else ""
-            out.append(f"| {r['method']} | {r['metric']} | {steps} | "
+            out.append(f"| {r['tasks']} | {r['method']} | {r['metric']} | {steps} | "
                        f"{_pm(r['mean'], r['stderr'])} | {each} | {diff} |")
         out.append("")
     return "\n".join(out)

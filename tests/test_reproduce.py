@@ -22,6 +22,7 @@ def test_quick_reproduction_tables_every_seed_and_its_paired_differences(tmp_pat
         runs = {s: json.loads((out / family / f"seed_{s}" / "eval.json").read_text())
                 for s in (1, 2)}
         assert runs[1]["seed"] == 1 and runs[2]["seed"] == 2
+        assert len(rows) == len(runs[1]["results"])  # no two eval.json rows merged
         for row in rows:
             values = [row["seeds"][str(s)] for s in (1, 2)]
             mean = sum(values) / 2

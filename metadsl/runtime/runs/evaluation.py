@@ -3,6 +3,7 @@ same reward draws (common random numbers), so differences between methods are pa
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 from ..execution import keys, rollout
 from ..learning import adaptation as adapting
 from ..learning import models
-from ..tasks import bandits, contextual, informative, mdps, regression
+from ..tasks import bandits, contextual, families, gym_tasks, informative, mdps, regression
 
 CHUNK = 5000  # instances evaluated at once (memory)
 
@@ -85,29 +86,78 @@ def held_out(spec: str, model, family, label: str, steps: int, episodes: int | N
              instances: int, against: list[str], metric: str, seed: int,
              learned: dict | None = None) -> list[dict]:
     """The learner, the other `learned` policies (trained baselines, by name) and every
-    baseline on the same held-out instances, one result row each."""
+    baseline on the same held-out instances, one result row each: how depends on the
+    family's type (its registration below), never on a name."""
     batch = family.sample(instances, steps, key(seed, "held-out tasks"))
-    if family.kind == "supervised":
-        return _sequences(spec, model, family, batch, label, against, instances)
-    if family.kind == "gym":
-        return _gym(spec, {spec: model, **(learned or {})}, family, batch, label, steps,
-                    episodes, against, metric, seed)
-    if family.kind == "control":
-        return _control(spec, model, family, batch, label, episodes, against, metric, seed)
-    if family.kind == "contextual":
-        return _contextual(spec, model, family, batch, label, steps, against, metric, seed)
+    return _by_family(family, spec, model, batch, instances, label, steps, episodes, against,
+                      metric, seed, learned or {})
+
+
+@functools.singledispatch
+def _by_family(family, spec, model, batch, instances, label, steps, episodes, against, metric,
+               seed, learned) -> list[dict]:
+    raise TypeError(f"no held-out evaluation is registered for {type(family).__name__}")
+
+
+@_by_family.register(families.RandomQuadratic)
+@_by_family.register(families.Sine)
+def _(family, spec, model, batch, instances, label, steps, episodes, against, metric, seed,
+      learned):
+    return _sequences(spec, model, family, batch, label, against, instances)
+
+
+@_by_family.register(gym_tasks.GymTasks)
+def _(family, spec, model, batch, instances, label, steps, episodes, against, metric, seed,
+      learned):
+    return _gym(spec, {spec: model, **learned}, family, batch, label, steps, episodes,
+                against, metric, seed)
+
+
+@_by_family.register(families.Nav2D)
+@_by_family.register(families.Chain)
+def _(family, spec, model, batch, instances, label, steps, episodes, against, metric, seed,
+      learned):
+    return _control(spec, model, family, batch, label, episodes, against, metric, seed)
+
+
+@_by_family.register(families.ContextualBandit)
+def _(family, spec, model, batch, instances, label, steps, episodes, against, metric, seed,
+      learned):
+    return _contextual(spec, model, family, batch, label, steps, against, metric, seed)
+
+
+def _learner_trials(spec, model, family, batch, instances, steps, seed) -> dict:
+    """The learner's score per instance over its trials; then the global generator is
+    seeded for the baselines that draw from it."""
     _say(f"{spec}: {instances} held-out tasks")
     totals = {spec: torch.cat([family.score(t) for t in _trials(model, family, batch, steps,
                                                                    seed)])}
     _seed_global(seed)
-    if family.kind == "informative":
-        for name in against:
-            totals[name] = informative.play(batch, name, key(seed, "baseline draws"))
-        return _rows(spec, totals, batch.best_mean() * steps, metric, instances, label)
-    if family.kind == "mdp":
-        for name in against:
-            totals[name] = mdps.play(batch, name, key(seed, "baseline draws"), steps)
-        return _rows(spec, totals, None, metric, instances, label)
+    return totals
+
+
+@_by_family.register(families.InformativeArmBandit)
+def _(family, spec, model, batch, instances, label, steps, episodes, against, metric, seed,
+      learned):
+    totals = _learner_trials(spec, model, family, batch, instances, steps, seed)
+    for name in against:
+        totals[name] = informative.play(batch, name, key(seed, "baseline draws"))
+    return _rows(spec, totals, batch.best_mean() * steps, metric, instances, label)
+
+
+@_by_family.register(families.TabularMDP)
+def _(family, spec, model, batch, instances, label, steps, episodes, against, metric, seed,
+      learned):
+    totals = _learner_trials(spec, model, family, batch, instances, steps, seed)
+    for name in against:
+        totals[name] = mdps.play(batch, name, key(seed, "baseline draws"), steps)
+    return _rows(spec, totals, None, metric, instances, label)
+
+
+@_by_family.register(families.BernoulliBandit)
+def _(family, spec, model, batch, instances, label, steps, episodes, against, metric, seed,
+      learned):
+    totals = _learner_trials(spec, model, family, batch, instances, steps, seed)
     for name in against:
         if name == "bayes_optimal" and not family.dependent and batch.arms * steps > 200:
             continue  # the exact DP over independent arms is intractable at this size

@@ -40,7 +40,6 @@ class BanditEnv:
 class BernoulliBandit:
     """`bernoulli_bandit(arms)`: p ~ U(0, 1) per arm."""
 
-    kind = "bandit"
     dependent = False  # arms independent: the Bayes-optimal DP is over per-arm counts
 
     def __init__(self, arms: int = 5):
@@ -73,7 +72,6 @@ class DependentBandit(BernoulliBandit):
 class InformativeArmBandit(BernoulliBandit):
     """`informative_arm_bandit(arms)`: Wang et al. 2016's 11-armed task (see informative)."""
 
-    kind = "informative"
 
     def __init__(self, arms: int = 11):
         super().__init__(arms=arms)
@@ -86,7 +84,6 @@ class ContextualBandit:
     """`contextual_bandit(arms, contexts, repeats, context_dim, pulls)` (Ritter et al.
     2018): see runtime/contextual.py."""
 
-    kind = "contextual"
 
     def __init__(self, arms: int = 10, contexts: int = 10, repeats: int = 2,
                  context_dim: int = 16, pulls: int = 10):
@@ -131,7 +128,6 @@ class MDPEnv:
 class TabularMDP:
     """`tabular_mdp(states, actions, horizon, reward_mean, reward_std)` (RL² Table 2)."""
 
-    kind = "mdp"
 
     def __init__(self, states: int = 10, actions: int = 5, horizon: int = 10,
                  reward_mean: float = 1.0, reward_std: float = 1.0):
@@ -152,7 +148,6 @@ class TabularMDP:
 class RandomQuadratic:
     """`random_quadratic(...)` (Hochreiter et al. 2001): sequences of (x, y) pairs."""
 
-    kind = "supervised"
     obs_dim = 2  # the input x
     n_actions = 0
     horizon = 1
@@ -172,7 +167,6 @@ class RandomQuadratic:
 class Sine:
     """`sine(amp_low, amp_high, phase_low, phase_high, x_low, x_high)`: y = a·sin(x + b)."""
 
-    kind = "supervised"
     obs_dim = 1  # the input x
     n_actions = 0
     horizon = 1
@@ -199,7 +193,6 @@ def episode_return(batch: dict) -> torch.Tensor:
 class Nav2D:
     """`nav2d(goal_low, goal_high, horizon, action_clip, action_scale)`: goals U([low, high]²)."""
 
-    kind = "control"
     obs_dim, n_actions = control.NavEnv.obs_dim, control.NavEnv.n_actions
     continuous = True
 
@@ -224,7 +217,6 @@ class Nav2D:
 class Chain:
     """`chain(length, horizon, near_reward, far_reward, slip)` (see control.ChainEnv)."""
 
-    kind = "control"
     n_actions = 2
 
     def __init__(self, length=30, horizon=60, near_reward=0.1, far_reward=10.0, slip=0.1):

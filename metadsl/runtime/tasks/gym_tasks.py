@@ -129,7 +129,6 @@ class GymEnv:
 class GymTasks:
     """`gym(id, horizon, randomize)`: tasks are seeds and parameter scales of one env."""
 
-    kind = "gym"
     reward = None  # a goal-conditioned family's task reward (see TaskReward)
 
     def __init__(self, id: str, horizon: int = 0, randomize: dict | None = None):
