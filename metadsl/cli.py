@@ -111,7 +111,6 @@ def graph(
 
     try:
         result = _front(spec, "ir")
-        from .driver import guarded
         from .middle.graph import dumps
 
         if format in (GraphFormat.svg, GraphFormat.png):
@@ -216,8 +215,22 @@ def run(
     ctx: typer.Context,
     spec: str = typer.Argument(..., metavar="SPEC"),
 ) -> None:
-    """Compile, train and evaluate a spec. Options go to the training module:
-    [--out DIR] [--seed N] [--iterations N] [--set path=value ...] [--resume DIR]."""
+    """Compile, train and evaluate a spec. Options go to the training module: --out DIR
+    (default runs/SPEC-TIME), --force (start over in a folder that holds files), --resume
+    DIR, --seed N, --iterations N, --threads N (torch threads; 0: one per core), --set
+    PATH=VALUE (repeatable; `metadsl settings SPEC` lists every path with its default)."""
+    module = _training_module(spec)
+    try:
+        module.main(list(ctx.args))
+    except SystemExit as e:
+        if e.code not in (None, 0):
+            if isinstance(e.code, str):
+                sys.stderr.write(e.code + "\n")
+            raise typer.Exit(EXIT_ERRORS if isinstance(e.code, str) else e.code)
+
+
+def _training_module(spec: str):
+    """The spec's generated module, imported (our generated code, from a checked spec)."""
     import importlib.util
     import tempfile
 
@@ -228,14 +241,18 @@ def run(
     loaded = importlib.util.spec_from_file_location("metadsl_train", module_path)
     module = importlib.util.module_from_spec(loaded)
     sys.modules[loaded.name] = module  # dataclasses look their module up there
-    loaded.loader.exec_module(module)  # our generated code, from a checked spec
-    try:
-        module.main(list(ctx.args))
-    except SystemExit as e:
-        if e.code not in (None, 0):
-            if isinstance(e.code, str):
-                sys.stderr.write(e.code + "\n")
-            raise typer.Exit(EXIT_ERRORS if isinstance(e.code, str) else e.code)
+    loaded.loader.exec_module(module)
+    return module
+
+
+@app.command()
+def settings(spec: str = typer.Argument(..., metavar="SPEC")) -> None:
+    """List every `--set PATH=VALUE` path of a spec's run, with its default, bounds and what
+    it sets."""
+    from .runtime.runs.session import settings_help
+
+    module = _training_module(spec)
+    print(settings_help(module.Args, module.SETTINGS))
 
 
 @app.command()

@@ -198,3 +198,25 @@ def test_plot_draws_runs_without_environment_steps_and_the_baselines_levels(tmp_
     (tmp_path / "eval.json").write_text("{}")
     r = metadsl("plot", str(tmp_path))
     assert r.returncode == 4 and "error[E0602]" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_run_help_names_every_option_and_settings_lists_every_path():
+    r = metadsl("run", "--help")
+    assert r.returncode == 0
+    text = " ".join(r.stdout.split())
+    for option in ("--out", "--force", "--resume", "--seed", "--iterations", "--threads", "--set",
+                   "metadsl settings SPEC"):
+        assert option in text, option
+    r = metadsl("settings", str(ROOT / "specs" / "nec.mrl"))
+    assert r.returncode == 0, r.stderr
+    assert "  M.capacity = 5000 in [1, 1e+07]\n      dnd(capacity)\n" in r.stdout
+    assert "cartpole.horizon = 0" in r.stdout and "episode step limit" in r.stdout
+
+
+def test_progress_lines_say_elapsed_time_and_eta(tmp_path):
+    r = metadsl("run", str(ROOT / "specs" / "maml_sine.mrl"), "--iterations", "20", "--set",
+                "evaluate.instances=50", "--out", str(tmp_path / "run"))
+    assert r.returncode == 0, r.stderr[-2000:]
+    lines = [line for line in r.stderr.splitlines() if "iteration" in line]
+    assert lines and all("elapsed 0:" in line and "eta 0:" in line for line in lines), lines
+    assert any(line.startswith("evaluation: pretrained baseline") for line in lines)

@@ -18,11 +18,18 @@ from ..tasks import bandits, contextual, families, gym_tasks, informative, mdps,
 CHUNK = 5000  # instances evaluated at once (memory)
 
 
-def _say(message: str) -> None:
-    """Evaluation can take minutes: say what it is doing, on stderr."""
-    import sys
+_STARTED: list[float] = []  # when the run's evaluation said its first line
 
-    print(f"evaluation: {message}", file=sys.stderr, flush=True)
+
+def _say(message: str) -> None:
+    """Evaluation can take minutes: say what it is doing and how long it has taken so
+    far, on stderr."""
+    import sys
+    import time
+
+    _STARTED[:] = _STARTED or [time.time()]
+    print(f"evaluation: {message}  (evaluating for {time.time() - _STARTED[0]:.0f} s)",
+          file=sys.stderr, flush=True)
 
 
 def _summary(x: torch.Tensor) -> tuple[float, float]:
@@ -304,9 +311,15 @@ def pretrained(state, inner, family, modules: dict, steps: int, batch: int, iter
     multi-task learning, no meta-learning. `modules`: adapted model → state attribute;
     `steps`: the env steps of the inner loop's trial, which tasks are drawn for. Iteration
     i draws from the key the learner's phase `phase` drew from at i: the same tasks."""
+    import time
+
+    from .session import timing
+
+    started = time.time()
     for iteration in range(iterations):
-        if (iteration + 1) % max(1, iterations // 10) == 0:
-            _say(f"pretrained baseline, iteration {iteration + 1}/{iterations}")
+        if iteration and iteration % max(1, iterations // 10) == 0:
+            _say(f"pretrained baseline, iteration {iteration}/{iterations}  "
+                 f"{timing(started, 0, iteration, iterations)}")
         state = state.replace(gen=keys.key(seed, phase, iteration))
         instances = family.sample(batch, steps, state.gen)
         adapted, _ = inner(state, instances, _theta(state, modules, batch), 1, order=1)

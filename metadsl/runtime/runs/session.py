@@ -203,10 +203,39 @@ def _is_a(value, type_name: str) -> bool:
     return True  # lists and dicts stay literals in the module
 
 
+def settings_help(args_cls, settings: dict[str, Setting]) -> str:
+    """Every `--set` path with its default, bounds and what it sets (the Args field's
+    docstring), one per line: what `--help` and `metadsl settings SPEC` print."""
+    import ast
+    import inspect
+
+    docs = {}
+    try:
+        body = ast.parse(inspect.getsource(args_cls)).body[0].body
+    except (OSError, TypeError, SyntaxError, IndexError, AttributeError):
+        body = []
+    for field, doc in zip(body, body[1:]):
+        if isinstance(field, ast.AnnAssign) and isinstance(field.target, ast.Name) and \
+                isinstance(doc, ast.Expr) and isinstance(doc.value, ast.Constant):
+            docs[field.target.id] = str(doc.value.value).split(": ", 1)[-1]
+    defaults = {f.name: f.default for f in dataclasses.fields(args_cls)}
+    lines = ["settings (--set PATH=VALUE):"]
+    for path, setting in sorted(settings.items()):
+        bounds = f" in {setting.bounds}" if setting.bounds is not None else ""
+        value = defaults.get(setting.field)
+        shown = "" if value is dataclasses.MISSING else f" = {value!r}"
+        lines.append(f"  {path}{shown}{bounds}")
+        if docs.get(setting.field):
+            lines.append(f"      {docs[setting.field]}")
+    return "\n".join(lines)
+
+
 def parse(args_cls, settings: dict[str, Setting], argv=None, iterations: str | None = None):
     """`[--seed N] [--iterations N] [--set PATH=VALUE ...] [--out DIR] [--resume DIR]`;
     `settings` maps each dotted path to its Args field (the generated SETTINGS)."""
-    parser = argparse.ArgumentParser(description=(args_cls.__doc__ or "").strip())
+    parser = argparse.ArgumentParser(description=(args_cls.__doc__ or "").strip(),
+                                     epilog=settings_help(args_cls, settings),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seed", type=int)
     parser.add_argument("--iterations", type=int, help=f"sets {iterations}")
     parser.add_argument("--threads", type=int, help="sets schedule.threads: torch threads "
@@ -482,6 +511,7 @@ class Run:
         progress and `progress` fraction; a resumed run continues each where it stopped."""
         self.loop, self.total = loop, total
         start = self.completed.get(loop, 0)
+        self._phase_started, self._phase_start = time.time(), start
         show = sys.stderr.isatty()
         from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -520,7 +550,9 @@ class Run:
         if not sys.stderr.isatty() and (iteration + 1) % every == 0:
             shown = f"  return {ret:.3f}" if ret is not None else ""
             print(f"{self.spec} {self.loop} iteration {iteration + 1}/{self.total}  "
-                  f"env-steps/s {rate:,.0f}{shown}", file=sys.stderr)
+                  f"env-steps/s {rate:,.0f}{shown}  "
+                  f"{timing(self._phase_started, self._phase_start, iteration + 1, self.total)}",
+                  file=sys.stderr)
 
     def _write_row(self, row: dict) -> None:
         """Append to metrics.csv; a phase that logs other metrics widens the header (the
@@ -576,15 +608,30 @@ class QuietRun:
         self.progress = 0.0
 
     def iterations(self, loop: str, total: int):
+        started = time.time()
         for iteration in range(total):
             self.progress = iteration / max(1, total)
             yield iteration
             if self.show and (iteration + 1) % max(1, total // 10) == 0:
-                print(f"{self.label}: {loop} iteration {iteration + 1}/{total}",
-                      file=sys.stderr)
+                print(f"{self.label}: {loop} iteration {iteration + 1}/{total}  "
+                      f"{timing(started, 0, iteration + 1, total)}", file=sys.stderr)
 
     def log(self, *args, **kwargs) -> None:
         pass
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def timing(started: float, first: int, done: int, total: int) -> str:
+    """Elapsed time of a phase and the time its remaining iterations will take at its
+    rate so far (this phase's own: the others, the evaluation and a pretrained baseline
+    each say theirs)."""
+    elapsed = time.time() - started
+    left = elapsed / max(1, done - first) * (total - done)
+    return f"elapsed {_clock(elapsed)}  eta {_clock(left)}"
 
 
 def _version() -> str:
