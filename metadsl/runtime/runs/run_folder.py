@@ -11,6 +11,7 @@ runs that the user did not write: a checkpoint is read with `weights_only=True`
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import io
@@ -170,9 +171,8 @@ def create(path: Path, binary: bool = False):
     if path.is_symlink() or path.is_file():
         path.unlink()
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-    f = os.fdopen(os.open(path, flags, 0o644), "wb" if binary else "w",
-                  **({} if binary else {"encoding": "utf-8", "newline": ""}))
-    return f
+    return os.fdopen(os.open(path, flags, 0o644), "wb" if binary else "w",
+                     **({} if binary else {"encoding": "utf-8", "newline": ""}))
 
 
 def append(path: Path):
@@ -181,15 +181,23 @@ def append(path: Path):
                      encoding="utf-8", newline="")
 
 
-def write_atomic(path: Path, data: str | bytes) -> None:
-    """Replace `path` whole: a reader, or a kill at any moment, sees the old file or the
-    new one, never a part."""
+@contextlib.contextmanager
+def replaced(path: Path, binary: bool = False):
+    """A file to write that replaces `path` whole when the block ends: written beside it,
+    synced, then renamed over it, so a reader or a kill at any moment sees the old file or
+    the new one, never a part (and a block that raises leaves the old one)."""
     tmp = path.with_name(path.name + ".tmp")
-    with create(tmp, binary=isinstance(data, bytes)) as f:
-        f.write(data)
+    with create(tmp, binary=binary) as f:
+        yield f
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def write_atomic(path: Path, data: str | bytes) -> None:
+    """Replace `path` whole with `data` (see `replaced`)."""
+    with replaced(path, binary=isinstance(data, bytes)) as f:
+        f.write(data)
 
 
 def save(folder: Path, spec: str, digest: str, payload: dict) -> None:
@@ -201,9 +209,8 @@ def save(folder: Path, spec: str, digest: str, payload: dict) -> None:
     record = {"format": _FORMAT, "spec": spec, "spec_sha256": digest,
               "sha256": hashlib.sha256(data).hexdigest(),
               "payload": torch.frombuffer(bytearray(data), dtype=torch.uint8)}
-    buffer = io.BytesIO()
-    torch.save(record, buffer)
-    write_atomic(folder / CHECKPOINT, buffer.getvalue())
+    with replaced(folder / CHECKPOINT, binary=True) as f:
+        torch.save(record, f)
 
 
 def load(folder: Path, spec: str, digest: str) -> dict:

@@ -13,7 +13,6 @@ import csv
 import dataclasses
 import difflib
 import errno
-import io
 import json
 import math
 import platform
@@ -483,11 +482,10 @@ class Run:
         self._rewrite_metrics(fields, kept)
 
     def _rewrite_metrics(self, fields: list[str], rows: list[dict]) -> None:
-        text = io.StringIO()
-        writer = csv.DictWriter(text, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
-        run_folder.write_atomic(self.folder / "metrics.csv", text.getvalue())
+        with run_folder.replaced(self.folder / "metrics.csv") as f:
+            writer = csv.DictWriter(f, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(rows)
 
     def _read_metrics(self) -> tuple[list[str], list[dict]]:
         """metrics.csv's header and rows, refused (E0602) unless it is a run's."""
