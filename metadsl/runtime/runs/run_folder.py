@@ -187,10 +187,14 @@ def replaced(path: Path, binary: bool = False):
     synced, then renamed over it, so a reader or a kill at any moment sees the old file or
     the new one, never a part (and a block that raises leaves the old one)."""
     tmp = path.with_name(path.name + ".tmp")
-    with create(tmp, binary=binary) as f:
-        yield f
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        with create(tmp, binary=binary) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # nothing half-written is left beside the old file
+        raise
     os.replace(tmp, path)
 
 
