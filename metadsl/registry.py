@@ -369,13 +369,21 @@ _add("trpo", "rule", [
 ], "rule", "Trust-region policy optimisation: conjugate gradient on Fisher-vector products, "
    "KL line search (MAML's RL outer step).", traits={"gradient", "line_search"})
 _add("es", "rule", [
-    _count("population", 256, low=2), _gt0("sigma", "num", 0.01),
-    _gt0("lr", "num", 1e-2), P("l2", "num", 0.0, low=0),
+    _count("population", 256, "members per generation (even with mirrored sampling)", low=2),
+    _gt0("sigma", "num", 0.01, "noise scale σ of the perturbations θ + σε"),
+    _gt0("lr", "num", 1e-2, "Adam's step size on the NES estimate"),
+    _unit("beta1", 0.9, "Adam's β₁ (EPG uses 0)"),
+    P("l2", "num", 0.0, low=0, doc="weight decay: Adam steps on −ĝ + l2·θ"),
     _unit("lr_decay_at", 1.0, "fraction of training after which lr is ×0.1; 1: never"),
-    P("ranks", "symbol", "centered", choices=("centered", "none")),
-    P("antithetic", "bool", True),
-], "rule", "Evolution strategies (NES gradient estimate, Adam step) over a parameter vector.",
-     traits={"evolutionary"})
+    P("lr_decay", "num", 1.0, low=0, high=1, low_open=True,
+      doc="lr × this per generation (POET: 0.9999)"),
+    P("sigma_decay", "num", 1.0, low=0, high=1, low_open=True,
+      doc="σ × this per generation (POET: 0.999)"),
+    P("ranks", "symbol", "centered", choices=("centered", "none"),
+      doc="fitness shaping: centered ranks in [−0.5, 0.5], or the raw fitnesses"),
+    P("mirrored", "bool", True, doc="members in pairs θ ± σε sharing one noise draw"),
+], "rule", "Evolution strategies (Salimans et al. 2017): the NES gradient estimate over a "
+   "population of perturbations, an Adam step.", traits={"evolutionary"})
 _add("reptile", "rule", [
     _gt0("lr", "num", 0.1, "outer step ε"),
     P("anneal", "bool", True, doc="decay ε linearly to 0 over training"),
@@ -461,8 +469,9 @@ _add("q_greedy", "policy", [
 
 # ---- fitness of a loop or a model (the `maximizing` side of evolutionary rules) -------
 
-_add("final_return", "fitness", [P("loop", "loop"), _count("episodes", 1)], "num",
-     "mean return of the last episodes of a loop's run (EPG's lifetime)")
+_add("final_return", "fitness", [P("loop", "loop")], "num",
+     "a member's score on the data the last round of its run of `loop` collected: the task "
+     "family's score (mean episode return), averaged over the member's tasks")
 _add("episode_return", "fitness", [P("policy", "model"), _count("episodes", 1)], "num",
      "mean return of a policy on the current task")
 
@@ -550,7 +559,14 @@ SETTINGS: dict[str, tuple[P, ...]] = {
         P("device", "symbol", "cpu", choices=("cpu", "cuda", "auto")),
         P("seed", "int", 0, low=0),
         _count("envs", 1, "vectorized environments per task"),
-        _count("workers", 1, "Ray workers (backend = ray)"),
+        _count("workers", 1, "Ray tasks in flight at once, and the CPUs of a local Ray "
+                             "instance (backend = ray)"),
+        P("address", "str", "", doc="the Ray cluster to join (backend = ray); empty: "
+                                    "RAY_ADDRESS, else a new local instance"),
+        P("execution", "symbol", "sequential", choices=("sequential", "batched"), built=False,
+          doc="how a Map over population members runs on one machine (backend = local): one "
+              "member after another, or all stacked as rows of one batch; each gives the "
+              "same numbers for a seed"),
         _count("checkpoint_every", 25, "most outer iterations between checkpoints; any "
                                        "iteration that took 10 checkpoints' time or more is "
                                        "checkpointed (a kill loses at most that iteration)"),
@@ -609,7 +625,8 @@ _IMPLEMENTATIONS: dict[str, tuple[str, tuple[str, ...]]] = {
     # update rules: optimizers (in place), differentiable steps (functional), interpolation
     "adam": ("rules.Adam", ()), "rmsprop": ("rules.RMSprop", ()), "trpo": ("rules.TRPO", ()),
     "sgd": ("adaptation.sgd", ()), "meta_sgd": ("adaptation.sgd", ()),
-    "reptile": ("adaptation.reptile", ()),
+    "reptile": ("adaptation.reptile", ()), "es": ("es.EvolutionStrategy", ()),
+    "final_return": ("es.final_return", ()),
     # evaluation after k inner steps
     "pretrained": ("evaluation.pretrained", ()), "random_init": ("evaluation.adaptation", ()),
     "nominal": ("evaluation.nominal", ()),

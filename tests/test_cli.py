@@ -91,7 +91,7 @@ def test_emit_ast_and_ir_are_json():
     ir = json.loads(metadsl("check", RL2, "--emit", "ir").stdout)
     assert ir["node"] == "Program" and [l["name"] for l in ir["loops"]] == ["trial", "meta"]
     kinds = [s["node"] for s in ir["loops"][1]["body"]]
-    assert kinds == ["SampleTasks", "MapTasks", "Step", "Log"]
+    assert kinds == ["SampleTasks", "Map", "Step", "Log"]
     py = metadsl("check", RL2, "--emit", "py").stdout
     assert py == (ROOT / "tests" / "golden" / "rl2_bandits.py").read_text()
 

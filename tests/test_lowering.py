@@ -59,7 +59,7 @@ def test_the_program_is_what_the_lowering_reads():
     program = front_end(str(ROOT / "specs" / "maml_nav2d.mrl"), "program").program
     outer = program.loop("meta")
     kinds = [type(s).__name__ for s in outer.body]
-    assert kinds == ["SampleTasks", "MapTasks", "Rollout", "Step", "Log"]
+    assert kinds == ["SampleTasks", "Map", "Rollout", "Step", "Log"]
     step = outer.body[3]
     assert step.through.loop == "adapt" and step.rule.name == "trpo"
     assert step.targets == (P.Params("pi"),)
@@ -294,13 +294,16 @@ def test_schedule_settings_are_honoured_or_named_as_not_built(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     assert [line.split()[3] for line in r.stderr.splitlines()
             if line.startswith("rl2_bandits meta iteration")] == ["1/3", "2/3", "3/3"]
-    for setting in ("device = cuda", "envs = 4", "backend = ray"):
+    for setting in ("device = cuda", "envs = 4"):
         path.write_text(spec.replace("    seed = 1\n", f"    seed = 1\n    {setting}\n"))
         with pytest.raises(NotBuilt) as e:
             compile_module(str(path))
         (what, loc), = e.value.missing
         assert setting.split()[0] in what and loc.line == spec.count("\n", 0, spec.index(
             "    seed = 1")) + 2, (what, loc)
+    path.write_text(spec.replace("    seed = 1\n", "    seed = 1\n    backend = ray\n"))
+    r = metadsl("check", str(path))
+    assert r.returncode == 1 and "error[E0213]: `backend = ray` has no effect" in r.stderr
 
 
 def _generated(spec: str, tmp_path):

@@ -338,7 +338,69 @@ class Lowering:
                 pairs.append((m, X.call(X.attr(model, "parameters_per_task"), count)))
         return X.mapping(pairs)
 
-    def stmt_maptasks(self, s: P.MapTasks, ctx) -> list[ast.stmt]:
+    def stmt_perturb(self, s: P.Perturb, ctx) -> list[ast.stmt]:
+        """This iteration's generation of the model's θ, its noise keyed by
+        (seed, phase, iteration, "eps", target)."""
+        path = ast.Tuple([self.setting("seed"), X.const(ctx.loop.name), X.name("iteration"),
+                          X.const("eps"), X.const(s.target.model)], X.LOAD)
+        opt = self.state(P.optimizer_key(ctx.loop.name, s.target.model))
+        return [X.assign("generation", X.call(X.attr(opt, "generation"), X.const(s.target.model),
+                                              self.state(s.target.model),
+                                              X.attr(X.name("run"), "progress"), path))]
+
+    def stmt_map(self, s: P.Map, ctx) -> list[ast.stmt]:
+        return self.map_members(s, ctx) if s.index == "members" else self.map_tasks(s, ctx)
+
+    def map_members(self, s: P.Map, ctx) -> list[ast.stmt]:
+        """Each member's run of the inner loop, by the schedule's execution, its draws
+        under (seed, phase, iteration, "member", i); the fitnesses in member order."""
+        body = X.call_kw(self.std("functools.partial"),
+                         [X.name(self.p.python("module", "member:" + ctx.loop.name)),
+                          X.name("args"), X.name("instances")], [])
+        path = ast.Tuple([self.setting("seed"), X.const(ctx.loop.name), X.name("iteration"),
+                          X.const("member")], X.LOAD)
+        keywords = [("rows", self.setting(f"{ctx.loop.name}.meta_batch")), ("path", path)]
+        if s.execution == "ray":
+            call = X.call_kw(self.rt("population_ray.members"),
+                             [body, X.name("generation"), X.name("state")],
+                             keywords + [("run", X.name("run"))])
+        else:
+            call = X.call_kw(self.rt(f"population.{s.execution}"),
+                             [body, X.name("generation"), X.name("state")], keywords)
+        return [X.assign(["results", "env_steps"], call)] + \
+            [X.assign(name, X.subscript(X.name("results"), name)) for name, _ in s.results]
+
+    def member_function(self, loop: P.Loop) -> ast.FunctionDef:
+        """`LOOP_member(args, instances, state, params)`: one member of an outer loop's
+        generation — its inner loop acting with the member's θ_i (`params`, one row per
+        task), its fitnesses and its environment steps."""
+        s = P.member_map(loop)
+        inner = self.p.loop(s.loop)
+        call = X.call_kw(X.name(self.p.python("module", inner.name)),
+                         [X.name("args"), X.name("state"), X.name("instances"),
+                          self.setting(f"{inner.name}.steps")],
+                         [("params", X.name("params"))])
+        results = []
+        for name, fitness in s.results:
+            data = X.subscript(X.subscript(X.name("rounds"), -1), fitness.data.name)
+            results.append((name, X.call(self.impl(fitness.name), self.state(inner.tasks),
+                                         data)))
+        steps = [X.call(self.rt("rollout.steps_taken"), X.subscript(X.name("round_"), r.output.name))
+                 for r in P.rollouts(inner)]
+        total = X.call("sum", ast.GeneratorExp(
+            steps[0] if len(steps) == 1 else X.call("sum", ast.List(steps, X.LOAD)),
+            [ast.comprehension(X.name("round_", True), X.name("rounds"), [], 0)]))
+        args = X.arguments(["args", "instances", "state", "params"], [],
+                           {"args": X.name("Args"), "state": X.name("State"),
+                            "params": X.name("dict")})
+        return X.function(self.p.python("module", "member:" + loop.name), args,
+                          [X.assign("rounds", call),
+                           X.ret(ast.Tuple([X.mapping(results), total], X.LOAD))],
+                          f"One member of outer loop {loop.name}'s generation: inner loop "
+                          f"{inner.name} acting with the member's parameters, its fitness and "
+                          "the environment steps it took.", returns=X.name("tuple"))
+
+    def map_tasks(self, s: P.Map, ctx) -> list[ast.stmt]:
         inner = self.p.loop(s.loop)
         fn = X.name(self.p.python("module", s.loop))
         steps = self.setting(f"{s.loop}.steps")
@@ -414,7 +476,8 @@ class Lowering:
         loop's current per-task θ of a model it adapts."""
         if isinstance(policy, P.Adapted):
             return X.subscript(X.name("adapted"), policy.model)
-        if ctx.loop.kind == "inner" and P.acting_model(policy) in P.adapted_models(ctx.loop):
+        if ctx.loop.kind == "inner" and P.acting_model(policy) in \
+                P.adapted_models(ctx.loop) + P.member_models(self.p, ctx.loop.name):
             return X.subscript(X.name("params"), policy.model)
         return None
 
@@ -455,8 +518,11 @@ class Lowering:
             if isinstance(t, P.Population):
                 self.note(f"an update of task population '{t.name}'", s.loc)
                 return []
+        if "evolutionary" in traits and isinstance(s.objective, P.Maximize):
+            return self.evolutionary_step(s, ctx)
         if isinstance(s.objective, P.Maximize):
-            self.note("evolutionary updates (`maximizing`)", s.loc)
+            self.note(f"`maximizing` with {s.rule.name}, a rule that is not evolutionary",
+                      s.loc)
             return []
         if not self.model_calls_lower(s):
             return []
@@ -487,6 +553,16 @@ class Lowering:
         if s.through is not None:
             return self.outer_step(s, ctx)
         return self.optimizer_step(s, ctx)
+
+    def evolutionary_step(self, s: P.Step, ctx) -> list[ast.stmt]:
+        """The rule's step from the generation's fitnesses (the Map over its members made
+        them): an ES step of θ."""
+        if not isinstance(s.objective.fitness, P.Local):
+            return []  # not expanded into a generation: noted by the pass
+        target = P.target_name(s.targets[0])
+        update = X.call(X.attr(self.state(P.optimizer_key(ctx.loop.name, target)), "update"),
+                        X.name("generation"), X.name(s.objective.fitness.name))
+        return [X.assign(self.local(ctx.loop.name, "stats:" + target), update)]
 
     def model_calls_lower(self, s: P.Step) -> bool:
         """Whether the heads the loss calls as operations can be built for this step: a
@@ -644,6 +720,9 @@ class Lowering:
             pairs.append((m.name, X.call(X.attr(value, "item"))))
         steps: ast.expr = X.const(0)
         for data in s.env_steps:
+            if isinstance(data, P.Local):  # a count the statement before made
+                steps = X.name(data.name)
+                continue
             count = X.call(X.attr(X.subscript(self.round_data(data, 0, ctx), "done"), "numel"))
             if data.loop != ctx.loop.name:  # every round of the inner loop
                 count = X.binary("*", X.call("len", X.name("rounds")), count)
@@ -705,12 +784,14 @@ class Lowering:
         body = collect + steps + [X.expr(X.call(X.attr(X.name("rounds"), "append"),
                                                 X.mapping(record)))]
         names = ["args", "state", "instances", "steps"] + \
-            (["progress"] if P.has_update(loop) else [])
+            (["progress"] if P.has_update(loop) else []) + \
+            (["params"] if P.member_models(self.p, loop.name) else [])
         statements = [X.assign("rounds", ast.List([], X.LOAD)),
                       X.for_("_", X.call("range", X.name("steps")), body),
                       X.ret(X.name("rounds"))]
         args = X.arguments(names, [], {"args": X.name("Args"), "state": X.name("State"),
-                                       "steps": X.name("int"), "progress": X.name("float")})
+                                       "steps": X.name("int"), "progress": X.name("float"),
+                                       "params": X.name("dict")})
         return X.function(fn, args, statements, doc + ". Returns each round's data.",
                           returns=X.name("list"))
 
@@ -900,6 +981,7 @@ class Lowering:
         build = self.build()
         loops = [self.inner_loop(l) if l.kind == "inner" else self.outer_loop(l)
                  for l in self.p.loops]
+        loops += [self.member_function(l) for l in self.p.loops if P.member_map(l) is not None]
         evaluate = self.evaluate()
         main = self.main()
         settings = self.settings_table()

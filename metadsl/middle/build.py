@@ -357,7 +357,7 @@ class Builder:
                 self.missing(f"an outer loop without an inner loop ('{name}')", decl)
             else:
                 body += [P.SampleTasks(family or "", loc=loc(decl)),
-                         P.MapTasks(decl.over.id, "batched", loc(decl))]
+                         P.Map("tasks", decl.over.id, loc=loc(decl))]
         for stmt in decl.body:
             if isinstance(stmt, A.Collect):
                 body.append(self.collect(name, family, stmt))
@@ -406,7 +406,7 @@ class Builder:
             objective = P.Minimize(self.expr(obj.loss, frozenset()),
                                    self.data_ref(loop, obj.data.id))
         elif isinstance(obj, A.Maximize):
-            objective = P.Maximize(self.expr(obj.fitness, frozenset()))
+            objective = P.Maximize(self.fitness(obj.fitness))
         else:
             objective = P.Toward(P.Adapted(obj.target.id.rstrip("'")))
         through = None
@@ -419,6 +419,25 @@ class Builder:
         text = format_expr(obj.loss) if isinstance(obj, A.Minimize) else \
             format_expr(obj.fitness) if isinstance(obj, A.Maximize) else obj.target.id
         return P.Step(mode, targets, rule, objective, through, text, loc=loc(stmt))
+
+    def fitness(self, e: A.Expr) -> P.Expr:
+        """`maximizing F`: a fitness entry's call becomes a Fitness node, the score of the
+        named loop's last collect (in its last round)."""
+        entry = R.REGISTRY.get(e.func_name or "") if isinstance(e, A.Call) else None
+        if entry is None or entry.kind != "fitness":
+            return self.expr(e, frozenset())
+        if not R.built(entry):
+            self.missing(f"fitness {entry.name}", e)
+            return P.Unsupported(f"fitness {entry.name}", loc(e))
+        loop = bind_args(e, entry).get("loop")
+        name = loop.id if isinstance(loop, A.Name) else ""
+        collects = [st for st in self.c.loops[name].decl.body
+                    if isinstance(st, A.Collect) and st.source != "from"] \
+            if name in self.c.loops else []
+        if not collects:
+            self.missing(f"{entry.name}({name}) of a loop that collects nothing", e)
+            return P.Unsupported(f"fitness {entry.name}", loc(e))
+        return P.Fitness(entry.name, name, P.Data(name, collects[-1].output.id))
 
     def target(self, name: str):
         """What an update changes, by the kind the checker resolved its name to."""
@@ -481,17 +500,25 @@ class Builder:
 
     def program(self) -> P.Program:
         c = self.c
-        seed, honoured = 0, []
+        seed, honoured, execution = 0, [], "sequential"
         block = c.blocks.get("schedule")
         params = {p.name: p for p in R.SETTINGS["schedule"]}
-        for s in block.body if block else ():
-            if not isinstance(s, A.Setting) or s.name.id not in params:
-                continue
+        given = [s for s in (block.body if block else ())
+                 if isinstance(s, A.Setting) and s.name.id in params]
+        on_ray = any(s.name.id == "backend" and getattr(s.value, "id", None) == "ray"
+                     for s in given)
+        for s in given:
             name, value = s.name.id, constant(s.value, params[s.name.id])
             if name == "seed":
                 seed = int(value.value)
-            elif name in ("checkpoint_every", "log_every", "threads"):
+            elif name in ("checkpoint_every", "log_every", "threads") or \
+                    (on_ray and name in ("workers", "address")):
                 honoured.append((name, value))
+            elif name == "backend" and on_ray:
+                execution = "ray"  # a Map over members runs as Ray tasks
+            elif name == "execution" and value is not None and \
+                    R.choice_built(params[name], value.value):
+                execution = value.value if not on_ray else execution
             elif value is not None and value.value != params[name].default:
                 # the runtime has only the default: one CPU process, one env per task
                 self.missing(f"{name} = {value.value} (only {name} = "
@@ -505,6 +532,7 @@ class Builder:
         return P.Program(
             spec=c.module.name.id, title=c.module.title.value if c.module.title else "",
             source=c.source, path=c.file, seed=seed, schedule=tuple(honoured),
+            execution=execution,
             unsupported=tuple(self.unsupported),
             **parts)
 

@@ -3,6 +3,9 @@
     resolve_defaults   every registry default a call left out, written into the program
     place_memories     memory scopes honoured: a recurrent memory's reset on its rollouts
                        and model, `memory M' reset never` as a CarryOver after the update
+    expand_population_steps
+                       `update X by es(...) maximizing F` as Perturb → Map over the
+                       members (each runs the inner loop, scores F) → the rule's step
     schedule_rollouts  sequential episodes for a policy with memory, parallel copies for
                        one without; which rollouts each SampleTasks draws for
     mark_through       `through` as one transform: the order, the meta-gradient trace
@@ -103,9 +106,10 @@ def resolve_defaults(program: P.Program) -> P.Program:
         return [dataclasses.replace(stmt, rule=rule, through=through)]
 
     given = dict(program.schedule)
-    schedule = tuple((p.name, given.get(p.name) or P.Const(p.default, "int"))
-                     for p in R.SETTINGS["schedule"] if p.name in ("checkpoint_every",
-                                                                   "log_every", "threads"))
+    honoured = ("checkpoint_every", "log_every", "threads") + \
+        (("workers", "address") if program.execution == "ray" else ())
+    schedule = tuple((p.name, given.get(p.name) or P.Const(p.default, p.type))
+                     for p in R.SETTINGS["schedule"] if p.name in honoured)
     program = _map_steps(program.replace(tasks=tasks, models=models, metas=metas,
                                          memories=memories, schedule=schedule), step)
     loops = []
@@ -233,6 +237,48 @@ def mark_through(program: P.Program) -> P.Program:
     return program.replace(unsupported=tuple(unsupported))
 
 
+def expand_population_steps(program: P.Program) -> P.Program:
+    """`update X by es(...) maximizing F(inner)` runs a generation: Perturb X into the
+    rule's population, Map the inner loop over the members (each computing F on the
+    batch's tasks), then the rule's step from the members' fitnesses. The outer loop's
+    Map over tasks becomes that Map over members."""
+    unsupported = list(program.unsupported)
+    loops = []
+    for loop in program.loops:
+        steps = [s for s in loop.body if isinstance(s, P.Step) and
+                 isinstance(s.objective, P.Maximize) and "evolutionary" in s.rule.traits]
+        if not steps:
+            loops.append(loop)
+            continue
+        step = steps[0]
+        fitness = step.objective.fitness
+        why = "two evolutionary updates in one loop" if len(steps) > 1 else \
+            "an evolutionary update of anything but one model's parameters" \
+            if len(step.targets) != 1 or not isinstance(step.targets[0], P.Params) else \
+            "an evolutionary update in an outer loop without an inner loop" \
+            if loop.over is None else \
+            f"a fitness of another loop than `{loop.over}`, the one this loop runs" \
+            if isinstance(fitness, P.Fitness) and fitness.loop != loop.over else None
+        if why is not None or not isinstance(fitness, P.Fitness):
+            if why is not None:
+                unsupported.append((why, step.loc))
+            loops.append(loop)
+            continue
+        model = step.targets[0].model
+        body = []
+        for stmt in loop.body:
+            if isinstance(stmt, P.Map) and stmt.index == "tasks":
+                body += [P.Perturb(step.targets[0], step.loc),
+                         P.Map("members", stmt.loop, program.execution, model,
+                               (("fitness", fitness),), stmt.loc)]
+            elif stmt is step:
+                body.append(dataclasses.replace(step, objective=P.Maximize(P.Local("fitness"))))
+            else:
+                body.append(stmt)
+        loops.append(dataclasses.replace(loop, body=tuple(body)))
+    return program.replace(loops=tuple(loops), unsupported=tuple(unsupported))
+
+
 def mark_target_networks(program: P.Program) -> P.Program:
     """A step whose loss reads `target(...)` updates a target network with its model: the
     run state keeps one per such model (the loss's target parameters, as TorchRL's losses
@@ -280,6 +326,10 @@ def plan_diagnostics(program: P.Program) -> P.Program:
     return _map_steps(program, plan)
 
 
+# what an evolutionary rule's step reports (runtime/learning/es.py)
+EVOLUTIONARY_STATS = ("fitness_mean", "fitness_max", "sigma", "lr", "grad_norm")
+
+
 def insert_logs(program: P.Program) -> P.Program:
     """Each outer iteration logs the return of the inner loop's first collect (before
     adaptation) and of every collect of its own (after it; the last inner round where
@@ -290,6 +340,13 @@ def insert_logs(program: P.Program) -> P.Program:
     for loop in program.loops:
         if loop.kind != "outer" or loop.over is None:
             loops.append(loop)
+            continue
+        members = P.member_map(loop)
+        if members is not None:  # a generation: its fitnesses, σ, lr, the estimate's norm
+            metrics = [P.Metric(f"charts/{stat}", "step_stat", (members.target, stat))
+                       for stat in EVOLUTIONARY_STATS]
+            loops.append(dataclasses.replace(loop, body=loop.body + (
+                P.Log(tuple(metrics), (P.Local("env_steps"),), loop.loc),)))
             continue
         inner = program.loop(loop.over)
         first = next(iter(P.rollouts(inner)), None)
@@ -531,6 +588,9 @@ def mangle_names(program: P.Program) -> P.Program:
     module = MODULE_NAMES | LOCAL_NAMES  # functions are called where the locals are in scope
     for loop in program.loops:
         sym.add("module", loop.name, module)
+    for loop in program.loops:
+        if P.member_map(loop) is not None:  # the body one member of its generation runs
+            sym.add("module", "member:" + loop.name, module, spelling=loop.name + "_member")
     for fn in program.functions:
         sym.add("module", fn.name, module)
         for name, _ in fn.params:
@@ -584,7 +644,8 @@ def args_field_name(path: str) -> str:
     return "__".join(part.replace("'", "_prime") for part in path.split("."))
 
 
-PASSES = (mark_target_networks, resolve_defaults, place_memories, schedule_rollouts,
+PASSES = (mark_target_networks, resolve_defaults, place_memories, expand_population_steps,
+          schedule_rollouts,
           mark_through, plan_diagnostics,
           insert_logs, extract_settings, mangle_names)
 

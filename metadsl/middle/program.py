@@ -178,9 +178,19 @@ class Unsupported:
     loc: Loc
 
 
+@dataclass(frozen=True)
+class Fitness:
+    """A fitness function (registry entry `name`) of a member's run of inner loop `loop`:
+    the task family's score of `data`, the loop's last collect, in its last round."""
+
+    name: str
+    loop: str
+    data: Data
+
+
 # A `Memory` in an expression is an episodic memory the loss reads (`lookup(M, h, action)`).
 Expr = Union[Lit, Field, Head, HeadCall, Local, Op, Call, Binary, Negate, Meta, Setting,
-             Const, Memory, Unsupported]
+             Const, Memory, Fitness, Unsupported]
 
 
 @dataclass(frozen=True)
@@ -387,12 +397,30 @@ class CarryOver:
 
 
 @dataclass(frozen=True)
-class MapTasks:
-    """Run inner loop `loop` on every task instance of the batch. How (vmapped tensors, a
-    Python loop, Ray workers) is the schedule's `execution`, never the spec's."""
+class Perturb:
+    """The members of an evolutionary step's generation: θ_i = θ + σ·s_i·ε_j(i) of the
+    model `target`, each ε_j drawn from the key (seed, phase, iteration, "eps", target, j)
+    (mirrored pairs share j = i // 2), by the rule's optimizer in the run state."""
 
+    target: Params
+    loc: Loc = NOWHERE
+
+
+@dataclass(frozen=True)
+class Map:
+    """Run inner loop `loop` once per value of an index set. `tasks`: every task instance
+    of the batch, as the rows of one call. `members`: every member of the generation a
+    `Perturb` of `target` made, each on the batch's tasks (common random numbers) with its
+    own θ_i and its draws under the key ("member", i), giving `results` ((local name,
+    Fitness), ...) per member and the environment steps of them all. How — `batched`
+    rows, a `sequential` loop, `ray` workers — is the schedule's `execution`, never the
+    spec's: each gives the same numbers for a seed."""
+
+    index: str  # tasks | members
     loop: str
     execution: str = "batched"
+    target: str | None = None  # members: the model whose θ_i each member acts with
+    results: tuple = ()
     loc: Loc = NOWHERE
 
 
@@ -408,11 +436,14 @@ class Metric:
 @dataclass(frozen=True)
 class Log:
     metrics: tuple
-    env_steps: tuple  # (Data, ...) whose steps count as environment steps
+    # (Data | Local, ...) whose steps count as environment steps: a Local is a count a
+    # member Map made (all members' steps)
+    env_steps: tuple
     loc: Loc = NOWHERE
 
 
-Stmt = Union[SampleTasks, Rollout, Store, SampleBuffer, Step, Reset, CarryOver, MapTasks, Log]
+Stmt = Union[SampleTasks, Rollout, Store, SampleBuffer, Step, Reset, CarryOver, Perturb, Map,
+             Log]
 
 
 @dataclass(frozen=True)
@@ -482,6 +513,7 @@ class Program:
     functions: tuple  # (Function, ...), callees first
     loops: tuple  # (Loop, ...): inner loops first, then outer loops in run order
     evaluate: Evaluate
+    execution: str = "sequential"  # how population Maps run (schedule.execution)
     unsupported: tuple = ()  # ((what, Loc), ...): constructs with no lowering
     args: tuple = ()  # (ArgField, ...), from extract_settings
     symbols: tuple = ()  # ((scope, spec name, Python name), ...), from mangle_names
@@ -582,6 +614,16 @@ def adapted_models(loop: Loop) -> list[str]:
             for t in s.targets if isinstance(t, Params)]
 
 
+def member_models(program: Program, loop: str) -> list[str]:
+    """Models whose parameters a member Map hands inner loop `loop` per row (θ_i)."""
+    return [s.target for l in program.loops for s in l.body
+            if isinstance(s, Map) and s.index == "members" and s.loop == loop]
+
+
+def member_map(loop: Loop) -> Map | None:
+    return next((s for s in loop.body if isinstance(s, Map) and s.index == "members"), None)
+
+
 def has_update(loop: Loop) -> bool:
     return any(isinstance(s, Step) and s.mode == "update" for s in loop.body)
 
@@ -603,9 +645,10 @@ def target_network_key(model: str) -> str:
 
 
 def has_optimizer(step: Step) -> bool:
-    """A step the run state keeps an optimizer for: an in-place `update` by a gradient
-    rule of models, meta-parameters and differentiable memories (a dnd)."""
-    return step.mode == "update" and "gradient" in step.rule.traits and \
+    """A step the run state keeps an optimizer for: an in-place `update` by a gradient or
+    evolutionary rule of models, meta-parameters and differentiable memories (a dnd)."""
+    return step.mode == "update" and \
+        bool({"gradient", "evolutionary"} & set(step.rule.traits)) and \
         all(isinstance(t, (Params, Meta, Memory)) for t in step.targets)
 
 

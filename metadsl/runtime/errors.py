@@ -9,6 +9,11 @@ class TaskError(ValueError):
     parameter it lacks): the run stops with this message, not a traceback."""
 
 
+class SettingError(ValueError):
+    """Settings that cannot run together, such as an odd population with mirrored sampling
+    set by `--set` (the checker sees only the spec's own values): a usage error."""
+
+
 class NonFiniteLoss(RuntimeError):
     """A loss became NaN or infinite: the run stops, keeping its last good checkpoint."""
 

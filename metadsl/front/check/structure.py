@@ -112,6 +112,7 @@ class Structure:
                         ref("head", h) in reach for h in self.models[name].heads):
                     self.error("E0403", f"the fitness does not depend on '{name}'",
                                obj.span, hint=f"evaluate a loop or policy that uses '{name}'")
+            self.check_population(stmt, rule)
             return
         if "population" in traits:
             if not ({"tasks", "model"} <= kinds):
@@ -172,6 +173,31 @@ class Structure:
                                hint=(f"it uses heads {', '.join(used)}; '{name}' has "
                                      if used else f"it uses no head of '{name}', which has ")
                                + (", ".join(sorted(info.heads)) or "no heads"))
+
+    def check_population(self, stmt, rule: R.Entry) -> None:
+        """A population that its rule and the schedule can run: mirrored members come in
+        pairs, and Ray workers beyond the members would sit idle."""
+        if not isinstance(stmt.rule, A.Call):
+            return
+        given = bind_args(stmt.rule, rule)
+        defaults = {p.name: p.default for p in rule.params}
+        population = self.const(given.get("population"))
+        if population is None:
+            population = defaults.get("population")
+        mirrored = given.get("mirrored")
+        mirrored = mirrored.id == "true" if isinstance(mirrored, A.Name) else \
+            defaults.get("mirrored", False)
+        where = given.get("population", stmt.rule)
+        if mirrored and population is not None and population >= 2 and int(population) % 2:
+            self.error("E0207", f"population = {int(population)} is odd, and mirrored sampling "
+                       "draws its members in pairs θ ± σε", where.span,
+                       hint=f"population = {int(population) + 1}, or mirrored = false")
+        workers = getattr(self, "schedule_settings", {}).get("workers")
+        count = self.const(workers.value) if workers is not None else None
+        if count is not None and population is not None and count > population:
+            self.error("E0207", f"workers = {int(count)} is more than the population of "
+                       f"{int(population)}: a member is the smallest piece of work",
+                       workers.span, hint=f"workers = {int(population)} or fewer")
 
     def check_target_network(self, stmt, rule: R.Entry, refs: set) -> None:
         """A loss that reads `target(...)` needs a rule that moves the target network."""
@@ -431,6 +457,16 @@ class Structure:
 
     def check_settings_without_effect(self) -> None:
         schedule = getattr(self, "schedule_settings", {})
+        backend = schedule.get("backend")
+        if backend is not None and getattr(backend.value, "id", None) == "ray" and not any(
+                isinstance(s, A.Update) and isinstance(s.rule, A.Call) and
+                R.REGISTRY.get(s.rule.func_name) is not None and
+                R.REGISTRY[s.rule.func_name].traits & {"evolutionary", "population"}
+                for info in self.loops.values() for s in info.decl.body):
+            self.error("E0213", "`backend = ray` has no effect: Ray runs the members of a "
+                       "population, and no update here has one", backend.span,
+                       hint="update a model by an evolutionary rule such as es(...), or "
+                            "remove it")
         if "workers" in schedule:
             backend = schedule.get("backend")
             if backend is None or getattr(backend.value, "id", None) != "ray":

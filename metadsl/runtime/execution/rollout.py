@@ -92,6 +92,11 @@ def samples(env, gen: torch.Generator) -> dict:
     return env.sequence(gen)
 
 
+def steps_taken(batch: dict) -> int:
+    """The environment steps a rollout took: its real steps, not its padding."""
+    return int(batch["valid"].sum()) if "valid" in batch else batch["done"].numel()
+
+
 def trial_return(batch: dict) -> torch.Tensor:
     """Total reward per trial [B]: the score of tasks whose trial is a fixed number of
     fixed-length episodes (bandits, tabular MDPs)."""

@@ -26,7 +26,7 @@ import torch
 
 from . import run_folder
 from .run_folder import UsageError
-from ..errors import NonFiniteLoss, Stopped, TaskError
+from ..errors import NonFiniteLoss, SettingError, Stopped, TaskError
 
 
 class State:
@@ -319,8 +319,9 @@ class Run:
 
     def __init__(self, spec: str, digest: str, args, options, source: str | None = None,
                  spec_source: str | None = None, checkpoint_every: int = 25,
-                 log_every: int = 0, threads: int = 0):
+                 log_every: int = 0, threads: int = 0, workers: int = 1, address: str = ""):
         self.spec, self.digest, self.args, self.options = spec, digest, args, options
+        self.workers, self.address = workers, address  # a Ray execution's (backend = ray)
         if threads > 0:
             torch.set_num_threads(threads)
         self.folder = run_folder.choose(spec, digest, options.out, options.resume,
@@ -394,6 +395,9 @@ class Run:
         if isinstance(error, TaskError):
             sys.stderr.write(f"error: {error}\n")
             raise SystemExit(1)
+        if isinstance(error, SettingError):
+            sys.stderr.write(f"error[E0207]: {error}\n")
+            raise SystemExit(2)
         wanted = _allocation(error)
         if wanted is not None:
             run_folder.refuse("E0604", f"the run needs more memory than this machine has: "
