@@ -33,7 +33,7 @@ FAMILIES = ("rl2_bandits", "rl2_tabular_mdp", "rl2_cartpole", "wang2016_dependen
             "wang2016_informative_arm", "hochreiter2001", "maml_sine", "metasgd_sine",
             "reptile_sine", "maml_nav2d", "fomaml_nav2d", "reptile_nav2d", "maml_cheetah_vel",
             "maml_cheetah_dir", "metagrad", "domain_randomization", "mfec", "nec",
-            "dqn_cartpole", "episodic_lstm")
+            "dqn_cartpole", "episodic_lstm", "es_cartpole")
 QUICK = ["--iterations", "2", "--set", "evaluate.instances=8"]
 
 

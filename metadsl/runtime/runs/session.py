@@ -551,6 +551,9 @@ class Run:
         every = self.log_every or max(1, self.total // 10)
         if not sys.stderr.isatty() and (iteration + 1) % every == 0:
             shown = f"  return {ret:.3f}" if ret is not None else ""
+            if "charts/fitness_mean" in metrics:  # a population's generation
+                shown += (f"  fitness mean {metrics['charts/fitness_mean']:.3f} "
+                          f"max {metrics['charts/fitness_max']:.3f}")
             print(f"{self.spec} {self.loop} iteration {iteration + 1}/{self.total}  "
                   f"env-steps/s {rate:,.0f}{shown}  "
                   f"{timing(self._phase_started, self._phase_start, iteration + 1, self.total)}",
