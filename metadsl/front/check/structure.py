@@ -458,7 +458,8 @@ class Structure:
     def check_settings_without_effect(self) -> None:
         schedule = getattr(self, "schedule_settings", {})
         backend = schedule.get("backend")
-        if backend is not None and getattr(backend.value, "id", None) == "ray" and not any(
+        on_ray = backend is not None and getattr(backend.value, "id", None) == "ray"
+        if on_ray and not any(
                 isinstance(s, A.Update) and isinstance(s.rule, A.Call) and
                 R.REGISTRY.get(s.rule.func_name) is not None and
                 R.REGISTRY[s.rule.func_name].traits & {"evolutionary", "population"}
@@ -468,8 +469,7 @@ class Structure:
                        hint="update a model by an evolutionary rule such as es(...), or "
                             "remove it")
         if "workers" in schedule:
-            backend = schedule.get("backend")
-            if backend is None or getattr(backend.value, "id", None) != "ray":
+            if not on_ray:
                 self.error("E0213", "`workers` has no effect unless backend = ray",
                            schedule["workers"].span, hint="set `backend = ray` or remove it")
         evaluate = getattr(self, "evaluate_settings", {})

@@ -14,9 +14,14 @@ import torch
 from . import keys
 
 
+def member(body, generation, state, rows: int, path: tuple, i: int) -> tuple[dict, int]:
+    """Member i's run: its own key under `path`, its own θ_i on `rows` tasks."""
+    return body(state.replace(gen=keys.key(*path, i)), generation.member(i, rows))
+
+
 def sequential(body, generation, state, rows: int, path: tuple) -> tuple[dict, int]:
     """Every member in turn, in this process."""
-    return gather([body(state.replace(gen=keys.key(*path, i)), generation.member(i, rows))
+    return gather([member(body, generation, state, rows, path, i)
                    for i in range(generation.population)])
 
 

@@ -21,8 +21,7 @@ import sys
 import torch
 
 from ..errors import SettingError, TaskError
-from . import keys
-from .population import gather
+from .population import gather, member
 
 RETRIES = 3  # per task, for a worker that died or an environment that failed
 _remote = None  # the member task, made when Ray is first reached
@@ -30,7 +29,7 @@ _remote = None  # the member task, made when Ray is first reached
 
 def _member(body, state, generation, rows: int, path: tuple, i: int):
     torch.set_num_threads(1)
-    return body(state.replace(gen=keys.key(*path, i)), generation.member(i, rows))
+    return member(body, generation, state, rows, path, i)
 
 
 def members(body, generation, state, rows: int, path: tuple, run) -> tuple[dict, int]:
