@@ -155,6 +155,10 @@ _add("nav2d", "tasks", [
     _gt0("action_scale", "num", 1.0, "the policy's action is multiplied by this before clipping "
                                       "(0.1 with clip 0.1 is rllab's normalize(): the policy acts "
                                       "in [−1, 1], as in MAML's point-env code)"),
+    P("arc", "list", [], low=-360, high=360, item="num",
+      doc="[from, to] degrees: goals on the circle of radius `arc_radius` between these "
+          "angles (EPG's half-circle tasks); [] for the square"),
+    _gt0("arc_radius", "num", 0.5, "the goal circle's radius"),
     P("sparse", "bool", False, built=False, doc="reward only inside goal_radius (MAESN)"),
     _gt0("goal_radius", "num", 0.2, "radius of the sparse reward region"),
 ], "tasks", "2-D point navigation from the origin, reward −‖pos − goal‖ (MAML §5.3).",
@@ -225,10 +229,18 @@ _add("episodic_lstm", "core", [
    "k nearest stored cells weighted by exp(−‖key − key_i‖²), so a new context recalls "
    "(almost) nothing.", traits={"stateful", "episodic"})
 _add("temporal_conv", "core", [
-    _count("window", 32, "past transitions the loss sees"),
-    P("channels", "list", [32, 16], doc="1-D conv channels"),
-    _count("kernel", 8), P("activation", "symbol", "relu", choices=_ACT),
-], "core", "EPG's loss network: 1-D convolutions over a window of past transitions.")
+    P("channels", "list", [16, 32], low=1, high=MAX_UNITS, item="int",
+      doc="channels of each 1-D convolution over time"),
+    P("kernel", "list", [6, 4], low=1, high=4096, item="int", doc="each convolution's width"),
+    P("stride", "list", [5, 2], low=1, high=4096, item="int", doc="each convolution's stride"),
+    _count("context", 32, "units of the context vector the convolutions' mean gives", high=MAX_UNITS),
+    P("hidden", "list", [16], low=1, high=MAX_UNITS, item="int",
+      doc="hidden layers of the per-step MLP of (features, context)"),
+    _count("signals", 1, "values per step the loss passes it besides its inputs, e.g. "
+                         "log π(a|s)", high=64),
+], "core", "EPG's loss network (openai/EPG's Conv1DLoss): strided 1-D convolutions over the "
+   "window in time order, their mean over time a context vector, and an MLP of each step's "
+   "features and the context giving the loss per step.")
 
 _INPUTS = ("obs", "prev_action", "prev_reward", "prev_done", "timestep", "x", "prev_y", "z",
            "action", "context")
@@ -282,8 +294,10 @@ _add("regressor", "model", [
 ], "model", "A feed-forward regression network (sine regression).")
 _add("loss_net", "model", [
     P("net", "core", doc="temporal_conv(...)"),
-], "model", "A learned loss L_φ (EPG): called on a window of per-step features, it gives a "
-   "loss per step.", traits={"loss"})
+    P("inputs", "list", ["obs", "action", "reward", "done"], choices=_INPUTS + ("reward", "done"),
+      doc="the trajectory fields of each step it reads"),
+], "model", "A learned loss L_φ (EPG): called in a loss on the data's steps in time order, "
+   "`L(log_prob(pi, action))`, it gives a loss per step.", traits={"loss"})
 _add("encoder", "model", [
     P("net", "core"), P("inputs", "list", ["obs"], choices=_INPUTS),
     P("heads", "dict", {"h": "embedding"}, choices=_HEADS),
@@ -382,6 +396,9 @@ _add("es", "rule", [
     P("ranks", "symbol", "centered", choices=("centered", "none"),
       doc="fitness shaping: centered ranks in [−0.5, 0.5], or the raw fitnesses"),
     P("mirrored", "bool", True, doc="members in pairs θ ± σε sharing one noise draw"),
+    P("common_draws", "bool", False,
+      doc="every member acts with the same random draws (actions, environment seeds, fresh "
+          "networks): common random numbers, so fitnesses differ by the perturbations alone"),
 ], "rule", "Evolution strategies (Salimans et al. 2017): the NES gradient estimate over a "
    "population of perturbations, an Adam step.", traits={"evolutionary"})
 _add("reptile", "rule", [
@@ -456,7 +473,10 @@ _add("amax", "op", [P("x", _T)], _T,
      "the maximum over the last axis: max_a Q(s, a) of a q_values head's values")
 _add("linear_baseline", "op", [P("ret", _T)], _T,
      "fit a linear value baseline per task on (obs, obs², t, t², t³, 1) to `ret`; its predictions")
-_add("anneal", "op", [P("start", "num"), P("end", "num"), _unit("over", 1.0)], _T,
+_add("anneal", "op", [P("start", "num"), P("end", "num"), _unit("over", 1.0),
+                     P("loop", "loop", None, doc="the outer loop whose progress it follows "
+                                                 "(an `adapt` loss names it); by default "
+                                                 "the loop that runs the update")], _T,
      "linear schedule from start to end over the first `over` of the loop")
 _add("noise", "op", [P("x", _T)], _T, "standard normal noise shaped like x (ES perturbations)")
 
@@ -499,8 +519,17 @@ _add("pretrained", "baseline", [], "none", "multi-task pretrained, no meta-learn
      "adaptation", traits={"mdp", "supervised", "adaptation"})
 _add("random_init", "baseline", [], "none", "a random initialisation, same adaptation",
      traits={"mdp", "supervised", "adaptation"})
-_add("ppo_baseline", "baseline", [], "none", "PPO from scratch within the same lifetime (EPG)",
-     traits={"mdp"})
+_add("ppo_baseline", "baseline", [
+    P("lr", "list", [0.003, 0.01, 0.03, 0.1], low=0, item="num",
+      doc="step sizes tried on validation tasks; the best one's lifetime is reported"),
+], "none", "a fresh policy trained by PPO (stdlib rl's `ppo`) in place of the learned loss, "
+     "for the same lifetime, network and data (EPG)", traits={"mdp", "adaptation", "lifetime"})
+# Baselines that train the evaluated inner loop with another loss in place of its
+# `adapt` loss: the standard-library function each trains with (its step size tried over
+# the baseline's `lr` grid).
+LOSS_BASELINES = {"ppo_baseline": "ppo"}
+_add("random_phi", "baseline", [], "none", "the learned loss at its initialisation, "
+     "same lifetime (EPG)", traits={"mdp", "adaptation", "lifetime"})
 _add("nominal", "baseline", [], "none", "the spec's own training on the nominal, "
      "unrandomized tasks (Peng et al. 2018's comparison), evaluated on the same held-out "
      "tasks", traits={"mdp", "retrains"})
@@ -619,6 +648,7 @@ _IMPLEMENTATIONS: dict[str, tuple[str, tuple[str, ...]]] = {
     "gru": ("models.Recurrent", ()), "lstm": ("models.Recurrent", ()),
     "episodic_lstm": ("models.EpisodicLSTM", ()),
     "mlp": ("models.FeedForward", ()),
+    "loss_net": ("models.LossNet", ()), "temporal_conv": ("models.LossNet", ()),
     # meta-parameters
     "bounded": ("metaparams.Bounded", ()), "positive": ("metaparams.Positive", ()),
     "step_sizes": ("metaparams.StepSizes", ()),

@@ -14,7 +14,9 @@ dropped. No torch here.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import hashlib
+import itertools
 
 from .. import __version__
 from .. import registry as R
@@ -131,7 +133,18 @@ class Lowering:
 
     def expr_op(self, e: P.Op, ctx) -> ast.expr:
         args = ([X.name("batch")] if e.batch else []) + [self.expr(a, ctx) for a in e.args]
-        return X.call_kw(self.impl(e.name), args, [(k, self.expr(v, ctx)) for k, v in e.kwargs])
+        entry = R.REGISTRY[e.name]
+        # a loop the op names says whose progress the batch carries: the step put it there
+        keywords = [(k, self.expr(v, ctx)) for k, v in e.kwargs
+                    if entry.param(k) is None or entry.param(k).type != "loop"]
+        return X.call_kw(self.impl(e.name), args, keywords)
+
+    def expr_modelref(self, e: P.ModelRef, ctx) -> ast.expr:
+        """A model passed to a loss, bound by the loss's view to the step's parameters."""
+        return X.call(X.attr(X.name("heads"), "model_ref"), X.const(e.model))
+
+    def expr_modelcall(self, e: P.ModelCall, ctx) -> ast.expr:
+        return X.call(self.expr(e.callee, ctx), *[self.expr(a, ctx) for a in e.args])
 
     def expr_call(self, e: P.Call, ctx) -> ast.expr:
         args = [X.name("batch"), self.heads(e.detached)] + [self.expr(a, ctx) for a in e.args]
@@ -276,6 +289,8 @@ class Lowering:
             self.note(f"memory '{m.key}' is never acted on (`collect ... with q_greedy("
                       f"{m.key})`: its sizes come from the tasks it acts in)", m.loc)
             return None
+        if "buffer" in R.REGISTRY[m.constructor].traits and m.scope == "task":
+            keywords.append(("per_task", X.const(True)))  # a stream per task instance
         return X.call_kw(self.impl(m.constructor), [], keywords)
 
     def task(self, task: P.TaskDecl) -> ast.expr:
@@ -334,6 +349,9 @@ class Lowering:
             model = self.state(m)
             if m == traced:  # θ whose gradient to η is the trace
                 pairs.append((m, X.call(X.attr(self.state("trace:" + m), "theta"), model, count)))
+            elif self.p.model(m).reinit:  # a fresh network per task, from the run's key
+                pairs.append((m, X.call(X.attr(model, "fresh_per_task"), count,
+                                        X.attr(X.name("state"), "gen"))))
             else:
                 pairs.append((m, X.call(X.attr(model, "parameters_per_task"), count)))
         return X.mapping(pairs)
@@ -348,15 +366,22 @@ class Lowering:
                                               self.state(s.target.model),
                                               X.attr(X.name("run"), "progress"), path))]
 
+    def progress_of(self, inner: P.Loop) -> list:
+        """The outer loop's progress, for an inner loop whose `adapt` losses read it."""
+        return [("progress", X.attr(X.name("run"), "progress"))] \
+            if P.adapt_reads_progress(self.p, inner) else []
+
     def stmt_map(self, s: P.Map, ctx) -> list[ast.stmt]:
         return self.map_members(s, ctx) if s.index == "members" else self.map_tasks(s, ctx)
 
     def map_members(self, s: P.Map, ctx) -> list[ast.stmt]:
         """Each member's run of the inner loop, by the schedule's execution, its draws
         under (seed, phase, iteration, "member", i); the fitnesses in member order."""
+        progress = [X.attr(X.name("run"), "progress")] \
+            if P.adapt_reads_progress(self.p, self.p.loop(s.loop)) else []
         body = X.call_kw(self.std("functools.partial"),
                          [X.name(self.p.python("module", "member:" + ctx.loop.name)),
-                          X.name("args"), X.name("instances")], [])
+                          X.name("args"), X.name("instances"), *progress], [])
         path = ast.Tuple([self.setting("seed"), X.const(ctx.loop.name), X.name("iteration"),
                           X.const("member")], X.LOAD)
         keywords = [("rows", self.setting(f"{ctx.loop.name}.meta_batch")), ("path", path)]
@@ -376,10 +401,21 @@ class Lowering:
         task), its fitnesses and its environment steps."""
         s = P.member_map(loop)
         inner = self.p.loop(s.loop)
-        call = X.call_kw(X.name(self.p.python("module", inner.name)),
-                         [X.name("args"), X.name("state"), X.name("instances"),
-                          self.setting(f"{inner.name}.steps")],
-                         [("params", X.name("params"))])
+        fn = X.name(self.p.python("module", inner.name))
+        progress = P.adapt_reads_progress(self.p, inner)
+        if inner.adapts:  # the member's θ_i beside the θ per task the inner loop adapts
+            start = self.theta(inner, self.setting(f"{loop.name}.meta_batch"))
+            start.keys.append(None)
+            start.values.append(X.name("params"))
+            call = X.call_kw(fn, [X.name("args"), X.name("state"), X.name("instances"), start,
+                                  self.setting(f"{inner.name}.steps")],
+                             [("order", X.const(1))] +
+                             ([("progress", X.name("progress"))] if progress else []))
+            call = ast.Subscript(call, X.const(1), X.LOAD)  # its rounds
+        else:
+            call = X.call_kw(fn, [X.name("args"), X.name("state"), X.name("instances"),
+                                  self.setting(f"{inner.name}.steps")],
+                             [("params", X.name("params"))])
         results = []
         for name, fitness in s.results:
             data = X.subscript(X.subscript(X.name("rounds"), -1), fitness.data.name)
@@ -390,9 +426,10 @@ class Lowering:
         total = X.call("sum", ast.GeneratorExp(
             steps[0] if len(steps) == 1 else X.call("sum", ast.List(steps, X.LOAD)),
             [ast.comprehension(X.name("round_", True), X.name("rounds"), [], 0)]))
-        args = X.arguments(["args", "instances", "state", "params"], [],
+        args = X.arguments(["args", "instances"] + (["progress"] if progress else []) +
+                           ["state", "params"], [],
                            {"args": X.name("Args"), "state": X.name("State"),
-                            "params": X.name("dict")})
+                            "params": X.name("dict"), "progress": X.name("float")})
         return X.function(self.p.python("module", "member:" + loop.name), args,
                           [X.assign("rounds", call),
                            X.ret(ast.Tuple([X.mapping(results), total], X.LOAD))],
@@ -405,9 +442,9 @@ class Lowering:
         fn = X.name(self.p.python("module", s.loop))
         steps = self.setting(f"{s.loop}.steps")
         if inner.adapts:
-            call = X.call(fn, X.name("args"), X.name("state"), X.name("instances"),
-                          self.theta(inner, self.setting(f"{ctx.loop.name}.meta_batch")), steps,
-                          order=X.const(1))
+            call = X.call_kw(fn, [X.name("args"), X.name("state"), X.name("instances"),
+                                  self.theta(inner, self.setting(f"{ctx.loop.name}.meta_batch")),
+                                  steps], [("order", X.const(1))] + self.progress_of(inner))
             out: list[ast.stmt] = [X.assign(["adapted", "rounds"], call)]
         else:
             keywords = [("progress", X.attr(X.name("run"), "progress"))] \
@@ -493,7 +530,10 @@ class Lowering:
                                  [self.data(s.data, ctx)], keywords))]
 
     def stmt_samplebuffer(self, s: P.SampleBuffer, ctx) -> list[ast.stmt]:
-        sample = X.call(X.attr(self.state(s.buffer.key), "sample"), self.value(s.count),
+        """`N samples from B`: uniform draws; `N steps from B`: the last N, in order."""
+        buffer = self.state(s.buffer.key)
+        sample = X.call(X.attr(buffer, "recent"), self.value(s.count)) if s.unit == "steps" \
+            else X.call(X.attr(buffer, "sample"), self.value(s.count),
                         X.attr(X.name("state"), "gen"))
         return [X.assign(self.local(ctx.loop.name, s.output.name), sample)]
 
@@ -535,12 +575,14 @@ class Lowering:
             if "differentiable" not in traits or not isinstance(s.objective, P.Minimize):
                 self.note(f"`adapt` by {s.rule.name}", s.loc)
                 return []
-            progress = [n.name for n in P.loss_nodes(self.p, s.objective.loss)
-                        if isinstance(n, P.Op) and "progress" in R.REGISTRY[n.name].traits]
-            if progress:
-                self.note(f"{progress[0]}(...) in an `adapt` loss (it reads the outer loop's "
-                          "progress, which an inner step does not have)", s.loc)
-                return []
+            runs = {l.name for l in self.p.loops if l.over == ctx.loop.name}
+            for op in P.reads_progress(self.p, s):
+                named = dict(op.kwargs).get("loop")
+                if not isinstance(named, P.Lit) or named.value not in runs:
+                    self.note(f"{op.name}(...) in an `adapt` loss that names no outer loop "
+                              f"running {ctx.loop.name} (`{op.name}(..., loop = OUTER)`: an "
+                              "inner step has no progress of its own)", s.loc)
+                    return []
             return self.differentiable_step(s, ctx)
         if isinstance(s.objective, P.Toward):
             if "interpolate" not in traits:
@@ -574,6 +616,10 @@ class Lowering:
             return False
         if not isinstance(s.objective, P.Minimize):
             return True
+        if P.models_passed(self.p, s.objective.loss) and s.mode != "adapt":
+            self.note("a model passed to a loss (a learned loss) in a step other than an "
+                      "`adapt`", s.loc)
+            return False
         models = {m.name: m for m in self.p.models}
         called = any(isinstance(n, P.HeadCall) and n.args
                      for n in P.loss_nodes(self.p, s.objective.loss))
@@ -593,12 +639,25 @@ class Lowering:
         if model not in {m.name for m in self.p.models}:
             return []  # an unbuilt model, noted by the builder
         loss = self.local(ctx.loop.name, "loss:" + model)
+        data = self.data(s.objective.data, ctx)
+        objective = s.objective.loss
+        keywords = [(k, self.value(v)) for k, v in s.rule.args]
+        if ctx.baseline is not None:  # the baseline's own loss, at the step size it is given
+            objective = P.Call(R.LOSS_BASELINES[ctx.baseline], (), (), False)
+            keywords = [(k, X.name("lr") if k == "lr" else v) for k, v in keywords]
+        if P.reads_progress(self.p, dataclasses.replace(s, objective=P.Minimize(
+                objective, s.objective.data))):  # the outer loop's, handed to the inner loop
+            data = X.call("dict", data, progress=X.name("progress"))
+        keywords += [("order", X.name("order")), ("scale", X.name("scale"))]
+        passed = P.models_passed(self.p, objective)
+        if passed:  # a learned loss: its parameters are this loop's where it holds them
+            held = set(P.adapted_models(ctx.loop)) | set(P.member_models(self.p, ctx.loop.name))
+            keywords.append(("models", X.mapping(
+                (m, ast.Tuple([self.state(m), X.subscript(X.name("params"), m)
+                               if m in held else X.const(None)], X.LOAD)) for m in passed)))
         call = X.call_kw(self.impl(s.rule.name),
-                         [self.state(model), X.subscript(X.name("params"), model),
-                          self.data(s.objective.data, ctx),
-                          self.objective(s.objective.loss, ctx.loop, s.loc)],
-                         [(k, self.value(v)) for k, v in s.rule.args] +
-                         [("order", X.name("order")), ("scale", X.name("scale"))])
+                         [self.state(model), X.subscript(X.name("params"), model), data,
+                          self.objective(objective, ctx.loop, s.loc)], keywords)
         return [X.assign([X.subscript(X.name("params"), model), loss], call)]
 
     def table_write(self, s: P.Step, ctx) -> list[ast.stmt]:
@@ -666,7 +725,8 @@ class Lowering:
                         X.name("state"), X.name("instances"),
                         self.theta(inner, batch, s.through.traced_model),
                         self.setting(f"{inner.name}.steps"), order=self.value(s.through.order),
-                        replay=X.name("rounds"))
+                        replay=X.name("rounds"),
+                        **dict(self.progress_of(inner)))
         closure = X.function("outer", X.arguments([]), [
             X.assign(["adapted", "_"], replay),
             X.ret(X.call(self.rt("adaptation.objective"), self.state(model),
@@ -737,56 +797,80 @@ class Lowering:
 
     # ---- loops ----
 
-    def inner_loop(self, loop: P.Loop) -> ast.FunctionDef:
-        ctx = Ctx(None, loop.loc, loop=loop)
+    def inner_loop(self, loop: P.Loop, baseline: str | None = None) -> ast.FunctionDef:
+        """An inner loop's function: its resets (scope: one call, a task), then `steps`
+        rounds of its statements in their order. An adapting loop's data statements are
+        skipped on `replay`, which hands back an earlier call's data instead. `baseline`:
+        the variant an evaluation baseline runs (`ppo_baseline`: the loss it trains with in
+        place of the loop's `adapt` loss, at a step size `lr` it is given)."""
+        ctx = Ctx(None, loop.loc, loop=loop, baseline=baseline)
         produced = [s for s in loop.body if isinstance(s, (P.Rollout, P.SampleBuffer))]
-        collect = [x for s in loop.body if isinstance(s, (P.Rollout, P.SampleBuffer, P.Reset))
-                   for x in self.stmt(s, ctx)]
-        steps = [x for s in loop.body if not isinstance(s, (P.Rollout, P.SampleBuffer, P.Reset))
-                 for x in self.stmt(s, ctx)]
+        resets = [x for s in loop.body if isinstance(s, P.Reset) for x in self.stmt(s, ctx)]
+        ordered = [s for s in loop.body if not isinstance(s, P.Reset)]
         record = [(s.output.name, X.name(self.local(loop.name, s.output.name))) for s in produced]
-        fn = self.p.python("module", loop.name)
+        fn = self.p.python("module", loop.name if baseline is None else
+                           f"{loop.name}:{baseline}")
         doc = f"inner loop {loop.name}(task ~ {loop.tasks}): `steps` rounds of its body on " \
             "a batch of task instances"
+        if baseline is not None:
+            doc = f"{doc}, trained by baseline {baseline}'s loss at step size `lr`"
         if loop.adapts:
             replayed = [X.assign(self.local(loop.name, s.output.name),
                                  X.subscript(X.subscript(X.name("replay"), X.name("k")),
                                              s.output.name)) for s in produced]
             body = [X.assign("scale", ast.IfExp(X.binary("==", X.name("k"), X.const(0)),
                                                 X.const(1.0), X.name("later_lr_scale")))]
-            body += [X.if_(ast.Compare(X.name("replay"), [ast.Is()], [X.const(None)]), collect,
-                           replayed)] if collect else []
-            body += steps
+            data_kinds = (P.Rollout, P.SampleBuffer, P.Store)
+            for is_data, group in itertools.groupby(ordered, lambda s: isinstance(s, data_kinds)):
+                group = list(group)
+                lowered = [x for s in group for x in self.stmt(s, ctx)]
+                if not is_data:
+                    body += lowered
+                    continue
+                replayed = [X.assign(self.local(loop.name, s.output.name),
+                                     X.subscript(X.subscript(X.name("replay"), X.name("k")),
+                                                 s.output.name))
+                            for s in group if not isinstance(s, P.Store)]
+                body.append(X.if_(ast.Compare(X.name("replay"), [ast.Is()], [X.const(None)]),
+                                  lowered, replayed or [ast.Pass()]))
             record += [("loss_" + m, X.name(self.local(loop.name, "loss:" + m)))
                        for m in P.adapted_models(loop)]
             record.append(("params", X.call("dict", X.name("params"))))
             body.append(X.expr(X.call(X.attr(X.name("rounds"), "append"), X.mapping(record))))
-            statements = [X.assign(["params", "rounds"],
+            statements = resets + [X.assign(["params", "rounds"],
                                    ast.Tuple([X.call("dict", X.name("params")),
                                               ast.List([], X.LOAD)], X.LOAD)),
                           X.for_("k", X.call("range", X.name("steps")), body),
                           X.ret(ast.Tuple([X.name("params"), X.name("rounds")], X.LOAD))]
+            progress = P.adapt_reads_progress(self.p, loop) and baseline is None
+            extra = ["progress"] if progress else []
             args = X.arguments(["args", "state", "instances", "params", "steps", "order",
-                                "replay", "later_lr_scale"], [X.const(None), X.const(1.0)],
+                                "replay", "later_lr_scale"] + extra,
+                               [X.const(None), X.const(1.0)] + ([X.const(1.0)] if progress
+                                                                 else []),
                                {"args": X.name("Args"), "state": X.name("State"),
                                 "params": X.name("dict"), "steps": X.name("int"),
                                 "order": X.name("int"),
                                 "replay": X.binary_or(X.name("list"), X.const(None)),
-                                "later_lr_scale": X.name("float")})
+                                "later_lr_scale": X.name("float"), "progress": X.name("float")})
+            if baseline is not None:  # the step size it is tried at, by keyword
+                args.kwonlyargs, args.kw_defaults = [ast.arg("lr", X.name("float"))], [None]
             doc += ("; each round collects, then adapts θ′ per task from `params` (one set "
                     "per task, the tasks vmapped). Order 1 makes each inner gradient a "
                     "constant; `replay` re-adapts on an earlier call's data (the outer step "
                     "recomputes θ′ from θ); rounds after the first take `later_lr_scale` "
-                    "times the step size. Returns θ′ and each round's data.")
+                    "times the step size" + ("; `progress` is the outer loop's (1: the end of "
+                                            "training, as evaluated)" if progress else "") +
+                    ". Returns θ′ and each round's data.")
             returns = ast.Subscript(X.name("tuple"), ast.Tuple([X.name("dict"), X.name("list")],
                                                                 X.LOAD), X.LOAD)
             return X.function(fn, args, statements, doc, returns=returns)
-        body = collect + steps + [X.expr(X.call(X.attr(X.name("rounds"), "append"),
-                                                X.mapping(record)))]
+        body = [x for s in ordered for x in self.stmt(s, ctx)] + \
+            [X.expr(X.call(X.attr(X.name("rounds"), "append"), X.mapping(record)))]
         names = ["args", "state", "instances", "steps"] + \
             (["progress"] if P.has_update(loop) else []) + \
             (["params"] if P.member_models(self.p, loop.name) else [])
-        statements = [X.assign("rounds", ast.List([], X.LOAD)),
+        statements = resets + [X.assign("rounds", ast.List([], X.LOAD)),
                       X.for_("_", X.call("range", X.name("steps")), body),
                       X.ret(X.name("rounds"))]
         args = X.arguments(names, [], {"args": X.name("Args"), "state": X.name("State"),
@@ -890,10 +974,27 @@ class Lowering:
         learners = [(X.name("SPEC"), X.name("state"))]
         fn = X.name(self.p.python("module", inner.name))
         inner_call = X.call(self.std("functools.partial"), fn, X.name("args"))
-        modules = X.mapping((m, X.const(self.p.python("state", m))) for m in models)
+        held = models + [m for m in P.member_models(self.p, inner.name) if m not in models]
+        modules = X.mapping((m, X.const(self.p.python("state", m))) for m in held)
+        fresh = [m for m in models if self.p.model(m).reinit]
         family = self.state(inner.tasks)
         trial = self.trial_length(P.rollouts(inner), inner.tasks)
+        variants = []
+        for baseline in P.loss_baselines(self.p):
+            loss = R.LOSS_BASELINES[baseline]
+            if loss not in {f.name for f in self.p.functions}:
+                self.note(f"baseline {baseline} where no loss of the spec reaches `{loss}` "
+                          f"(import it: `from rl import {loss}`)", ev.loc)
+            fn_b = X.name(self.p.python("module", f"{inner.name}:{baseline}"))
+            grid = dict(dict(ev.baseline_args).get(baseline, ())).get("lr") or \
+                R.REGISTRY[baseline].param("lr").default
+            variants.append((baseline, ast.Tuple([
+                X.call("build", X.name("args")),
+                X.call(self.std("functools.partial"), fn_b, X.name("args")),
+                X.const(list(grid))], X.LOAD)))
         for baseline in ev.against:
+            if baseline in R.LOSS_BASELINES:
+                continue  # its own inner loop, below
             if baseline == "pretrained":
                 value = X.call(self.rt("evaluation.pretrained"), X.call("build", X.name("args")),
                                inner=inner_call, family=family, modules=modules, steps=trial,
@@ -921,12 +1022,34 @@ class Lowering:
                       label=label, seed=self.setting("seed"),
                       data=X.const(first.output.name if first is not None else ""),
                       kshot=kshot)
+        if fresh:
+            call.keywords.append(ast.keyword("fresh", X.const(tuple(fresh))))
+        if variants:
+            call.keywords.append(ast.keyword("variants", X.mapping(variants)))
+        held_out = self.held_out_family(ev, inner)
+        if held_out is not None:  # tasks other than the ones it trained on
+            family_kw = next(k for k in call.keywords if k.arg == "family")
+            family_kw.value = held_out[1]
+            call.keywords[[k.arg for k in call.keywords].index("label")].value = \
+                X.const(held_out[0])
         return X.function("evaluate", signature,
                           [X.expr(X.call(X.attr(X.name("run"), "write_eval"), call))],
                           "Held-out tasks: the score after k inner steps from the meta-learned "
                           "θ and from each baseline, on the same tasks and random draws; each "
                           "method's step size after the first step is the candidate that "
                           "scores best on separate validation tasks.", returns=X.const(None))
+
+    def held_out_family(self, ev: P.Evaluate, inner: P.Loop) -> tuple | None:
+        """(label, family) of the evaluation's tasks where they are not the inner loop's
+        own family (EPG's held-out half circle); None where they are."""
+        if len(ev.tasks) > 1:
+            self.note("an evaluation after adaptation on several task families", ev.loc)
+            return None
+        for label, task in ev.tasks:
+            if isinstance(task, str):
+                return None if task == inner.tasks else (label, self.state(task))
+            return label, self.task(task)
+        return None
 
     # ---- the module ----
 
@@ -982,6 +1105,8 @@ class Lowering:
         loops = [self.inner_loop(l) if l.kind == "inner" else self.outer_loop(l)
                  for l in self.p.loops]
         loops += [self.member_function(l) for l in self.p.loops if P.member_map(l) is not None]
+        loops += [self.inner_loop(self.p.loop(self.p.evaluate.loop), b)
+                  for b in P.loss_baselines(self.p)]
         evaluate = self.evaluate()
         main = self.main()
         settings = self.settings_table()
@@ -1016,8 +1141,9 @@ class Ctx:
     location, whether run-state meta-parameters are readable, and its loop."""
 
     def __init__(self, function: str | None, loc: P.Loc, metas: bool = True,
-                 loop: P.Loop | None = None):
+                 loop: P.Loop | None = None, baseline: str | None = None):
         self.function, self.loc, self.metas, self.loop = function, loc, metas, loop
+        self.baseline = baseline  # an evaluation baseline's variant of an inner loop
 
 
 def lower(program: P.Program) -> str:

@@ -226,6 +226,9 @@ class MemoryDecl:
     value: Expr | None  # the constructor, for a memory that is its own store
     scope: Name  # step | episode | task | iteration | never
     span: Span = field(compare=False)
+    # `reinit per SCOPE`: adapted parameters start each scope from a fresh random draw
+    # (EPG's lifetimes), not from θ as `reset` does (MAML)
+    fresh: bool = False
 
 
 @dataclass(frozen=True)

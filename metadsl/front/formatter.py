@@ -209,7 +209,8 @@ def _decl(lay: _Layout, d) -> None:
     elif isinstance(d, A.ModelDecl):
         lay.emit(_assign(f"model {d.name.id} = ", d.value, ""), d.span, "")
     elif isinstance(d, A.MemoryDecl):
-        reset = "reset never" if d.scope.id == "never" else f"reset per {d.scope.id}"
+        reset = "reset never" if d.scope.id == "never" else \
+            f"{'reinit' if d.fresh else 'reset'} per {d.scope.id}"
         if d.value is None:
             lay.emit(f"memory {d.target.text} {reset}", d.span, "")
         else:

@@ -333,22 +333,26 @@ class ToAst(Transformer_NonRecursive):
         return A.ModelDecl(_name(name), value, _meta_span(meta))
 
     def memory_of(self, meta, children):
-        target, scope = children
-        return A.MemoryDecl(target, None, scope, _meta_span(meta))
+        target, (scope, fresh) = children
+        return A.MemoryDecl(target, None, scope, _meta_span(meta), fresh)
 
     def memory_new(self, meta, children):
-        name, value, scope = children
+        name, value, (scope, fresh) = children
         target = A.Ref((str(name),), _tok_span(name))
-        return A.MemoryDecl(target, value, scope, _meta_span(meta))
+        return A.MemoryDecl(target, value, scope, _meta_span(meta), fresh)
 
     def reset_per(self, meta, children):
         (scope,) = children
-        return _name(scope)
+        return _name(scope), False
+
+    def reinit_per(self, meta, children):
+        (scope,) = children
+        return _name(scope), True
 
     def reset_never(self, meta, children):
         span = _meta_span(meta)
         return A.Name("never", A.Span(span.end_line, span.end_column - 5, span.end_line,
-                                      span.end_column, span.end - 5, span.end))
+                                      span.end_column, span.end - 5, span.end)), False
 
     def meta_decl(self, meta, children):
         name, value, learner = children

@@ -136,8 +136,7 @@ class Builder:
         if n in self.heads:
             return P.Head(n, detached)
         if n in self.c.models:
-            return P.Unsupported(f"model '{n}' passed to a loss (a learned loss's network)",
-                                 loc(e))
+            return P.ModelRef(n)
         return P.Unsupported(f"name '{n}' in a loss", loc(e))
 
     def call(self, e: A.Call, local: frozenset, detached: bool) -> P.Expr:
@@ -147,7 +146,12 @@ class Builder:
             # the expression (a learned γ) keeps its gradient, which meta-gradients need
             return self.expr(e.args[0].value, local, detached=True)
         positional = tuple(self.expr(a.value, local, detached) for a in e.args if a.name is None)
-        keywords = tuple((a.name, self.expr(a.value, local, detached))
+        entry = R.REGISTRY.get(name)
+        loops = {p.name for p in entry.params if p.type == "loop"} \
+            if entry is not None and entry.kind == "op" else set()
+        # a loop an op names (`anneal(..., loop = evolve)`) is kept by name
+        keywords = tuple((a.name, P.Lit(a.value.id) if a.name in loops and
+                          isinstance(a.value, A.Name) else self.expr(a.value, local, detached))
                          for a in e.args if a.name is not None)
         if name == "target" and len(e.args) == 1 and name not in local:
             head = self.target_head(e.args[0].value, local)
@@ -162,14 +166,14 @@ class Builder:
             return P.HeadCall(name, positional, False, detached)
         if name in self.functions and name not in local:
             return P.Call(name, positional, keywords, detached)
-        entry = R.REGISTRY.get(name)
         if entry is not None and entry.kind == "op":
             if not R.built(entry):
                 return P.Unsupported(f"op '{name}'", loc(e))
             return P.Op(name, positional, keywords, "batch" in entry.traits)
-        if name in local:
-            return P.Unsupported(f"'{name}(...)': a model argument called as an operation "
-                                 "(a learned loss)", loc(e))
+        if name in local:  # a model parameter of the function (the checker typed it)
+            return P.ModelCall(P.Local(name), positional)
+        if name in self.c.models:
+            return P.ModelCall(P.ModelRef(name), positional)
         return P.Unsupported(f"call of '{name or '?'}' in a loss", loc(e))
 
     def target_head(self, e: A.Expr, local: frozenset) -> str | None:
@@ -273,6 +277,15 @@ class Builder:
             family = self.loop_tasks(name)
             for model in loop.policies.values() if family else ():
                 out.setdefault(model, family)
+        # a model no loop acts with (a learned loss) reads the data of the tasks of the
+        # loop that updates it
+        for name, loop in self.c.loops.items():
+            family = self.loop_tasks(name)
+            for stmt in loop.decl.body if family else ():
+                if isinstance(stmt, (A.Update, A.Adapt)):
+                    for target in stmt.targets:
+                        if target.parts[0] in self.c.models:
+                            out.setdefault(target.parts[0], family)
         # a model a memory takes (a dnd's key network) sees the observations it acts on
         for memory, family in self.memory_task_families().items():
             decl = self.c.memories[memory]
@@ -327,7 +340,7 @@ class Builder:
                 self.missing(f"memory {key} = {entry.name}(...)", decl)
             out.append(P.MemoryDecl(key, target, decl.scope.id, entry.name if entry else None,
                                     self.args(decl.value, entry), loc(decl), used_by.get(key),
-                                    written=key not in self.c.defaulted))
+                                    written=key not in self.c.defaulted, fresh=decl.fresh))
         return tuple(out)
 
     # ---- loops ----
@@ -460,9 +473,12 @@ class Builder:
         value = {k: s.value for k, s in settings.items()}
         against = tuple(item.func_name if isinstance(item, A.Call) else item.id
                         for item in getattr(value.get("against"), "items", ()))
+        baseline_args = []
         for item in getattr(value.get("against"), "items", ()):
             if isinstance(item, A.Call):  # a baseline's settings: refused where not built
-                self.args(item, R.REGISTRY[item.func_name])
+                given = self.args(item, R.REGISTRY[item.func_name])
+                baseline_args.append((item.func_name, tuple(
+                    (k, v.value) for k, v in given if isinstance(v, P.Const))))
         metric = getattr(value.get("metric"), "id", "total_reward")
         count = constant(value.get("instances"), R.P("instances", "int"))
         items = value["tasks"].items if isinstance(value.get("tasks"), A.ListExpr) else \
@@ -492,7 +508,8 @@ class Builder:
             scales = tuple(constant(i).value for i in
                            getattr(value.get("later_lr_scales"), "items", ())) or (1.0,)
             return P.Evaluate("after_adaptation", inner, outer, tuple(tasks), against, metric,
-                              count, steps, scales, pretrain, loc=where)
+                              count, steps, scales, pretrain, loc=where,
+                              baseline_args=tuple(baseline_args))
         return P.Evaluate("held_out", inner, outer, tuple(tasks), against, metric, count,
                           loc=where)
 

@@ -129,10 +129,12 @@ def place_memories(program: P.Program) -> P.Program:
     state at the start of each rollout; per episode it is also cleared where an episode
     ended (the model's `reset`); an episodic_lstm's store (`M.core.episodic`) is part of
     that state, fresh for each trial, so it lasts one task. Adapted parameters kept
-    (`reset never`) are carried into θ after the outer loop's update. A store with a
+    (`reset never`) are carried into θ after the outer loop's update; adapted parameters
+    `reinit per task` start each task from a fresh draw (the model's `reinit`). A store with a
     constructor is reset by a `Reset` statement at the start of the loop its scope names."""
     reset_of: dict[str, str] = {}
     carried: list[str] = []
+    fresh: list[str] = []
     unsupported = list(program.unsupported)
     resets: dict[str, list] = {}
     for mem in program.memories:
@@ -149,13 +151,16 @@ def place_memories(program: P.Program) -> P.Program:
         elif isinstance(mem.target, P.Adapted):
             if mem.scope == "never":
                 carried.append(mem.target.model)
-            else:
+            elif mem.scope == "task" and mem.fresh:
+                fresh.append(mem.target.model)
+            elif mem.scope != "task":
                 unsupported.append((f"memory {mem.key} reset per {mem.scope}", mem.loc))
         elif mem.constructor is not None:
             resets.setdefault(mem.scope, []).append(P.Reset(P.Memory(mem.key), mem.scope,
                                                             mem.loc))
     # the checker gave every stateful model a scope (written, or the default)
-    models = tuple(dataclasses.replace(m, reset=reset_of[m.name] if m.stateful else None)
+    models = tuple(dataclasses.replace(m, reset=reset_of[m.name] if m.stateful else None,
+                                       reinit=m.name in fresh)
                    for m in program.models)
     loops = []
     for loop in program.loops:
@@ -591,6 +596,9 @@ def mangle_names(program: P.Program) -> P.Program:
     for loop in program.loops:
         if P.member_map(loop) is not None:  # the body one member of its generation runs
             sym.add("module", "member:" + loop.name, module, spelling=loop.name + "_member")
+    for baseline in P.loss_baselines(program):  # an inner loop trained by a baseline's loss
+        loop = program.evaluate.loop
+        sym.add("module", f"{loop}:{baseline}", module, spelling=f"{loop}_{baseline}")
     for fn in program.functions:
         sym.add("module", fn.name, module)
         for name, _ in fn.params:

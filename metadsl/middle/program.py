@@ -21,6 +21,8 @@ import json
 from dataclasses import dataclass
 from typing import Union
 
+from ..registry import LOSS_BASELINES, REGISTRY
+
 # ---- locations and references ------------------------------------------------------------
 
 
@@ -159,6 +161,24 @@ class Call:
 
 
 @dataclass(frozen=True)
+class ModelRef:
+    """A model passed to a loss as a value (`epg(L_phi)`): an explicit reference, bound at
+    the step to the parameters the step holds for it (a population member's φ_i)."""
+
+    model: str
+
+
+@dataclass(frozen=True)
+class ModelCall:
+    """A model called as an operation inside a loss (`L(log_prob(pi, action))`): `callee`
+    is a ModelRef or a function's model parameter (a Local); it reads its input fields
+    from the loss's batch, and `args` are the per-step signals it also takes."""
+
+    callee: "Expr"
+    args: tuple
+
+
+@dataclass(frozen=True)
 class Binary:
     op: str  # + - * / ^ == != < <= > >=
     left: "Expr"
@@ -190,7 +210,7 @@ class Fitness:
 
 # A `Memory` in an expression is an episodic memory the loss reads (`lookup(M, h, action)`).
 Expr = Union[Lit, Field, Head, HeadCall, Local, Op, Call, Binary, Negate, Meta, Setting,
-             Const, Memory, Fitness, Unsupported]
+             Const, Memory, Fitness, ModelRef, ModelCall, Unsupported]
 
 
 @dataclass(frozen=True)
@@ -230,6 +250,9 @@ class ModelDecl:
     tasks: str | None  # the task family whose observations and actions size it
     reset: str | None  # scope of its hidden-state memory (task | episode), set by a pass
     loc: Loc
+    # its adapted parameters start each task from a fresh random draw (`memory M' reinit
+    # per task`, EPG's lifetimes), not from θ; set by a pass
+    reinit: bool = False
 
 
 @dataclass(frozen=True)
@@ -251,6 +274,7 @@ class MemoryDecl:
     loc: Loc
     tasks: str | None = None  # the task family whose observations and actions size it
     written: bool = True  # False: the default scope of a stateful model no `memory` line names
+    fresh: bool = False  # `reinit per SCOPE`: a fresh random draw, not θ, at each reset
 
 
 # ---- statements -------------------------------------------------------------------------------
@@ -477,6 +501,7 @@ class Evaluate:
     later_lr_scales: tuple = ()
     pretrain_iterations: Value | None = None
     loc: Loc = NOWHERE
+    baseline_args: tuple = ()  # ((baseline, ((param, value), ...)), ...): as written
 
 
 @dataclass(frozen=True)
@@ -587,6 +612,11 @@ def loss_nodes(program: Program, expr):
                 stack.append((f.params, f.lets, f.body))
 
 
+def models_passed(program: Program, expr) -> list[str]:
+    """The models a loss is passed (`epg(L_phi)`), through its functions."""
+    return sorted({n.model for n in loss_nodes(program, expr) if isinstance(n, ModelRef)})
+
+
 def memories_read(program: Program, expr) -> list[str]:
     """The episodic memories a loss reads (`lookup(M, ...)`), through its functions."""
     return sorted({n.key for n in loss_nodes(program, expr) if isinstance(n, Memory)})
@@ -626,6 +656,29 @@ def member_map(loop: Loop) -> Map | None:
 
 def has_update(loop: Loop) -> bool:
     return any(isinstance(s, Step) and s.mode == "update" for s in loop.body)
+
+
+def loss_baselines(program: Program) -> list[str]:
+    """The evaluation's baselines that train its inner loop with another loss
+    (`ppo_baseline`), each lowered as a variant of that loop."""
+    ev = program.evaluate
+    return [b for b in ev.against if b in LOSS_BASELINES] \
+        if ev.kind == "after_adaptation" else []
+
+
+def reads_progress(program: Program, step) -> list[Op]:
+    """The ops of a step's loss that read the progress of a loop (`anneal`)."""
+    if not isinstance(step, Step) or not isinstance(step.objective, Minimize):
+        return []
+    return [n for n in loss_nodes(program, step.objective.loss)
+            if isinstance(n, Op) and "progress" in REGISTRY[n.name].traits]
+
+
+def adapt_reads_progress(program: Program, loop: Loop) -> bool:
+    """Whether an inner loop's `adapt` losses read an outer loop's progress, which the
+    outer loop then hands it."""
+    return any(reads_progress(program, s) for s in loop.body
+               if isinstance(s, Step) and s.mode == "adapt")
 
 
 def producer(program: Program, data: Data):

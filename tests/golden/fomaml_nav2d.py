@@ -39,6 +39,8 @@ class Args:
     "nav.action_clip: nav2d(action_clip): actions clipped to ±action_clip"
     nav__action_scale: float = 0.1
     "nav.action_scale: nav2d(action_scale): the policy's action is multiplied by this before clipping (0.1 with clip 0.1 is rllab's normalize(): the policy acts in [−1, 1], as in MAML's point-env code)"
+    nav__arc_radius: float = 0.5
+    "nav.arc_radius: nav2d(arc_radius): the goal circle's radius"
     nav__goal_radius: float = 0.2
     "nav.goal_radius: nav2d(goal_radius): radius of the sparse reward region"
     adapt__steps: int = 1
@@ -94,6 +96,9 @@ SETTINGS = {
     ),
     "nav.action_scale": session.Setting(
         "nav__action_scale", bounds=session.Bounds(low=0, low_open=True)
+    ),
+    "nav.arc_radius": session.Setting(
+        "nav__arc_radius", bounds=session.Bounds(low=0, low_open=True)
     ),
     "nav.goal_radius": session.Setting(
         "nav__goal_radius", bounds=session.Bounds(low=0, low_open=True)
@@ -188,6 +193,8 @@ def build(args: Args) -> State:
         horizon=args.nav__horizon,
         action_clip=args.nav__action_clip,
         action_scale=args.nav__action_scale,
+        arc=[],
+        arc_radius=args.nav__arc_radius,
         goal_radius=args.nav__goal_radius,
     )
     pi = models.FeedForward(

@@ -376,6 +376,11 @@ class Structure:
             elif base.endswith("'") and scope not in ("task", "never"):
                 self.error("E0301", f"adapted parameters '{base}' reset per task (MAML) or never "
                            "(online meta-gradients), not per " + scope, decl.scope.span)
+            elif decl.fresh and not (base.endswith("'") and scope == "task"):
+                self.error("E0301", f"'{key}' reinit per {scope}: only adapted parameters "
+                           "start each task from a fresh random draw", decl.scope.span,
+                           hint=f"memory {base.rstrip(chr(39))}' reinit per task"
+                           if base in self.models or base.endswith("'") else "reset per task")
             if decl.value is None and base in self.models and scope == "task":
                 self.check_rl2_inputs(self.models[base], units, decl)
 

@@ -2,7 +2,8 @@
 
 `body(state, params)` is one member's run (its inner loop and fitness); it returns
 ({result: value}, env_steps). Each member draws from its own key, (seed, phase,
-iteration, "member", i), and acts with its own θ_i (one row per task of the batch), so
+iteration, "member", i) — or, with the rule's `common_draws`, every member from (seed,
+phase, iteration, "member") — and acts with its own θ_i (one row per task of the batch), so
 how members are grouped — one after another here, on Ray workers — never changes a
 number. Results come back in member order.
 """
@@ -15,8 +16,10 @@ from . import keys
 
 
 def member(body, generation, state, rows: int, path: tuple, i: int) -> tuple[dict, int]:
-    """Member i's run: its own key under `path`, its own θ_i on `rows` tasks."""
-    return body(state.replace(gen=keys.key(*path, i)), generation.member(i, rows))
+    """Member i's run: its own key under `path` (or the generation's, with common draws),
+    its own θ_i on `rows` tasks."""
+    return body(state.replace(gen=keys.key(*generation.draws(path, i))),
+                generation.member(i, rows))
 
 
 def sequential(body, generation, state, rows: int, path: tuple) -> tuple[dict, int]:

@@ -29,13 +29,27 @@ def split_tasks(batch: dict, tasks: int) -> tuple[dict, dict]:
     return split, shared
 
 
-def _per_task(model, loss_fn, shared: dict):
-    """One task's (loss, raw heads) under its parameters: the function vmapped over tasks."""
-    def one(params, data):
+def _per_task(model, loss_fn, shared: dict, passed: dict):
+    """One task's (loss, raw heads) under its parameters: the function vmapped over tasks.
+    `passed`: the models the loss is passed (a learned loss), name → module; their
+    parameters for the task come in with its own."""
+    def one(params, data, passed_params):
         data = dict(data, **shared)
         raw = model.raw(params, data)
-        return loss_fn(data, loss_view.LossView(model.heads.wrap(raw), model, params, data)), raw
+        view = loss_view.LossView(model.heads.wrap(raw), model, params, data,
+                                  models={n: (m, passed_params[n]) for n, m in passed.items()})
+        return loss_fn(data, view), raw
     return one
+
+
+def _passed(models: dict | None, tasks: int) -> tuple[dict, dict]:
+    """(name → module, name → per-task parameters [tasks, ...]) of the models a loss is
+    passed: each (module, parameters or None for its own θ)."""
+    modules, params = {}, {}
+    for name, (module, p) in (models or {}).items():
+        modules[name] = module
+        params[name] = module.parameters_per_task(tasks) if p is None else p
+    return modules, params
 
 
 class Outer:
@@ -49,7 +63,7 @@ class Outer:
 def _losses(model, params: dict, batch: dict, loss_fn) -> tuple[torch.Tensor, dict]:
     tasks = next(iter(params.values())).shape[0]
     split, shared = split_tasks(batch, tasks)
-    return vmap(_per_task(model, loss_fn, shared))(params, split)
+    return vmap(_per_task(model, loss_fn, shared, {}))(params, split, {})
 
 
 def objective(model, params: dict, batch: dict, loss_fn) -> Outer:
@@ -121,19 +135,21 @@ class Trace:
 
 
 def sgd(model, params: dict, batch: dict, loss_fn, lr, order: int, scale: float = 1.0,
-        steps: int = 1) -> tuple[dict, torch.Tensor]:
+        steps: int = 1, models: dict | None = None) -> tuple[dict, torch.Tensor]:
     """`steps` gradient steps per task on the same data: θ′_i = θ_i − scale·α ∇ L_i(θ_i),
     and each task's loss before the first [tasks]. `lr` is a number, a learned scalar (a
     meta-parameter) or a dict of per-parameter step sizes (Meta-SGD); `scale` shrinks
     later steps at evaluation. With order 1 the gradient is a constant to whatever
-    differentiates θ′ afterwards."""
+    differentiates θ′ afterwards. `models`: the models the loss is passed, name →
+    (module, per-task parameters or None), constants of this step."""
     tasks = next(iter(params.values())).shape[0]
     split, shared = split_tasks(batch, tasks)
+    modules, passed = _passed(models, tasks)
     step = lr if isinstance(lr, dict) else {k: lr for k in params}
     first = None
     for _ in range(steps):
-        grads, (losses, _) = vmap(grad_and_value(_per_task(model, loss_fn, shared),
-                                                 has_aux=True))(params, split)
+        grads, (losses, _) = vmap(grad_and_value(_per_task(model, loss_fn, shared, modules),
+                                                 has_aux=True))(params, split, passed)
         if order == 1:
             grads = {k: g.detach() for k, g in grads.items()}
         params = {k: params[k] - scale * step[k] * grads[k] for k in params}

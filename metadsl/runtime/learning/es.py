@@ -58,9 +58,17 @@ class Generation:
     the rule's σ. Stateless past its fields, so a worker can be handed one."""
 
     def __init__(self, target: str, theta: torch.Tensor, shapes: list[tuple[str, torch.Size]],
-                 sigma: float, population: int, mirrored: bool, path: tuple):
+                 sigma: float, population: int, mirrored: bool, path: tuple,
+                 common_draws: bool = False):
         self.target, self.theta, self.shapes, self.sigma = target, theta, shapes, sigma
         self.population, self.mirrored, self.path = population, mirrored, tuple(path)
+        self.common_draws = common_draws
+
+    def draws(self, path: tuple, i: int) -> tuple:
+        """The key path member i draws its actions, environment seeds and fresh networks
+        from: its own, (..., "member", i), or with common draws the generation's one, so
+        that members differ by their perturbations alone (common random numbers)."""
+        return tuple(path) if self.common_draws else (*path, i)
 
     def noise(self, j: int) -> torch.Tensor:
         """ε_j, regenerated from its key."""
@@ -95,14 +103,14 @@ def unflatten(vector: torch.Tensor, shapes: list[tuple[str, torch.Size]],
 
 class EvolutionStrategy(torch.optim.Optimizer):
     """`es(population, sigma, lr, beta1, l2, lr_decay_at, lr_decay, sigma_decay, ranks,
-    mirrored)`: the run state's ES optimizer over a model's parameters. Its state (Adam's
+    mirrored, common_draws)`: the run state's ES optimizer over a model's parameters. Its state (Adam's
     moments, the generation count) is an optimizer's, so checkpoints and `--resume` keep
     it as they keep any optimizer's."""
 
     def __init__(self, params, population: int = 256, sigma: float = 0.01, lr: float = 1e-2,
                  beta1: float = 0.9, l2: float = 0.0, lr_decay_at: float = 1.0,
                  lr_decay: float = 1.0, sigma_decay: float = 1.0, ranks: str = "centered",
-                 mirrored: bool = True):
+                 mirrored: bool = True, common_draws: bool = False):
         if mirrored and population % 2:
             raise SettingError(f"population = {population} is odd, and mirrored sampling "
                                "draws its members in pairs θ ± σε: make it even, or set "
@@ -111,6 +119,7 @@ class EvolutionStrategy(torch.optim.Optimizer):
                                       beta2=0.999, eps=1e-8))
         self.population, self.l2, self.ranks, self.mirrored = population, l2, ranks, mirrored
         self.lr_decay_at, self.lr_decay, self.sigma_decay = lr_decay_at, lr_decay, sigma_decay
+        self.common_draws = common_draws
 
     def generation(self, target: str, model: torch.nn.Module, progress: float,
                    path: tuple) -> Generation:
@@ -123,7 +132,8 @@ class EvolutionStrategy(torch.optim.Optimizer):
             (0.1 if progress >= self.lr_decay_at else 1.0)
         named = [(n, p.shape) for n, p in model.named_parameters()]
         theta = torch.cat([p.detach().reshape(-1) for _, p in model.named_parameters()])
-        return Generation(target, theta, named, sigma, self.population, self.mirrored, path)
+        return Generation(target, theta, named, sigma, self.population, self.mirrored, path,
+                          self.common_draws)
 
     @property
     def generations(self) -> int:

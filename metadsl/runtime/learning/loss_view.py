@@ -17,6 +17,8 @@ import copy
 import torch
 from torch import nn
 
+from . import models
+
 
 def _evaluate(model, params, batch: dict, inputs: tuple) -> dict:
     """The model's heads on `inputs`: the state replaces its observation input, an action
@@ -42,11 +44,12 @@ class LossView(dict):
 
     def __init__(self, heads: dict, model, params: dict | None, batch: dict,
                  target: "TargetNetwork | None" = None, detached: bool = False,
-                 memories: dict | None = None):
+                 memories: dict | None = None, models: dict | None = None):
         super().__init__(heads)
         self.model, self.params, self.batch = model, params, batch
         self.target_network, self.is_detached = target, detached
         self.memories = memories or {}
+        self.models = models or {}
 
     @classmethod
     def of_data(cls, batch: dict) -> "LossView":
@@ -59,13 +62,19 @@ class LossView(dict):
         heads are detached when first read (`__missing__`): a loss that passes the view to
         a function reading only recorded data pays for none."""
         view = LossView({}, self.model, self.params, self.batch, self.target_network,
-                        detached=True, memories=self.memories)
+                        detached=True, memories=self.memories, models=self.models)
         view.source = self
         return view
 
     def memory(self, key: str):
         """An episodic memory the loss reads (`lookup(M, h, action)`)."""
         return self.memories[key]
+
+    def model_ref(self, name: str) -> "models.Bound":
+        """A model passed to the loss (`epg(L_phi)`), under the parameters the step holds
+        for it, reading this batch."""
+        model, params = self.models[name]
+        return models.Bound(model, params, self.batch)
 
     def __missing__(self, slot: str):
         if not self.is_detached:

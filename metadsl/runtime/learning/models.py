@@ -18,7 +18,8 @@ from torch.func import vmap
 
 
 def input_size(name: str, obs_dim: int, n_actions: int) -> int:
-    return {"obs": obs_dim, "x": obs_dim, "prev_action": n_actions}.get(name, 1)
+    return {"obs": obs_dim, "x": obs_dim, "prev_action": n_actions,
+            "action": n_actions}.get(name, 1)
 
 
 def features(inputs: list[str], fields: dict, n_actions: int) -> torch.Tensor:
@@ -26,9 +27,9 @@ def features(inputs: list[str], fields: dict, n_actions: int) -> torch.Tensor:
     parts = []
     for name in inputs:
         x = fields[name]
-        if name == "prev_action" and x.is_floating_point():  # continuous: the action vector
+        if name in ("prev_action", "action") and x.is_floating_point():  # continuous
             parts.append(x)
-        elif name == "prev_action":  # one-hot; -1 before the first action matches no arm
+        elif name in ("prev_action", "action"):  # one-hot; -1 before the first action matches no arm
             # (compared with the arms, not one_hot(), whose range check vmap cannot batch)
             parts.append((x.unsqueeze(-1) == torch.arange(n_actions)).float())
         elif name in ("obs", "x"):
@@ -48,6 +49,15 @@ def inputs_of(model, fields: dict) -> torch.Tensor:
     if MODEL_INPUTS in fields:
         return fields[MODEL_INPUTS]
     return features(model.inputs, fields, model.n_actions)
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """A linear layer under unbatched weights [out, in], or under one set per task
+    [tasks, out, in] on inputs [tasks, rows, in] (a batched matrix product: under a rollout's
+    per-step calls it costs a fraction of what vmap's bookkeeping does)."""
+    if weight.dim() == 2:
+        return nn.functional.linear(x, weight, bias)
+    return torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
 
 
 class Categorical:
@@ -196,10 +206,12 @@ class Heads(nn.Module):
                     continue
                 x = torch.cat([h, features(["prev_action"], {"prev_action": action},
                                            self.n_actions)], dim=-1)
-            out[name] = nn.functional.linear(x, weight, bias)
+            out[name] = linear(x, weight, bias)
         for name, log_std in self.log_std.items():
             if params is not None:
                 log_std = params[f"{prefix}log_std.{name}"]
+            if log_std.dim() == 2:  # one per task, over its rows [tasks, rows, A]
+                log_std = log_std.unsqueeze(1)
             out[name + ".log_std"] = log_std.expand_as(out[name])
         return out
 
@@ -395,6 +407,8 @@ class FeedForward(nn.Module):
     def __init__(self, core: str, inputs: list[str], heads: dict[str, str], obs_dim: int,
                  n_actions: int, hidden: list[int] = (64, 64), activation: str = "tanh"):
         super().__init__()
+        self.init_args = dict(core=core, inputs=inputs, heads=heads, obs_dim=obs_dim,
+                              n_actions=n_actions, hidden=hidden, activation=activation)
         self.inputs, self.n_actions = list(inputs), n_actions
         self.activation = _ACTIVATIONS[activation]
         sizes = [sum(input_size(i, obs_dim, n_actions) for i in inputs)] + list(hidden)
@@ -404,6 +418,19 @@ class FeedForward(nn.Module):
     def parameters_per_task(self, tasks: int) -> dict[str, torch.Tensor]:
         return {name: p.unsqueeze(0).expand(tasks, *p.shape)
                 for name, p in self.named_parameters()}
+
+    def fresh_per_task(self, tasks: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
+        """A freshly initialised θ per task [tasks, ...] (`memory M' reinit per task`: a
+        lifetime that starts from a new random network, EPG): the model's own
+        initialisation, each task's seeded from `gen`, so a draw depends only on its key."""
+        seeds = torch.randint(2 ** 62, (tasks,), generator=gen).tolist()
+        drawn = []
+        for seed in seeds:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                drawn.append(dict(type(self)(**self.init_args).named_parameters()))
+        return {name: torch.stack([d[name].detach() for d in drawn])
+                for name, _ in self.named_parameters()}
 
     def forward(self, fields: dict) -> dict[str, torch.Tensor]:
         return self.raw(None, fields)
@@ -416,7 +443,7 @@ class FeedForward(nn.Module):
         p = dict(self.named_parameters()) if params is None else params
         h = inputs_of(self, fields)
         for i in range(len(self.net)):
-            h = self.activation(nn.functional.linear(h, p[f"net.{i}.weight"], p[f"net.{i}.bias"]))
+            h = self.activation(linear(h, p[f"net.{i}.weight"], p[f"net.{i}.bias"]))
         return self.heads.raw(h, p, prefix="heads.", action=fields.get("action"))
 
     def apply(self, params: dict[str, torch.Tensor] | None, fields: dict) -> dict:
@@ -431,7 +458,7 @@ class FeedForward(nn.Module):
         tasks = next(iter(params.values())).shape[0]
         split = {k: v.reshape(tasks, v.shape[0] // tasks, *v.shape[1:])
                  for k, v in fields.items() if k in self.inputs}  # what the net reads
-        raw = vmap(self.raw)(params, split)
+        raw = self.raw(params, split)  # [tasks, rows, ...]: batched matrix products
         return self.heads.wrap({k: v.reshape(-1, *v.shape[2:]) for k, v in raw.items()})
 
     # -- the rollout interface shared with the recurrent model --
@@ -538,3 +565,69 @@ class EpisodicLSTM(nn.Module):
             h, state = self._cell(x[t], batch["obs"][t].float(), batch["prev_done"][t], state)
             outputs.append(h)
         return self.heads(torch.stack(outputs), batch.get("action"))
+
+
+class LossNet(nn.Module):
+    """`loss_net(net = temporal_conv(...), inputs = [...], signals = n)`: EPG's learned loss
+    L_φ (Houthooft et al. 2018; openai/EPG's Conv1DLoss). Its features per step are the
+    trajectory fields `inputs` and the `signals` values the loss passes it (log π(a|s):
+    the policy's gradient flows through them). Two strided 1-D convolutions run over the
+    whole window in time order; their mean over time, through a linear layer, is a context
+    vector shared by every step; an MLP of (features, context) gives the loss per step
+    [T, B]. A function of explicit parameters, like the feed-forward model, so ES members
+    and vmapped tasks call it with their own φ."""
+
+    def __init__(self, core: str, inputs: list[str], heads: dict, obs_dim: int,
+                 n_actions: int, signals: int = 1, channels: list[int] = (16, 32), kernel: list[int] = (6, 4),
+                 stride: list[int] = (5, 2), context: int = 32, hidden: list[int] = (16,)):
+        super().__init__()
+        self.inputs, self.n_actions, self.signals = list(inputs), n_actions, signals
+        self.stride = list(stride)
+        self.heads = dict(heads)  # none: a loss network is called, not read by head
+        width = sum(input_size(i, obs_dim, n_actions) for i in inputs) + signals
+        sizes = [width] + list(channels)
+        self.conv = nn.ModuleList(nn.Conv1d(a, b, k, s) for a, b, k, s in
+                                  zip(sizes, sizes[1:], kernel, stride))
+        self.span = 1  # the fewest steps the convolutions accept
+        for k, s in reversed(list(zip(kernel, stride))):
+            self.span = (self.span - 1) * s + k
+        self.context = nn.Linear(sizes[-1], context)
+        dims = [width + context] + list(hidden) + [1]
+        self.out = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims, dims[1:]))
+
+    def parameters_per_task(self, tasks: int) -> dict[str, torch.Tensor]:
+        return {name: p.unsqueeze(0).expand(tasks, *p.shape)
+                for name, p in self.named_parameters()}
+
+    def apply(self, params: dict | None, fields: dict, *signals) -> torch.Tensor:
+        """The loss per step [T, B] of trajectories [T, B, ...] in time order."""
+        if len(signals) != self.signals:
+            raise TypeError(f"the loss network takes {self.signals} signal(s) per step, "
+                            f"the loss passes {len(signals)}")
+        p = dict(self.named_parameters()) if params is None else params
+        x = torch.cat([features(self.inputs, fields, self.n_actions)] +
+                      [s.unsqueeze(-1).float() for s in signals], -1)
+        h = x.permute(1, 2, 0)  # [B, F, T]: features are channels, time the axis
+        if h.shape[-1] < self.span:  # a window shorter than the convolutions: zeros before it
+            h = nn.functional.pad(h, (self.span - h.shape[-1], 0))
+        for i, s in enumerate(self.stride):
+            h = nn.functional.leaky_relu(nn.functional.conv1d(
+                h, p[f"conv.{i}.weight"], p[f"conv.{i}.bias"], stride=s))
+        c = nn.functional.linear(h.mean(-1), p["context.weight"], p["context.bias"])
+        h = torch.cat([x, c.unsqueeze(0).expand(x.shape[0], *c.shape)], -1)
+        for i in range(len(self.out)):
+            h = nn.functional.linear(h, p[f"out.{i}.weight"], p[f"out.{i}.bias"])
+            h = nn.functional.leaky_relu(h) if i < len(self.out) - 1 else h
+        return h.squeeze(-1)
+
+
+class Bound:
+    """A model passed to a loss (`epg(L_phi)`), bound to the parameters the calling step
+    holds for it (a member's φ_i; None: the model's own), with the batch it reads its
+    input fields from. Calling it is calling the model: `L(x)` in the language."""
+
+    def __init__(self, model, params: dict | None, batch: dict):
+        self.model, self.params, self.batch = model, params, batch
+
+    def __call__(self, *signals):
+        return self.model.apply(self.params, self.batch, *signals)

@@ -300,8 +300,12 @@ class KShot:
     loss: object
 
 
-def _theta(learner, modules: dict, tasks: int) -> dict:
-    return {m: getattr(learner, attr).parameters_per_task(tasks) for m, attr in modules.items()}
+def _theta(learner, modules: dict, tasks: int, fresh: tuple = ()) -> dict:
+    """θ per task of each model the inner loop holds parameters for; a fresh draw from the
+    learner's generator for those reinitialised per task (the same for every method)."""
+    return {m: getattr(learner, attr).fresh_per_task(tasks, learner.gen) if m in fresh
+            else getattr(learner, attr).parameters_per_task(tasks)
+            for m, attr in modules.items()}
 
 
 def pretrained(state, inner, family, modules: dict, steps: int, batch: int, iterations: int,
@@ -330,22 +334,27 @@ def pretrained(state, inner, family, modules: dict, steps: int, batch: int, iter
 
 def adaptation(spec: str, learners: dict, inner, family, modules: dict, trial: int,
                instances: int, steps: list[int], scales: list[float], metric: str, label: str,
-               seed: int, data: str, kshot: KShot | None = None) -> list[dict]:
+               seed: int, data: str, kshot: KShot | None = None, fresh: tuple = (),
+               variants: dict | None = None) -> list[dict]:
     """Each learner (the meta-learned state and its baselines) adapted by the inner loop
     on the same held-out tasks and random draws; the score after k = 0, 1, ... inner
     steps. RL inner loops collect fresh trajectories (`data`) with each θ′_k, which are
     its score; supervised ones are K-shot (`kshot`). Each method's step size after the
     first step is the candidate of `scales` that scores best on validation tasks; tasks are
-    drawn for a `trial` of that many env steps."""
+    drawn for a `trial` of that many env steps. `variants`: baselines that run their own
+    variant of the inner loop (`ppo_baseline`), method → (initial state, inner, step
+    sizes): each at the step size whose last reported score is best on the
+    validation tasks. `fresh`: models whose parameters start from a fresh draw per task."""
     test_tasks = family.sample(instances, trial, key(seed, "held-out tasks"))
     validation_tasks = family.sample(instances, trial, key(seed, "validation tasks"))
+    sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
 
-    def scores_of(learner, tasks, scale: float) -> list:
+    def scores_of(learner, tasks, scale: float, run=inner, **given) -> list:
         learner = learner.replace(gen=key(seed, "act", 0))
-        params = _theta(learner, modules, instances)
+        params = _theta(learner, modules, instances, fresh)
         if kshot is None:
-            _, rounds = inner(learner, tasks, params, max(steps) + 1, order=1,
-                              later_lr_scale=scale)
+            _, rounds = run(learner, tasks, params, max(steps) + 1, order=1,
+                            later_lr_scale=scale, **given)
             return [family.score(r[data]) for r in rounds]
         _, shots = inner(learner, tasks, params, 1, order=1)
         test = rollout.samples(family.env(tasks, copies=kshot.count), learner.gen)
@@ -364,8 +373,26 @@ def adaptation(spec: str, learners: dict, inner, family, modules: dict, trial: i
     for method, learner in learners.items():
         _say(f"{method}: {instances} held-out tasks")
         scores[method] = scores_of(learner, test_tasks, chosen[method])
-    return after_adaptation(spec, scores, steps, tasks=instances, metric=metric, label=label,
+    rates = {}
+    for method, (start, run, grid) in (variants or {}).items():
+
+        def final(lr: float) -> float:  # a step size whose lifetime diverges ranks last
+            value = sign * scores_of(start, validation_tasks, 1.0, run, lr=lr)[max(steps)]
+            value = value.mean().item()
+            return value if math.isfinite(value) else -math.inf
+
+        if len(grid) > 1:
+            _say(f"{method}: choosing its step size among {grid} on validation tasks")
+        rates[method] = max(grid, key=final)
+        _say(f"{method}: {instances} held-out tasks (lr {rates[method]})")
+        scores[method] = scores_of(start, test_tasks, 1.0, run, lr=rates[method])
+        chosen[method] = 1.0
+    rows = after_adaptation(spec, scores, steps, tasks=instances, metric=metric, label=label,
                             scales=chosen)
+    for row in rows:
+        if row["method"] in rates:
+            row["lr"] = rates[row["method"]]
+    return rows
 
 
 def after_adaptation(spec: str, scores: dict[str, list[torch.Tensor]], steps: list[int],

@@ -191,19 +191,29 @@ def episode_return(batch: dict) -> torch.Tensor:
 
 
 class Nav2D:
-    """`nav2d(goal_low, goal_high, horizon, action_clip, action_scale)`: goals U([low, high]²)."""
+    """`nav2d(goal_low, goal_high, horizon, action_clip, action_scale, arc, arc_radius)`:
+    goals U([low, high]²), or, with `arc = [from, to]` (degrees), on the circle of radius
+    `arc_radius` at an angle U[from, to] (EPG's half-circle goals)."""
 
     obs_dim, n_actions = control.NavEnv.obs_dim, control.NavEnv.n_actions
     continuous = True
 
     def __init__(self, goal_low=-0.5, goal_high=0.5, horizon=100, action_clip=0.1,
-                 action_scale=1.0, sparse=False, goal_radius=0.2):
+                 action_scale=1.0, sparse=False, goal_radius=0.2, arc=(), arc_radius=0.5):
         if sparse:
             raise TaskError("nav2d(sparse = true) is not built yet (MAESN's sparse reward)")
+        if len(arc) not in (0, 2):
+            raise TaskError(f"nav2d(arc = {list(arc)}): give [from, to] in degrees, or []")
         self.low, self.high, self.horizon = goal_low, goal_high, horizon
         self.action_clip, self.action_scale = action_clip, action_scale
+        self.arc, self.arc_radius = tuple(arc), arc_radius
 
     def sample(self, count: int, steps: int, gen: torch.Generator) -> control.NavBatch:
+        if self.arc:
+            start, end = (math.radians(a) for a in self.arc)
+            angle = start + (end - start) * torch.rand(count, generator=gen)
+            return control.NavBatch(self.arc_radius *
+                                    torch.stack([angle.cos(), angle.sin()], -1))
         return control.NavBatch(self.low + (self.high - self.low) *
                                 torch.rand(count, 2, generator=gen))
 
