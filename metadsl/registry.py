@@ -104,7 +104,9 @@ def _add(name, kind, params, result, doc, traits=(), variadic=False):
 
 # ---- task distributions ------------------------------------------------------------
 # Traits say what the tasks are (bandit / mdp / supervised / continuous ...); the
-# checker uses them for baselines and memory scopes.
+# checker uses them for baselines and memory scopes. `rows`: a batch of instances can be
+# repeated as rows (`population.tile`), so a population's members can run stacked
+# (execution = batched).
 
 _add("bernoulli_bandit", "tasks", [
     P("arms", "int", 5, low=2, doc="number of arms k; each arm pays 1 with p ~ U(0, 1)"),
@@ -162,22 +164,22 @@ _add("nav2d", "tasks", [
     P("sparse", "bool", False, built=False, doc="reward only inside goal_radius (MAESN)"),
     _gt0("goal_radius", "num", 0.2, "radius of the sparse reward region"),
 ], "tasks", "2-D point navigation from the origin, reward −‖pos − goal‖ (MAML §5.3).",
-     traits={"mdp", "continuous"})
+     traits={"mdp", "continuous", "rows"})
 _add("cheetah_vel", "tasks", [
     P("low", "num", 0.0), P("high", "num", 2.0, doc="goal velocity ~ U[low, high]"),
     _count("horizon", 200),
 ], "tasks", "HalfCheetah-v5 (MuJoCo) running at a goal velocity (MAML §5.3).",
-     traits={"mdp", "continuous", "gym"})
+     traits={"mdp", "continuous", "gym", "rows"})
 _add("cheetah_dir", "tasks", [_count("horizon", 200)], "tasks",
      "HalfCheetah-v5 running forward or backward, direction ±1 (MAML §5.3).",
-     traits={"mdp", "continuous", "gym"})
+     traits={"mdp", "continuous", "gym", "rows"})
 _add("gym", "tasks", [
     P("id", "str", doc="a registered gymnasium environment id, e.g. \"CartPole-v1\""),
     P("horizon", "int", 0, low=0, doc="episode step limit; 0 keeps the env's own"),
     P("randomize", "dict", {}, doc="parameter → [low, high] scale ranges sampled per task "
                                  "(domain randomization)"),
 ], "tasks", "Any gymnasium environment as a task source, with parameters randomized per task.",
-     traits={"mdp", "gym"})
+     traits={"mdp", "gym", "rows"})
 _add("chain", "tasks", [
     _count("length", 30, low=2), _count("horizon", 60),
     P("near_reward", "num", 0.1, doc="paid at once for stepping back to the start"),
@@ -592,10 +594,11 @@ SETTINGS: dict[str, tuple[P, ...]] = {
                              "instance (backend = ray)"),
         P("address", "str", "", doc="the Ray cluster to join (backend = ray); empty: "
                                     "RAY_ADDRESS, else a new local instance"),
-        P("execution", "symbol", "sequential", choices=("sequential", "batched"), built=False,
+        P("execution", "symbol", "sequential", choices=("sequential", "batched"),
           doc="how a Map over population members runs on one machine (backend = local): one "
-              "member after another, or all stacked as rows of one batch; each gives the "
-              "same numbers for a seed"),
+              "member after another, or all stacked as rows of one batch (each member's "
+              "rows drawing from its own key); each gives the same fitnesses for a seed, to "
+              "floating-point rounding"),
         _count("checkpoint_every", 25, "most outer iterations between checkpoints; any "
                                        "iteration that took 10 checkpoints' time or more is "
                                        "checkpointed (a kill loses at most that iteration)"),

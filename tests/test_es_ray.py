@@ -48,7 +48,7 @@ class _Run(types.SimpleNamespace):
     pass
 
 
-def _member_dies_once(marker: str, seeds: list, state, params):
+def _member_dies_once(marker: str, seeds: list, state, instances, params):
     """A member whose first attempt loses its worker (SIGKILL) mid-generation."""
     if seeds.index(state.gen.initial_seed()) == 3 and not os.path.exists(marker):
         open(marker, "w").close()
@@ -75,14 +75,14 @@ def test_a_killed_worker_s_member_is_retried_and_the_update_is_unchanged(tmp_pat
     body = functools.partial(_member_dies_once, str(tmp_path / "killed"), seeds)
     run = _Run(folder=tmp_path, workers=2, address="")
     try:
-        on_ray, _ = population_ray.members(body, generation, _State(), 1, path, run)
+        on_ray, _ = population_ray.members(body, generation, _State(), None, 1, path, run)
     finally:
         import ray
         ray.shutdown()
         population_ray._remote = None
     assert (tmp_path / "killed").exists()  # a worker did die
     # the marker stays: the local run must not kill the test process
-    local, _ = population.sequential(body, generation, _State(), 1, path)
+    local, _ = population.sequential(body, generation, _State(), None, 1, path)
     assert torch.equal(on_ray["fitness"], local["fitness"])
 
 
@@ -99,5 +99,5 @@ def test_without_ray_installed_the_message_says_how_to_install_it(monkeypatch, t
     monkeypatch.setitem(__import__("sys").modules, "ray", None)
     monkeypatch.setattr(population_ray, "_remote", None)
     with pytest.raises(SettingError, match=r"pip install 'metadsl\[ray\]'"):
-        population_ray.members(None, None, None, 1, (), _Run(folder=tmp_path, workers=1,
-                                                               address=""))
+        population_ray.members(None, None, None, None, 1, (),
+                               _Run(folder=tmp_path, workers=1, address=""))

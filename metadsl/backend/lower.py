@@ -381,30 +381,49 @@ class Lowering:
             if P.adapt_reads_progress(self.p, self.p.loop(s.loop)) else []
         body = X.call_kw(self.std("functools.partial"),
                          [X.name(self.p.python("module", "member:" + ctx.loop.name)),
-                          X.name("args"), X.name("instances"), *progress], [])
+                          X.name("args"), *progress], [])
         path = ast.Tuple([self.setting("seed"), X.const(ctx.loop.name), X.name("iteration"),
                           X.const("member")], X.LOAD)
         keywords = [("rows", self.setting(f"{ctx.loop.name}.meta_batch")), ("path", path)]
+        given = [body, X.name("generation"), X.name("state"), X.name("instances")]
+        if s.execution == "batched" and not self.rows_batchable(self.p.loop(s.loop)):
+            return []
         if s.execution == "ray":
-            call = X.call_kw(self.rt("population_ray.members"),
-                             [body, X.name("generation"), X.name("state")],
+            call = X.call_kw(self.rt("population_ray.members"), given,
                              keywords + [("run", X.name("run"))])
         else:
-            call = X.call_kw(self.rt(f"population.{s.execution}"),
-                             [body, X.name("generation"), X.name("state")], keywords)
+            call = X.call_kw(self.rt(f"population.{s.execution}"), given, keywords)
         return [X.assign(["results", "env_steps"], call)] + \
             [X.assign(name, X.subscript(X.name("results"), name)) for name, _ in s.results]
 
+    def rows_batchable(self, inner: P.Loop) -> bool:
+        """Whether members can run stacked as rows of one call: their tasks repeat as rows
+        and every draw of the inner loop is per row (actions, fresh networks), so each
+        member's rows draw from its own key; noted where not."""
+        family = self.p.task(inner.tasks).source if inner.tasks else None
+        if family is None or "rows" not in R.REGISTRY[family].traits:
+            self.note(f"execution = batched on {family} tasks (their instances do not "
+                      "repeat as rows: use execution = sequential)", inner.loc)
+            return False
+        shared = [s for s in inner.body if (isinstance(s, P.SampleBuffer) and s.unit != "steps")
+                  or (isinstance(s, P.Step) and s.mode == "update")]
+        if shared:
+            self.note("execution = batched with draws that are not per row in the inner loop "
+                      "(a uniform replay sample, an in-place update's minibatches)", shared[0].loc)
+            return False
+        return True
+
     def member_function(self, loop: P.Loop) -> ast.FunctionDef:
-        """`LOOP_member(args, instances, state, params)`: one member of an outer loop's
-        generation — its inner loop acting with the member's θ_i (`params`, one row per
+        """`LOOP_member(args, state, instances, params)`: one member of an outer loop's
+        generation — or, batched, all of them, one block of rows each — its inner loop
+        acting with the member's θ_i (`params`, one row per
         task), its fitnesses and its environment steps."""
         s = P.member_map(loop)
         inner = self.p.loop(s.loop)
         fn = X.name(self.p.python("module", inner.name))
         progress = P.adapt_reads_progress(self.p, inner)
         if inner.adapts:  # the member's θ_i beside the θ per task the inner loop adapts
-            start = self.theta(inner, self.setting(f"{loop.name}.meta_batch"))
+            start = self.theta(inner, X.attr(X.name("instances"), "size"))
             start.keys.append(None)
             start.values.append(X.name("params"))
             call = X.call_kw(fn, [X.name("args"), X.name("state"), X.name("instances"), start,
@@ -426,8 +445,8 @@ class Lowering:
         total = X.call("sum", ast.GeneratorExp(
             steps[0] if len(steps) == 1 else X.call("sum", ast.List(steps, X.LOAD)),
             [ast.comprehension(X.name("round_", True), X.name("rounds"), [], 0)]))
-        args = X.arguments(["args", "instances"] + (["progress"] if progress else []) +
-                           ["state", "params"], [],
+        args = X.arguments(["args"] + (["progress"] if progress else []) +
+                           ["state", "instances", "params"], [],
                            {"args": X.name("Args"), "state": X.name("State"),
                             "params": X.name("dict"), "progress": X.name("float")})
         return X.function(self.p.python("module", "member:" + loop.name), args,

@@ -15,3 +15,42 @@ def key(seed: int, *path) -> torch.Generator:
     uninterrupted batch would."""
     digest = hashlib.blake2b(repr((int(seed), *path)).encode(), digest_size=8).digest()
     return torch.Generator().manual_seed(int.from_bytes(digest, "little") >> 1)
+
+
+class Streams:
+    """One generator per block of rows: a batch whose rows are population members' (each
+    `rows` long, in member order) draws each member's rows from that member's own key, so
+    a batched generation draws exactly what its members draw one after another."""
+
+    def __init__(self, gens: list[torch.Generator]):
+        self.gens = list(gens)
+
+    def blocks(self, n: int) -> int:
+        if n % len(self.gens):
+            raise ValueError(f"{n} rows do not split into {len(self.gens)} members' blocks")
+        return n // len(self.gens)
+
+
+def randn(shape, gen) -> torch.Tensor:
+    """Standard normal draws [rows, ...] from a generator or from per-member streams."""
+    if isinstance(gen, Streams):
+        block = gen.blocks(shape[0])
+        return torch.cat([torch.randn((block, *shape[1:]), generator=g) for g in gen.gens])
+    return torch.randn(shape, generator=gen)
+
+
+def randint(high: int, shape, gen) -> torch.Tensor:
+    if isinstance(gen, Streams):
+        block = gen.blocks(shape[0])
+        return torch.cat([torch.randint(high, (block, *shape[1:]), generator=g)
+                          for g in gen.gens])
+    return torch.randint(high, shape, generator=gen)
+
+
+def multinomial(probs: torch.Tensor, gen) -> torch.Tensor:
+    """One category per row of `probs` [rows, n]."""
+    if isinstance(gen, Streams):
+        block = gen.blocks(probs.shape[0])
+        return torch.cat([torch.multinomial(part, 1, generator=g)
+                          for part, g in zip(probs.split(block), gen.gens)])
+    return torch.multinomial(probs, 1, generator=gen)

@@ -2,7 +2,8 @@
 
 The driver keeps all learning state (θ, the optimizer's moments, the generation count),
 so checkpoints and `--resume` are the local run's. Per generation it puts the member
-body, the state and the generation (θ and the noise keys) in the object store once; a
+body, the state, the generation (θ and the noise keys) and the task instances in the
+object store once; a
 task gets their references and a member index, regenerates its ε from the key, runs the
 same body function `population.sequential` runs, and returns scalars. Results are
 gathered in submission order, so the numbers are the sequential run's bit for bit.
@@ -27,17 +28,18 @@ RETRIES = 3  # per task, for a worker that died or an environment that failed
 _remote = None  # the member task, made when Ray is first reached
 
 
-def _member(body, state, generation, rows: int, path: tuple, i: int):
+def _member(body, state, generation, instances, rows: int, path: tuple, i: int):
     torch.set_num_threads(1)
-    return member(body, generation, state, rows, path, i)
+    return member(body, generation, state, instances, rows, path, i)
 
 
-def members(body, generation, state, rows: int, path: tuple, run) -> tuple[dict, int]:
+def members(body, generation, state, instances, rows: int, path: tuple,
+            run) -> tuple[dict, int]:
     """Every member as a Ray task, at most the run's `workers` in flight; results in member
     order."""
     workers = run.workers
     ray = _connect(run, run.address, workers, body)
-    shared = [ray.put(body), ray.put(state), ray.put(generation)]
+    shared = [ray.put(body), ray.put(state), ray.put(generation), ray.put(instances)]
     refs, in_flight = [], []
     for i in range(generation.population):
         if len(in_flight) >= workers:

@@ -18,9 +18,9 @@ from ..execution import keys
 
 
 def final_return(family, data: dict) -> torch.Tensor:
-    """`final_return(loop)`: the task family's score of a member's last collect, averaged
-    over its tasks (the mean episode return on gymnasium tasks)."""
-    return family.score(data).mean()
+    """`final_return(loop)`: the task family's score of a member's last collect per row
+    (the mean episode return on gymnasium tasks); the execution averages each member's."""
+    return family.score(data)
 
 
 def centered_ranks(fitness: torch.Tensor) -> torch.Tensor:

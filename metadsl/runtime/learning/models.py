@@ -16,6 +16,8 @@ import torch
 from torch import nn
 from torch.func import vmap
 
+from ..execution import keys
+
 
 def input_size(name: str, obs_dim: int, n_actions: int) -> int:
     return {"obs": obs_dim, "x": obs_dim, "prev_action": n_actions,
@@ -88,7 +90,7 @@ class Categorical:
     def sample(self, gen: torch.Generator) -> torch.Tensor:
         probs = self.probs
         flat = probs.reshape(-1, probs.shape[-1])
-        return torch.multinomial(flat, 1, generator=gen).reshape(probs.shape[:-1])
+        return keys.multinomial(flat, gen).reshape(probs.shape[:-1])
 
     def detach(self) -> "Categorical":
         out = Categorical.__new__(Categorical)
@@ -118,7 +120,7 @@ class DiagGaussian:
                 / (2 * other_var) - 0.5).sum(-1)
 
     def sample(self, gen: torch.Generator) -> torch.Tensor:
-        noise = torch.randn(self.mean.shape, generator=gen)
+        noise = keys.randn(self.mean.shape, gen)
         return self.mean + torch.exp(self.log_std) * noise
 
     def detach(self) -> "DiagGaussian":
@@ -423,7 +425,7 @@ class FeedForward(nn.Module):
         """A freshly initialised θ per task [tasks, ...] (`memory M' reinit per task`: a
         lifetime that starts from a new random network, EPG): the model's own
         initialisation, each task's seeded from `gen`, so a draw depends only on its key."""
-        seeds = torch.randint(2 ** 62, (tasks,), generator=gen).tolist()
+        seeds = keys.randint(2 ** 62, (tasks,), gen).tolist()
         drawn = []
         for seed in seeds:
             with torch.random.fork_rng(devices=[]):
@@ -605,8 +607,8 @@ class LossNet(nn.Module):
             raise TypeError(f"the loss network takes {self.signals} signal(s) per step, "
                             f"the loss passes {len(signals)}")
         p = dict(self.named_parameters()) if params is None else params
-        x = torch.cat([features(self.inputs, fields, self.n_actions)] +
-                      [s.unsqueeze(-1).float() for s in signals], -1)
+        x = features(self.inputs, fields, self.n_actions)
+        x = torch.cat([x] + [s.unsqueeze(-1).to(x.dtype) for s in signals], -1)
         h = x.permute(1, 2, 0)  # [B, F, T]: features are channels, time the axis
         if h.shape[-1] < self.span:  # a window shorter than the convolutions: zeros before it
             h = nn.functional.pad(h, (self.span - h.shape[-1], 0))

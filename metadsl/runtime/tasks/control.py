@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ..execution import population
+
 
 @dataclass
 class NavBatch:
@@ -20,6 +22,11 @@ class NavBatch:
     @property
     def size(self) -> int:
         return self.goal.shape[0]
+
+
+@population.tile.register
+def _(instances: NavBatch, n: int) -> NavBatch:
+    return NavBatch(instances.goal.repeat(n, 1))
 
 
 class NavEnv:

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from ..errors import TaskError
-from ..execution import rollout
+from ..execution import population, rollout
 
 # Quantities some classic-control envs cache in __init__ from the parameters we scale.
 _DERIVED = {
@@ -45,6 +45,12 @@ class GymBatch:
     @property
     def size(self) -> int:
         return len(self.seeds)
+
+
+@population.tile.register
+def _(instances: GymBatch, n: int) -> GymBatch:
+    return GymBatch(instances.seeds * n, {k: v.repeat(n) for k, v in instances.scales.items()},
+                    None if instances.goal is None else instances.goal.repeat(n))
 
 
 class TaskReward(gymnasium.Wrapper):
