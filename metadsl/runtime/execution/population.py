@@ -41,12 +41,9 @@ def batched(body, generation, state, instances, rows: int, path: tuple) -> tuple
     stacked as rows, each member's rows drawing from its own key."""
     n = generation.population
     streams = keys.Streams([keys.key(*generation.draws(path, i)) for i in range(n)])
-    params = {}
-    for i in range(n):
-        for model, named in generation.member(i, rows).items():
-            params.setdefault(model, {}).update(
-                {k: params.get(model, {}).get(k, []) + [v] for k, v in named.items()})
-    params = {m: {k: torch.cat(v) for k, v in named.items()} for m, named in params.items()}
+    members = [generation.member(i, rows) for i in range(n)]
+    params = {m: {k: torch.cat([p[m][k] for p in members]) for k in named}
+              for m, named in members[0].items()}
     results, steps = body(state.replace(gen=streams), tile(instances, n), params)
     return {k: torch.as_tensor(v, dtype=torch.float32).reshape(n, -1).mean(1)
             for k, v in results.items()}, steps
