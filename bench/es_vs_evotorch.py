@@ -2,7 +2,7 @@
 noise, step size and episodes.
 
     .venv/bin/pip install -e '.[bench]'   # EvoTorch: the yardstick, not a dependency
-    python bench/es_vs_evotorch.py [--seeds 1 2 3] [--generations 100]
+    python bench/es_vs_evotorch.py [--seeds 1 2 3] [--generations 100] [--execution batched]
 
 EvoTorch runs PGPE with mirrored sampling, centered ranks, a fixed σ (its σ learning rate
 0) and Adam on the centre — the same rule as `es(population = 32, sigma = 0.1, lr = 0.1)`
@@ -32,13 +32,18 @@ ROOT = Path(__file__).resolve().parent.parent
 POPULATION, SIGMA, LR, HIDDEN, EPISODES = 32, 0.1, 0.1, 16, 10
 
 
-def ours(seed: int, generations: int, out: Path) -> tuple[float, float, float]:
-    r = subprocess.run([sys.executable, "-m", "metadsl.cli", "run",
-                        str(ROOT / "specs" / "es_cartpole.mrl"), "--seed", str(seed),
-                        "--iterations", str(generations), "--threads", "1", "--out", str(out)],
+def ours(seed: int, generations: int, execution: str, out: Path) -> tuple[float, float, float]:
+    """specs/es_cartpole.mrl run with `schedule { execution = ... }` added."""
+    out.mkdir(parents=True)
+    spec = out / "es_cartpole.mrl"
+    spec.write_text((ROOT / "specs" / "es_cartpole.mrl").read_text() +
+                    f"\nschedule {{\n    execution = {execution}\n}}\n")
+    r = subprocess.run([sys.executable, "-m", "metadsl.cli", "run", str(spec), "--seed", str(seed),
+                        "--iterations", str(generations), "--threads", "1", "--out", str(out / "run")],
                        cwd=ROOT, capture_output=True, text=True)
     if r.returncode != 0:
         sys.exit(r.stderr[-3000:])
+    out = out / "run"
     last = (out / "metrics.csv").read_text().strip().splitlines()[-1].split(",")
     steps, wall = int(last[2]), float(last[3])
     score = json.loads((out / "eval.json").read_text())["results"][0]["mean"]
@@ -79,15 +84,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--generations", type=int, default=100)
+    parser.add_argument("--execution", choices=["batched", "sequential"], default="batched",
+                        help="our members as the rows of one call, or one after another")
     a = parser.parse_args()
     torch.set_num_threads(1)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for seed in a.seeds:
-            rows.append((seed, *ours(seed, a.generations, Path(tmp) / f"s{seed}"),
+            rows.append((seed, *ours(seed, a.generations, a.execution, Path(tmp) / f"s{seed}"),
                          *evotorch(seed, a.generations)))
     print(f"CartPole-v1, population {POPULATION}, σ {SIGMA}, lr {LR}, {a.generations} "
-          f"generations, one thread; final score on {EPISODES} episodes\n")
+          f"generations, one thread, ours {a.execution}; final score on {EPISODES} "
+          "episodes\n")
     print("| seed | ours gen/s | env-steps/s | score | EvoTorch gen/s | env-steps/s | score "
           "| gen/s ratio |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|")

@@ -50,7 +50,7 @@ class _Run(types.SimpleNamespace):
 
 def _member_dies_once(marker: str, seeds: list, state, instances, params):
     """A member whose first attempt loses its worker (SIGKILL) mid-generation."""
-    if seeds.index(state.gen.initial_seed()) == 3 and not os.path.exists(marker):
+    if seeds.index(state.gen.gens[0].initial_seed()) == 3 and not os.path.exists(marker):
         open(marker, "w").close()
         os.kill(os.getpid(), signal.SIGKILL)
     return {"fitness": -((params["x"]["w"][0] - 1.0) ** 2).sum()}, 1

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from metadsl.runtime.execution import rollout
+from metadsl.runtime.execution import keys, rollout
 from metadsl.runtime.learning import models, ops
 from metadsl.runtime.tasks import gym_tasks, informative, families as tasks
 
@@ -60,6 +60,41 @@ def test_a_trial_of_n_episodes_ends_each_instance_after_its_nth():
     assert torch.allclose(ops.std(traj, x), x[valid.bool()].std())
     assert ops.mean({}, x) == x.mean()
     assert torch.allclose(family.score(traj), traj["reward"].sum(0) / 2)
+
+
+def test_rows_past_their_trial_are_left_unstepped_and_the_rest_step_as_alone():
+    """A trial of n episodes steps only rows still in it; each row's episodes equal that
+    row's run on its own."""
+    family = gym_tasks.GymTasks(id="CartPole-v1", horizon=200)
+    batch = family.sample(5, 400, torch.Generator().manual_seed(3))
+    env = family.env(batch)
+    calls = [0] * 5
+    for row, sub in enumerate(env.vec.envs):
+        step = sub.step
+        sub.step = lambda a, step=step, row=row: (calls.__setitem__(row, calls[row] + 1),
+                                                  step(a))[1]
+    gen = keys.Streams([torch.Generator().manual_seed(7)])
+    traj = rollout.collect(models.UniformPolicy(2), env, 400, gen, episodes=1)
+    lengths = traj["valid"].sum(0).long()
+    assert calls == lengths.tolist() and len(set(calls)) > 1
+    for row in range(5):
+        alone = family.env(gym_tasks.GymBatch([batch.seeds[row]], {}))
+        obs = alone.reset()
+        for t in range(int(lengths[row])):
+            assert torch.equal(obs[0], traj["obs"][t, row])
+            obs, _, _ = alone.step(traj["action"][t, row:row + 1])
+
+
+def test_categorical_draws_under_member_streams_follow_the_probabilities():
+    probs = torch.tensor([[0.2, 0.0, 0.8], [0.5, 0.5, 0.0]]).repeat(2000, 1)
+    members = lambda: keys.Streams([torch.Generator().manual_seed(s) for s in range(4)])
+    draws = keys.multinomial(probs, members()).reshape(-1, 2)
+    assert not (draws[:, 0] == 1).any() and not (draws[:, 1] == 2).any()
+    assert (draws[:, 0] == 2).float().mean() == pytest.approx(0.8, abs=0.02)
+    assert (draws[:, 1] == 0).float().mean() == pytest.approx(0.5, abs=0.02)
+    # each member's block comes from its own key: the same block alone draws the same
+    alone = keys.multinomial(probs[:1000], keys.Streams([torch.Generator().manual_seed(0)]))
+    assert torch.equal(alone, keys.multinomial(probs, members())[:1000])
 
 
 def test_gym_same_seeds_give_the_same_episodes():

@@ -48,9 +48,12 @@ def randint(high: int, shape, gen) -> torch.Tensor:
 
 
 def multinomial(probs: torch.Tensor, gen) -> torch.Tensor:
-    """One category per row of `probs` [rows, n]."""
+    """One category per row of `probs` [rows, n]. Under per-member streams, by the inverse
+    CDF of one uniform per row: a population steps every member's rows at once, and
+    torch.multinomial costs ~47 µs a call against ~5 µs for a uniform draw."""
     if isinstance(gen, Streams):
-        block = gen.blocks(probs.shape[0])
-        return torch.cat([torch.multinomial(part, 1, generator=g)
-                          for part, g in zip(probs.split(block), gen.gens)])
+        u = torch.cat([torch.rand(gen.blocks(probs.shape[0]), generator=g) for g in gen.gens])
+        # `<=`: a category of probability 0 spans an empty interval and is never drawn
+        below = (probs.cumsum(-1) <= u[:, None]).sum(-1, keepdim=True)
+        return below.clamp(max=probs.shape[-1] - 1)
     return torch.multinomial(probs, 1, generator=gen)

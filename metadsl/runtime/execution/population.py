@@ -24,9 +24,10 @@ from ..errors import TaskError
 def member(body, generation, state, instances, rows: int, path: tuple,
            i: int) -> tuple[dict, int]:
     """Member i's run: its own key under `path` (or the generation's, with common draws),
-    its own θ_i on `rows` tasks."""
-    results, steps = body(state.replace(gen=keys.key(*generation.draws(path, i))), instances,
-                          generation.member(i, rows))
+    its own θ_i on `rows` tasks. The key is a one-member `Streams`, so a member draws the
+    same numbers alone as in a batch of members."""
+    streams = keys.Streams([keys.key(*generation.draws(path, i))])
+    results, steps = body(state.replace(gen=streams), instances, generation.member(i, rows))
     return {n: torch.as_tensor(v, dtype=torch.float32).mean() for n, v in results.items()}, steps
 
 

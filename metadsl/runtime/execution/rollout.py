@@ -58,7 +58,9 @@ def collect(model: Policy, env, steps: int, gen: torch.Generator, episodes: int 
         heads, state = model.step(fields, state, params)
         pi = heads["pi"]
         action = pi.sample(gen)
-        next_obs, reward, episode_done = env.step(action)
+        next_obs, reward, episode_done = env.step(action, 1 - finished) \
+            if episodes is not None and getattr(env, "steps_live_rows", False) \
+            else env.step(action)
         if episodes is not None:  # instances past their last episode are padding
             valid = 1 - finished
             reward, episode_done = reward * valid, episode_done * valid

@@ -121,15 +121,32 @@ class GymEnv:
             if batch.goal is not None:  # the family's TaskReward is the outermost wrapper
                 env.goal = batch.goal[task].item()
 
+    steps_live_rows = True  # rows past their trial need not be stepped (see rollout.collect)
+
     def reset(self) -> torch.Tensor:
         obs, _ = self.vec.reset(seed=self.seeds)
-        return torch.as_tensor(obs, dtype=torch.float32).reshape(self.rows, -1)
+        self.obs = torch.as_tensor(obs, dtype=torch.float32).reshape(self.rows, -1)
+        return self.obs
 
-    def step(self, action: torch.Tensor):
-        obs, reward, terminated, truncated, _ = self.vec.step(action.numpy())
-        return (torch.as_tensor(obs, dtype=torch.float32).reshape(self.rows, -1),
-                torch.as_tensor(reward, dtype=torch.float32),
-                torch.as_tensor(terminated | truncated, dtype=torch.float32))
+    def step(self, action: torch.Tensor, live: torch.Tensor | None = None):
+        """One step of every row, or with `live` of its rows that are 1 only (the others
+        keep their observation, reward 0): a trial of episodes whose lengths vary would
+        otherwise step every finished row until the longest ends."""
+        if live is None or bool(live.all()):
+            obs, reward, terminated, truncated, _ = self.vec.step(action.numpy())
+            self.obs = torch.as_tensor(obs, dtype=torch.float32).reshape(self.rows, -1)
+            return (self.obs, torch.as_tensor(reward, dtype=torch.float32),
+                    torch.as_tensor(terminated | truncated, dtype=torch.float32))
+        actions, obs = action.numpy(), self.obs.numpy().copy()
+        reward, done = np.zeros(self.rows, np.float32), np.zeros(self.rows, np.float32)
+        for row in live.nonzero().flatten().tolist():
+            env = self.vec.envs[row]
+            o, reward[row], terminated, truncated, _ = env.step(actions[row])
+            if terminated or truncated:  # the vector env's same-step autoreset
+                o, _ = env.reset()
+            obs[row], done[row] = np.ravel(o), terminated or truncated
+        self.obs = torch.from_numpy(obs)
+        return self.obs, torch.from_numpy(reward), torch.from_numpy(done)
 
 
 class GymTasks:
