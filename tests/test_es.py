@@ -149,7 +149,7 @@ def test_an_es_run_learns_and_a_resumed_one_ends_where_an_uninterrupted_one_does
 @pytest.mark.parametrize("spec, small", [
     ("es_cartpole", ["--set", "evolve.pi.population=6"]),
     ("epg_nav2d", ["--set", "evolve.L_phi.population=4", "--set", "lifetime.steps=3",
-                   "--set", "evolve.meta_batch=2"]),
+                   "--set", "lifetime.tau.count=10", "--set", "evolve.meta_batch=2"]),
 ])
 def test_batched_members_give_the_sequential_run_s_fitnesses_and_ranks(tmp_path, spec, small):
     """Members stacked as rows of one call, each drawing its rows from its own key: the

@@ -18,6 +18,9 @@ from metadsl.runtime.learning import es
 from tests.conftest import ROOT, metadsl
 from tests.test_backend import metrics
 
+# one local Ray instance at a time, whichever pytest worker runs these
+pytestmark = pytest.mark.xdist_group("ray")
+
 SMALL = ["--iterations", "5", "--threads", "1", "--set", "evolve.pi.population=6",
          "--set", "evaluate.instances=3"]
 

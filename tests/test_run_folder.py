@@ -143,7 +143,7 @@ def test_non_finite_or_float32_overflowing_settings_are_refused(value, tmp_path)
 
 def test_a_run_that_asks_for_more_memory_than_the_machine_has_says_so(tmp_path):
     r = metadsl("run", SPEC, "--iterations", "1", "--set", "meta.meta_batch=10000000",
-                "--set", "agent.hidden=16000", "--out", str(tmp_path / "run"))
+                "--set", "agent.hidden=4000", "--out", str(tmp_path / "run"))
     assert r.returncode == 4 and "error[E0604]" in r.stderr and "GB" in r.stderr, r.stderr
     assert "Traceback" not in r.stderr
 
