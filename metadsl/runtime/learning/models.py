@@ -127,6 +127,56 @@ class DiagGaussian:
         return DiagGaussian(self.mean.detach(), self.log_std.detach())
 
 
+class TanhGaussian:
+    """SAC's policy (Haarnoja et al. 2018, appendix C): u ~ N(mean, std) squashed into the
+    task's action box, a = bias + scale·tanh(u). Its log-density is the Gaussian's less the
+    change of variables, Σ log(scale·(1 − tanh²u)). The pre-squash u of each action it
+    drew is kept, so log_prob of its own samples is exact; any other action is mapped
+    back by atanh (clamped inside the box). Entropy and KL have no closed form: each is
+    the one-sample estimate at a reparameterised draw."""
+
+    EPS = 1e-6
+
+    def __init__(self, mean: torch.Tensor, log_std: torch.Tensor, scale: torch.Tensor,
+                 bias: torch.Tensor):
+        self.mean, self.log_std, self.scale, self.bias = mean, log_std, scale, bias
+        self._drawn: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def _squash(self, u: torch.Tensor) -> torch.Tensor:
+        action = self.bias + self.scale * torch.tanh(u)
+        self._drawn.append((action, u))
+        return action
+
+    def sample(self, gen) -> torch.Tensor:
+        return self._squash(self.mean + torch.exp(self.log_std) *
+                            keys.randn(self.mean.shape, gen))
+
+    def rsample(self) -> torch.Tensor:
+        """A draw a + ∂a/∂(mean, log std): the reparameterisation the actor's loss needs."""
+        return self._squash(self.mean + torch.exp(self.log_std) * torch.randn_like(self.mean))
+
+    def log_prob(self, action: torch.Tensor) -> torch.Tensor:
+        u = next((u for a, u in self._drawn if a is action), None)
+        if u is None:
+            y = ((action - self.bias) / self.scale).clamp(-1 + self.EPS, 1 - self.EPS)
+            u = torch.atanh(y)
+        z = (u - self.mean) * torch.exp(-self.log_std)
+        gaussian = -0.5 * z ** 2 - self.log_std - 0.5 * math.log(2 * math.pi)
+        squash = torch.log(self.scale * (1 - torch.tanh(u) ** 2) + self.EPS)
+        return (gaussian - squash).sum(-1)
+
+    def entropy(self) -> torch.Tensor:
+        return -self.log_prob(self.rsample())
+
+    def kl(self, other: "TanhGaussian") -> torch.Tensor:
+        """KL(self ‖ other), estimated at one reparameterised draw from self."""
+        action = self.rsample()
+        return self.log_prob(action) - other.log_prob(action)
+
+    def detach(self) -> "TanhGaussian":
+        return TanhGaussian(self.mean.detach(), self.log_std.detach(), self.scale, self.bias)
+
+
 class BoxUniform:
     """Uniform action vectors in [−1, 1]^d: the `random` baseline on continuous actions."""
 
@@ -176,14 +226,29 @@ class ReturnScale(nn.Module):
 
 
 class Heads(nn.Module):
-    def __init__(self, hidden: int, heads: dict[str, str], n_actions: int):
+    """A model's named heads on its features h. A `tanh_gaussian` head's layer gives the
+    mean and a state-dependent log std, the latter squashed into [LOG_STD_MIN,
+    LOG_STD_MAX] (as SAC's reference implementations do), and its actions fill
+    `action_bounds` (low, high per dimension). A `q_value` head is a network of its own,
+    sharing no weights with the others: an MLP of `critic_hidden` layers on the model's
+    input features x and the action (a recurrent model's, on its memory's output h)."""
+
+    LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
+
+    def __init__(self, hidden: int, heads: dict[str, str], n_actions: int,
+                 critic_in: int | None = None, critic_hidden=(), activation: str = "relu",
+                 action_bounds=None):
         super().__init__()
         self.kinds, self.n_actions = dict(heads), n_actions
+        self.activation = _ACTIVATIONS[activation]
         sizes = {"categorical": n_actions, "gaussian": n_actions, "value": 1,
                  "normalized_value": 1, "regression": 1, "q_values": n_actions, "q_value": 1,
-                 "embedding": hidden}
-        # a state-action value reads the action too (one-hot, or the action vector)
-        inputs = {"q_value": hidden + n_actions}
+                 "embedding": hidden, "tanh_gaussian": 2 * n_actions}
+        critic = [(critic_in or hidden) + n_actions, *critic_hidden]
+        self.critics = nn.ModuleDict({
+            name: nn.ModuleList(nn.Linear(a, b) for a, b in zip(critic, critic[1:]))
+            for name, kind in heads.items() if kind == "q_value"})
+        inputs = {"q_value": critic[-1]}
         self.layers = nn.ModuleDict({name: nn.Linear(inputs.get(kind, hidden), sizes[kind])
                                      for name, kind in heads.items()})
         # state-independent log standard deviations (MAML, TRPO), initialised to std 1
@@ -191,24 +256,43 @@ class Heads(nn.Module):
                                          for name, kind in heads.items() if kind == "gaussian"})
         self.scales = nn.ModuleDict({name: ReturnScale() for name, kind in heads.items()
                                      if kind == "normalized_value"})
+        low, high = (torch.as_tensor(b, dtype=torch.float32) for b in
+                     (action_bounds or ([-1.0] * n_actions, [1.0] * n_actions)))
+        self.action_scale, self.action_bias = (high - low) / 2, (high + low) / 2
 
     def raw(self, h: torch.Tensor, params: dict[str, torch.Tensor] | None = None,
-            prefix: str = "", action: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+            prefix: str = "", action: torch.Tensor | None = None,
+            x: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """The heads as plain tensors (what `vmap` can return): logits, means, values; a
         Gaussian head's log std under `NAME.log_std`. With `params` (named as the owning
         model names them, `prefix` + `layers.pi.weight`), those instead of the heads' own.
-        A `q_value` head needs the `action` it values; without one (acting) it is left out."""
+        A `q_value` head needs the `action` it values (and reads the input features `x`,
+        or h); without an action (acting) it is left out."""
+        def weights(name):
+            return (params[f"{prefix}{name}.weight"], params[f"{prefix}{name}.bias"]) \
+                if params is not None else None
+
         out = {}
         for name, layer in self.layers.items():
-            weight, bias = (layer.weight, layer.bias) if params is None else \
-                (params[f"{prefix}layers.{name}.weight"], params[f"{prefix}layers.{name}.bias"])
-            x = h
+            weight, bias = weights(f"layers.{name}") or (layer.weight, layer.bias)
+            features_in = h
             if self.kinds[name] == "q_value":
                 if action is None:
                     continue
-                x = torch.cat([h, features(["prev_action"], {"prev_action": action},
-                                           self.n_actions)], dim=-1)
-            out[name] = linear(x, weight, bias)
+                features_in = torch.cat([h if x is None else x,
+                                         features(["action"], {"action": action},
+                                                  self.n_actions)], dim=-1)
+                for i, hidden in enumerate(self.critics[name]):
+                    w, b = weights(f"critics.{name}.{i}") or (hidden.weight, hidden.bias)
+                    features_in = self.activation(linear(features_in, w, b))
+            y = linear(features_in, weight, bias)
+            if self.kinds[name] == "tanh_gaussian":
+                mean, log_std = y.chunk(2, dim=-1)
+                out[name] = mean
+                out[name + ".log_std"] = self.LOG_STD_MIN + 0.5 * (
+                    self.LOG_STD_MAX - self.LOG_STD_MIN) * (torch.tanh(log_std) + 1)
+            else:
+                out[name] = y
         for name, log_std in self.log_std.items():
             if params is not None:
                 log_std = params[f"{prefix}log_std.{name}"]
@@ -227,6 +311,9 @@ class Heads(nn.Module):
                 out[name] = Categorical(raw[name])
             elif kind == "gaussian":
                 out[name] = DiagGaussian(raw[name], raw[name + ".log_std"])
+            elif kind == "tanh_gaussian":
+                out[name] = TanhGaussian(raw[name], raw[name + ".log_std"], self.action_scale,
+                                         self.action_bias)
             elif kind == "normalized_value":
                 out[name] = self.scales[name].value(raw[name].squeeze(-1))
             elif kind in ("q_values", "embedding"):  # a vector per step
@@ -260,14 +347,15 @@ class Recurrent(nn.Module):
     """`recurrent(core = gru(...)|lstm(...), inputs = [...], heads = {...})`."""
 
     def __init__(self, core: str, inputs: list[str], heads: dict[str, str], obs_dim: int,
-                 n_actions: int, hidden: int = 256, layers: int = 1, reset: str = "task"):
+                 n_actions: int, hidden: int = 256, layers: int = 1, reset: str = "task",
+                 action_bounds=None):
         super().__init__()
         self.inputs, self.n_actions = list(inputs), n_actions
         self.reset = reset  # "task": one trial is one memory; "episode": cleared at prev_done
         size = sum(input_size(i, obs_dim, n_actions) for i in inputs)
         rnn = {"gru": nn.GRU, "lstm": nn.LSTM}[core]
         self.core = rnn(size, hidden, num_layers=layers)
-        self.heads = Heads(hidden, heads, n_actions)
+        self.heads = Heads(hidden, heads, n_actions, action_bounds=action_bounds)
 
     def initial_state(self, batch: int):
         return None  # torch's zero state
@@ -407,15 +495,20 @@ class FeedForward(nn.Module):
     `vmap` over tasks)."""
 
     def __init__(self, core: str, inputs: list[str], heads: dict[str, str], obs_dim: int,
-                 n_actions: int, hidden: list[int] = (64, 64), activation: str = "tanh"):
+                 n_actions: int, hidden: list[int] = (64, 64), activation: str = "tanh",
+                 action_bounds=None):
         super().__init__()
         self.init_args = dict(core=core, inputs=inputs, heads=heads, obs_dim=obs_dim,
-                              n_actions=n_actions, hidden=hidden, activation=activation)
+                              n_actions=n_actions, hidden=hidden, activation=activation,
+                              action_bounds=action_bounds)
         self.inputs, self.n_actions = list(inputs), n_actions
         self.activation = _ACTIVATIONS[activation]
         sizes = [sum(input_size(i, obs_dim, n_actions) for i in inputs)] + list(hidden)
         self.net = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes, sizes[1:]))
-        self.heads = Heads(sizes[-1], heads, n_actions)
+        # a critic head is a network of the same shape as the trunk, on the same inputs
+        self.heads = Heads(sizes[-1], heads, n_actions, critic_in=sizes[0],
+                           critic_hidden=hidden, activation=activation,
+                           action_bounds=action_bounds)
 
     def parameters_per_task(self, tasks: int) -> dict[str, torch.Tensor]:
         return {name: p.unsqueeze(0).expand(tasks, *p.shape)
@@ -443,10 +536,10 @@ class FeedForward(nn.Module):
         swapping them into the modules (torch.func.functional_call costs more than the
         small matrix products of a rollout step)."""
         p = dict(self.named_parameters()) if params is None else params
-        h = inputs_of(self, fields)
+        x = h = inputs_of(self, fields)
         for i in range(len(self.net)):
             h = self.activation(linear(h, p[f"net.{i}.weight"], p[f"net.{i}.bias"]))
-        return self.heads.raw(h, p, prefix="heads.", action=fields.get("action"))
+        return self.heads.raw(h, p, prefix="heads.", action=fields.get("action"), x=x)
 
     def apply(self, params: dict[str, torch.Tensor] | None, fields: dict) -> dict:
         return self.heads.wrap(self.raw(params, fields))
