@@ -254,12 +254,15 @@ class HeadKind:
     value: str  # dist | tensor
     doc: str
     built: bool = True
+    bounded: bool = False  # its actions fill the task family's action box (action_bounds)
 
 
 HEAD_KINDS = {
     "categorical": HeadKind("dist", "a categorical over the task's actions"),
     "gaussian": HeadKind("dist", "a diagonal Gaussian with a state-independent log std"),
-    "tanh_gaussian": HeadKind("dist", "a tanh-squashed Gaussian (SAC)", built=False),
+    "tanh_gaussian": HeadKind("dist", "a Gaussian with a state-dependent log std, squashed by "
+                                      "tanh into the task's action box (SAC); log_prob "
+                                      "includes the change of variables", bounded=True),
     "deterministic": HeadKind("tensor", "a deterministic action", built=False),
     "value": HeadKind("tensor", "a state value V(s)"),
     "normalized_value": HeadKind("tensor", "a state value V(s) learned in normalised units "
@@ -273,8 +276,10 @@ HEAD_KINDS = {
     "regression": HeadKind("tensor", "a scalar prediction"),
     "q_values": HeadKind("tensor", "one value per action, Q(s, ·); called as `q(s, a)` it "
                                    "gives Q(s, a)"),
-    "q_value": HeadKind("tensor", "a state-action value Q(s, a): the action joins the "
-                                  "features the head reads; `q(s, a)` evaluates it at a"),
+    "q_value": HeadKind("tensor", "a state-action value Q(s, a): a network of its own, as "
+                                  "deep as the model's net, on the model's inputs and the "
+                                  "action (a recurrent model's: on its memory's output); "
+                                  "`q(s, a)` evaluates it at a"),
     "embedding": HeadKind("tensor", "an embedding vector as wide as the network's last "
                                     "layer (NEC's keys)"),
 }

@@ -306,6 +306,8 @@ class Lowering:
                      ("n_actions", X.attr(family, "n_actions"))]
         if m.reset is not None:
             keywords.append(("reset", X.const(m.reset)))
+        if any(R.HEAD_KINDS[kind].bounded for _, kind in m.heads):
+            keywords.append(("action_bounds", X.attr(family, "action_bounds")))
         return X.call_kw(self.impl(m.core), [], keywords)
 
     # ---- statements ----

@@ -207,6 +207,9 @@ class Nav2D:
         self.low, self.high, self.horizon = goal_low, goal_high, horizon
         self.action_clip, self.action_scale = action_clip, action_scale
         self.arc, self.arc_radius = tuple(arc), arc_radius
+        # the actions that move the point at all: beyond them the clip holds it
+        reach = action_clip / action_scale
+        self.action_bounds = ([-reach] * self.n_actions, [reach] * self.n_actions)
 
     def sample(self, count: int, steps: int, gen: torch.Generator) -> control.NavBatch:
         if self.arc:

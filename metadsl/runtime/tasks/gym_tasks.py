@@ -157,10 +157,13 @@ class GymTasks:
     def __init__(self, id: str, horizon: int = 0, randomize: dict | None = None):
         probe = _make(id, horizon)
         space = probe.action_space
+        self.action_bounds = None  # the action box of continuous actions (low, high)
         if isinstance(space, gymnasium.spaces.Discrete):
             self.continuous, self.n_actions = False, int(space.n)
         elif isinstance(space, gymnasium.spaces.Box) and len(space.shape) == 1:
             self.continuous, self.n_actions = True, int(space.shape[0])
+            box = probe.unwrapped.action_space  # ClipAction's own space is unbounded
+            self.action_bounds = (box.low.tolist(), box.high.tolist())
         else:
             raise TaskError(f"gym(id = {id!r}): action space {space} is neither discrete nor "
                             "a vector of reals")
