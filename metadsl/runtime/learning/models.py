@@ -152,7 +152,9 @@ class TanhGaussian:
                             keys.randn(self.mean.shape, gen))
 
     def rsample(self) -> torch.Tensor:
-        """A draw a + ∂a/∂(mean, log std): the reparameterisation the actor's loss needs."""
+        """A draw a + ∂a/∂(mean, log std): the reparameterisation the actor's loss needs.
+        Its noise comes from torch's generator (seeded by the run), as `ops.rsample`'s does:
+        a loss is given no key."""
         return self._squash(self.mean + torch.exp(self.log_std) * torch.randn_like(self.mean))
 
     def log_prob(self, action: torch.Tensor) -> torch.Tensor:

@@ -131,18 +131,15 @@ class GymEnv:
     def step(self, action: torch.Tensor, live: torch.Tensor | None = None):
         """One step of every row, or with `live` of its rows that are 1 only (the others
         keep their observation, reward 0): a trial of episodes whose lengths vary would
-        otherwise step every finished row until the longest ends."""
-        if live is None or bool(live.all()):
-            obs, reward, terminated, truncated, _ = self.vec.step(action.numpy())
-            self.obs = torch.as_tensor(obs, dtype=torch.float32).reshape(self.rows, -1)
-            return (self.obs, torch.as_tensor(reward, dtype=torch.float32),
-                    torch.as_tensor(terminated | truncated, dtype=torch.float32))
+        otherwise step every finished row until the longest ends. An episode that ends
+        restarts in place (the vector env's same-step autoreset)."""
+        rows = range(self.rows) if live is None else live.nonzero().flatten().tolist()
         actions, obs = action.numpy(), self.obs.numpy().copy()
         reward, done = np.zeros(self.rows, np.float32), np.zeros(self.rows, np.float32)
-        for row in live.nonzero().flatten().tolist():
+        for row in rows:
             env = self.vec.envs[row]
             o, reward[row], terminated, truncated, _ = env.step(actions[row])
-            if terminated or truncated:  # the vector env's same-step autoreset
+            if terminated or truncated:
                 o, _ = env.reset()
             obs[row], done[row] = np.ravel(o), terminated or truncated
         self.obs = torch.from_numpy(obs)
