@@ -547,6 +547,8 @@ TRAJECTORY_FIELDS = {
     "obs": "observation s_t", "next_obs": "s_{t+1}", "action": "a_t", "reward": "r_t",
     "done": "1 where returns stop at t: the end of the learner's memory (a trial for a "
             "memory reset per task, else the episode)",
+    "terminated": "1 where the environment's episode ended at t by its own dynamics, not "
+                  "by a time limit: where a one-step target stops bootstrapping",
     "logp": "log π_old(a_t|s_t), as collected",
     "value": "V_old(s_t), as collected",
     "timestep": "t / T, the step's place in the collected trajectory (a trial), in [0, 1)",
@@ -554,12 +556,16 @@ TRAJECTORY_FIELDS = {
     "progress": "fraction of the enclosing loop done, in [0, 1]",
 }
 # What a replay buffer keeps of each step, besides its stored columns: a sample has these.
-TRANSITION_FIELDS = ("obs", "next_obs", "action", "reward", "done", "logp", "value")
+TRANSITION_FIELDS = ("obs", "next_obs", "action", "reward", "done", "terminated", "logp",
+                     "value")
 # Head names a standard-library loss may use before it knows the model: bound at the
 # update site to the updated model's heads of the same name.
 HEAD_SLOTS = {"pi": "dist", "v": "tensor", "q": "tensor", "q1": "tensor", "q2": "tensor",
               "pred": "tensor", "q_z": "dist"}
 CONSTANTS = {"true": "bool", "false": "bool"}
+# Outer-loop settings that a written `updates`/`warmup` turns into a Repeat of the loop's own
+# statements; a loop that writes neither has no such settings.
+REPEAT_SETTINGS = ("updates", "warmup")
 
 # ---- loop, evaluate and schedule settings ----------------------------------------------
 
@@ -571,6 +577,11 @@ SETTINGS: dict[str, tuple[P, ...]] = {
     "outer": (
         _count("iterations", 1000, "outer iterations"),
         _count("meta_batch", 1, "tasks sampled per iteration (each runs the inner loop)"),
+        _count("updates", 1, "times the loop's own statements (its replay samples and "
+               "updates) run per iteration, after the inner loop: gradient steps per "
+               "iteration (SAC: the inner loop's environment steps, one step each)"),
+        _count("warmup", 0, "transitions every buffer the loop samples must hold before its "
+               "statements run; until then they are skipped (their losses log NaN)", low=0),
     ),
     "evaluate": (
         P("loop", "any", None, doc="the inner loop evaluated (default: the one the last outer "

@@ -82,7 +82,7 @@ def test_rows_past_their_trial_are_left_unstepped_and_the_rest_step_as_alone():
         obs = alone.reset()
         for t in range(int(lengths[row])):
             assert torch.equal(obs[0], traj["obs"][t, row])
-            obs, _, _ = alone.step(traj["action"][t, row:row + 1])
+            *_, obs = alone.step(traj["action"][t, row:row + 1])
 
 
 def test_categorical_draws_under_member_streams_follow_the_probabilities():
@@ -129,7 +129,7 @@ def test_gym_continuous_actions_are_clipped_and_copies_differ():
     first = env.reset()
     assert first.shape == (6, 3)
     assert not torch.equal(first[0], first[1])  # copies of one task start apart
-    _, reward, _ = env.step(torch.full((6, 1), 100.0))  # far outside [−2, 2]: clipped
+    _, reward, *_ = env.step(torch.full((6, 1), 100.0))  # far outside [−2, 2]: clipped
     assert torch.isfinite(reward).all()
     assert family.env(batch, copies=3).vec is env.vec  # the vector env is reused
 
@@ -150,7 +150,7 @@ def test_cheetah_tasks_pay_the_maml_reward_of_their_goal(source):
     env.reset()
     before = [sub.unwrapped.data.qpos[0] for sub in env.vec.envs]
     action = torch.rand(4, 6) * 3 - 1.5
-    _, reward, _ = env.step(action)
+    _, reward, *_ = env.step(action)
     for row, sub in enumerate(env.vec.envs):
         velocity = (sub.unwrapped.data.qpos[0] - before[row]) / sub.unwrapped.dt  # forward
         goal = small.goal[row // 2].item()

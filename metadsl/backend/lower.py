@@ -228,14 +228,17 @@ class Lowering:
                 if made is not None:
                     bind(memory.key, made)
         for loop in self.p.loops:
-            for stmt in loop.body:
+            for stmt in loop.statements:
                 if isinstance(stmt, P.Step) and P.has_optimizer(stmt) and \
                         R.built(R.REGISTRY[stmt.rule.name]):
-                    params = [X.call(X.attr(self.local_part(t), "parameters"))
+                    params = [X.call(X.attr(self.local_part(t), "part_parameters"),
+                                     X.const(t.part))
+                              if isinstance(t, P.Params) and t.part is not None else
+                              X.call(X.attr(self.local_part(t), "parameters"))
                               for t in stmt.targets]
                     first = params[0] if len(params) == 1 else \
                         ast.List([ast.Starred(p, X.LOAD) for p in params], X.LOAD)
-                    bind(P.optimizer_key(loop.name, P.target_name(stmt.targets[0])),
+                    bind(P.optimizer_key(loop.name, P.step_label(stmt)),
                          X.call_kw(self.impl(stmt.rule.name), [first],
                                    [(k, self.value(v)) for k, v in stmt.rule.args]))
                 if isinstance(stmt, P.Step) and stmt.target_network and \
@@ -474,9 +477,9 @@ class Lowering:
                              keywords)
             out = [X.assign("rounds", call)]
         # the inner loop's data the outer statements read: its last round's
-        used = {st.objective.data for st in ctx.loop.body if isinstance(st, P.Step) and
+        used = {st.objective.data for st in ctx.loop.statements if isinstance(st, P.Step) and
                 isinstance(st.objective, P.Minimize)} | \
-            {st.data for st in ctx.loop.body if isinstance(st, P.Store)}
+            {st.data for st in ctx.loop.statements if isinstance(st, P.Store)}
         for r in P.rollouts(inner):
             if r.output in used:
                 out.append(X.assign(self.local(ctx.loop.name, r.output.name),
@@ -558,6 +561,19 @@ class Lowering:
                         X.attr(X.name("state"), "gen"))
         return [X.assign(self.local(ctx.loop.name, s.output.name), sample)]
 
+    def stmt_repeat(self, s: P.Repeat, ctx) -> list[ast.stmt]:
+        """`updates = N`, `warmup = W`: the statements N times, each time every buffer they
+        sample holds W transitions. A step skipped for all N (warm-up) logs NaN."""
+        skipped = [X.assign(self.local(ctx.loop.name, "stats:" + P.step_label(st)),
+                            X.call(self.rt("rules.skipped")))
+                   for st in s.body if isinstance(st, P.Step) and P.in_place_gradient_step(st)]
+        ready = [X.binary(">=", X.call("len", self.state(b.key)), self.value(s.warmup))
+                 for b in s.buffers]
+        body = [x for st in s.body for x in self.stmt(st, ctx)]
+        if ready:
+            body = [X.if_(ready[0] if len(ready) == 1 else ast.BoolOp(ast.And(), ready), body)]
+        return skipped + [X.for_("_", X.call("range", self.value(s.count)), body)]
+
     def stmt_reset(self, s: P.Reset, ctx) -> list[ast.stmt]:
         return [X.expr(X.call(X.attr(self.state(s.memory.key), "clear")))]
 
@@ -622,7 +638,7 @@ class Lowering:
         them): an ES step of θ."""
         if not isinstance(s.objective.fitness, P.Local):
             return []  # not expanded into a generation: noted by the pass
-        target = P.target_name(s.targets[0])
+        target = P.step_label(s)
         update = X.call(X.attr(self.state(P.optimizer_key(ctx.loop.name, target)), "update"),
                         X.name("generation"), X.name(s.objective.fitness.name))
         return [X.assign(self.local(ctx.loop.name, "stats:" + target), update)]
@@ -720,19 +736,19 @@ class Lowering:
         if read:
             target.append(("memories", X.mapping((k, self.state(k)) for k in read)))
         call = X.call_kw(self.rt("rules.minimize"),
-                         [self.state(P.optimizer_key(ctx.loop.name,
-                                                     P.target_name(s.targets[0]))),
+                         [self.state(P.optimizer_key(ctx.loop.name, P.step_label(s))),
                           self.state(model), batch,
                           self.objective(s.objective.loss, ctx.loop, s.loc)],
                          [("gen", X.attr(X.name("state"), "gen"))] +
-                         [(k, self.value(v)) for k, v in s.diagnostic_args] + target)
-        return [X.assign(self.local(ctx.loop.name, "stats:" + model), call)]
+                         [(k, self.value(v)) for k, v in s.diagnostic_args] + target +
+                         ([("diagnose", X.const(True))] if s.diagnostics else []))
+        return [X.assign(self.local(ctx.loop.name, "stats:" + P.step_label(s)), call)]
 
     def outer_step(self, s: P.Step, ctx) -> list[ast.stmt]:
         """One outer step on a closure that replays the inner loop on the same data, so
         the gradient (TRPO: also its Fisher-vector products) goes through θ′."""
         inner = self.p.loop(s.through.loop)
-        target = P.target_name(s.targets[0])
+        target = P.step_label(s)
         data = s.objective.data
         made_by = P.producer(self.p, data)
         models = P.adapted_models(inner)

@@ -362,7 +362,10 @@ class Builder:
         info = self.c.loops[name]
         decl = info.decl
         settings = {p.name: p for p in R.SETTINGS[decl.kind]}
-        given = tuple((k, constant(s.value, settings[k])) for k, s in info.settings.items())
+        given = tuple((k, constant(s.value, settings[k])) for k, s in info.settings.items()
+                      if k not in R.REPEAT_SETTINGS)
+        repeat = {k: constant(s.value, settings[k]) for k, s in info.settings.items()
+                  if k in R.REPEAT_SETTINGS}
         family = self.loop_tasks(name)
         body: list = []
         if decl.kind == "outer":
@@ -381,6 +384,16 @@ class Builder:
                                     columns, loc(stmt)))
             elif isinstance(stmt, (A.Adapt, A.Update)):
                 body.append(self.step(name, stmt))
+        if repeat:  # the loop's own statements, after its inner loop's run
+            own = len(body) - sum(isinstance(s, (A.Collect, A.Store, A.Adapt, A.Update))
+                                  for s in decl.body)
+            written = tuple(body[own:])
+            buffers = tuple(dict.fromkeys(s.buffer for s in written
+                                          if isinstance(s, P.SampleBuffer)))
+            value = {p: repeat.get(p) or P.Const(settings[p].default, "int")
+                     for p in R.REPEAT_SETTINGS}
+            body[own:] = [P.Repeat(value["updates"], value["warmup"], buffers, written,
+                                   loc(info.settings[next(iter(repeat))]))]
         adapts = any(isinstance(s, A.Adapt) for s in decl.body)
         return P.Loop(name, decl.kind, family, decl.over.id if decl.over else None, given,
                       tuple(body), adapts, loc(decl))
@@ -413,7 +426,7 @@ class Builder:
             else None
         rule = P.Rule(entry.name if entry else "?", tuple(sorted(entry.traits)) if entry else (),
                       self.args(stmt.rule, entry))
-        targets = tuple(self.target(t.parts[0]) for t in stmt.targets)
+        targets = tuple(self.target(t) for t in stmt.targets)
         obj = stmt.objective
         if isinstance(obj, A.Minimize):
             objective = P.Minimize(self.expr(obj.loss, frozenset()),
@@ -452,12 +465,13 @@ class Builder:
             return P.Unsupported(f"fitness {entry.name}", loc(e))
         return P.Fitness(entry.name, name, P.Data(name, collects[-1].output.id))
 
-    def target(self, name: str):
+    def target(self, ref: A.Ref):
         """What an update changes, by the kind the checker resolved its name to."""
+        name = ref.parts[0]
         if name in self.c.metas:
             return P.Meta(name)
         if name in self.c.models:
-            return P.Params(name)
+            return P.Params(name, ref.parts[1] if len(ref.parts) > 1 else None)
         if name in self.c.tasks:
             return P.Population(name)
         return P.Memory(name)

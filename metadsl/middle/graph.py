@@ -191,7 +191,10 @@ def build(program: P.Program) -> IR:
         add(LoopNode(id=f"loop:{loop.name}", label=loop.name, line=loop.loc.line,
                      loop_kind=loop.kind, parent=owner, loop=owner,
                      tasks=loop.tasks if loop.kind == "inner" else None,
-                     settings=_args(loop.settings, program)))
+                     settings=_args(loop.settings + tuple(
+                         (name, getattr(r, field)) for r in loop.body if isinstance(r, P.Repeat)
+                         for name, field in (("updates", "count"), ("warmup", "warmup"))),
+                         program)))
         if loop.kind == "inner" and loop.tasks:
             edge(f"tasks:{loop.tasks}", f"loop:{loop.name}", "task", "task")
 
@@ -208,11 +211,11 @@ def build(program: P.Program) -> IR:
         return f"data:{data.loop}.{data.name}"
 
     # statements: inner loops first, so that outer statements find the data they read
-    second = {s.through.loop: s.through.order for l in program.loops for s in l.body
+    second = {s.through.loop: s.through.order for l in program.loops for s in l.statements
               if isinstance(s, P.Step) and s.through is not None}
     for loop in sorted(program.loops, key=lambda l: l.kind != "inner"):
-        drawn = [s for s in loop.body if isinstance(s, (P.Rollout, P.SampleBuffer, P.Store,
-                                                        P.Step))]
+        drawn = [s for s in loop.statements
+                 if isinstance(s, (P.Rollout, P.SampleBuffer, P.Store, P.Step))]
         for i, stmt in enumerate(drawn):
             sid, lid = f"{loop.name}.{i}", f"loop:{loop.name}"
             if isinstance(stmt, (P.Rollout, P.SampleBuffer)):
@@ -279,7 +282,8 @@ def _step(g, add, edge, program, s: P.Step, sid, lid, params_node, symbol, secon
     targets = [_target(t) for t in s.targets]
     through = s.through
     add(UpdateNode(id=sid, label=f"{s.mode} by {s.rule.name}", loop=lid, line=s.loc.line,
-                   mode=s.mode, targets=[name for _, name in targets], rule=s.rule.name,
+                   mode=s.mode, targets=[P.target_label(t) for t in s.targets],
+                   rule=s.rule.name,
                    rule_args=_args(s.rule.args, program), rule_traits=list(s.rule.traits),
                    objective=kind, expression=s.text, data=data.name if data else None,
                    through=through.loop if through else None,
@@ -291,10 +295,12 @@ def _step(g, add, edge, program, s: P.Step, sid, lid, params_node, symbol, secon
     if isinstance(s.objective, P.Toward):
         model = s.objective.target.model
         edge(params_node(model), sid, model + "'", symbol.get(model, greek(model)) + "′")
-    for kind_, name in targets:
+    for (kind_, name), ref in zip(targets, s.targets):
         target = f"{kind_}:{name}"
         label = symbol.get(name, greek(name)) if kind_ == "model" else \
             greek(name) if kind_ == "meta" else name
+        if isinstance(ref, P.Params) and ref.part is not None:
+            label += "." + ref.part
         if s.mode == "adapt":
             edge(target, sid, name, label)
             edge(sid, params_node(name) if kind_ == "model" else target, name + "'",

@@ -32,14 +32,18 @@ from ..resources import runtime_modules
 
 
 def _map_steps(program: P.Program, fn) -> P.Program:
-    """The program with every loop's statements replaced by fn(loop, stmt) (a list)."""
-    loops = []
-    for loop in program.loops:
-        body = []
-        for stmt in loop.body:
-            body.extend(fn(loop, stmt))
-        loops.append(dataclasses.replace(loop, body=tuple(body)))
-    return program.replace(loops=tuple(loops))
+    """The program with every loop's statements replaced by fn(loop, stmt) (a list); a
+    `Repeat`'s own statements first, then the Repeat itself."""
+    def mapped(loop: P.Loop, body: tuple) -> tuple:
+        out = []
+        for stmt in body:
+            if isinstance(stmt, P.Repeat):
+                stmt = dataclasses.replace(stmt, body=mapped(loop, stmt.body))
+            out.extend(fn(loop, stmt))
+        return tuple(out)
+
+    return program.replace(loops=tuple(dataclasses.replace(loop, body=mapped(loop, loop.body))
+                                       for loop in program.loops))
 
 
 def _with_defaults(given: tuple, entry: R.Entry | None) -> tuple:
@@ -116,7 +120,7 @@ def resolve_defaults(program: P.Program) -> P.Program:
     for loop in program.loops:
         given = dict(loop.settings)
         settings = tuple((p.name, given.get(p.name) or P.Const(p.default, "int"))
-                         for p in R.SETTINGS[loop.kind])
+                         for p in R.SETTINGS[loop.kind] if p.name not in R.REPEAT_SETTINGS)
         loops.append(dataclasses.replace(loop, settings=settings))
     # an outer loop samples its meta-batch of tasks
     return _map_steps(program.replace(loops=tuple(loops)), lambda loop, st: [
@@ -210,7 +214,8 @@ def mark_through(program: P.Program) -> P.Program:
     `trace > 0` and a carried-over model, the meta-gradient trace dθ/dη is kept for it —
     where the step is a plain gradient step on scalar meta-parameters. An outer step is
     one step: epochs and minibatches other than 1 are not built for it."""
-    carried = {s.model for l in program.loops for s in l.body if isinstance(s, P.CarryOver)}
+    carried = {s.model for l in program.loops for s in l.statements
+               if isinstance(s, P.CarryOver)}
     scalar = {m.name for m in program.metas if "scalar" in R.REGISTRY[m.constructor].traits}
     unsupported = list(program.unsupported)
 
@@ -250,7 +255,7 @@ def expand_population_steps(program: P.Program) -> P.Program:
     unsupported = list(program.unsupported)
     loops = []
     for loop in program.loops:
-        steps = [s for s in loop.body if isinstance(s, P.Step) and
+        steps = [s for s in loop.statements if isinstance(s, P.Step) and
                  isinstance(s.objective, P.Maximize) and "evolutionary" in s.rule.traits]
         if not steps:
             loops.append(loop)
@@ -365,9 +370,9 @@ def insert_logs(program: P.Program) -> P.Program:
                 metrics.append(P.Metric(name, "score", (r.output, -1)))
             if not own and inner.adapts:
                 metrics.append(P.Metric("charts/last_round_return", "score", (first.output, -1)))
-        for s in loop.body:
+        for s in loop.statements:
             if isinstance(s, P.Step) and isinstance(s.objective, (P.Minimize, P.Maximize)):
-                target = P.target_name(s.targets[0])
+                target = P.step_label(s)
                 if P.in_place_gradient_step(s):  # the statistics rules.minimize returns
                     metrics += [P.Metric(f"losses/{target}" + (f"_{d}" if d != "loss" else ""),
                                          "step_stat", (target, d))
@@ -378,7 +383,7 @@ def insert_logs(program: P.Program) -> P.Program:
                     metrics.append(P.Metric(f"charts/{target}_kl", "rule_stat", (target, "kl")))
                     metrics.append(P.Metric(f"losses/{target}_improvement", "rule_stat",
                                             (target, "improvement")))
-        for s in inner.body:
+        for s in inner.statements:
             if isinstance(s, P.Step) and s.mode == "adapt":
                 target = P.target_name(s.targets[0])
                 metrics.append(P.Metric(f"losses/{target}_inner", "inner_loss", target))
@@ -459,9 +464,14 @@ def extract_settings(program: P.Program) -> P.Program:
                                     policy.args, R.REGISTRY[policy.name])
                 stmt = dataclasses.replace(stmt, policy=dataclasses.replace(policy, args=args))
             return [stmt]
+        if isinstance(stmt, P.Repeat):
+            made = {name: s.make(f"{loop.name}.{name}", getattr(stmt, field),
+                                 R.setting("outer", name), R.setting("outer", name).doc)
+                    for name, field in (("updates", "count"), ("warmup", "warmup"))}
+            return [dataclasses.replace(stmt, count=made["updates"], warmup=made["warmup"])]
         if not isinstance(stmt, P.Step):
             return [stmt]
-        target = P.target_name(stmt.targets[0])
+        target = P.step_label(stmt)
         entry = R.REGISTRY.get(stmt.rule.name)
         rule = stmt.rule
         if entry is not None:
@@ -571,7 +581,7 @@ class Symbols:
         `spelling`: the Python name wanted, where it is not the spec name's own."""
         if (scope, name) in self.table:
             return self.table[(scope, name)]
-        base = (spelling or name).split(":")[-1].replace("'", "_prime")
+        base = (spelling or name).split(":")[-1].replace("'", "_prime").replace(".", "_")
         candidate = base
         taken = set().union(*(self.taken.get(s, set()) for s in (scope, *also)))
         while candidate in _RESERVED or candidate in reserved or candidate in taken or \
@@ -613,11 +623,10 @@ def mangle_names(program: P.Program) -> P.Program:
         if memory.constructor is not None:
             sym.add("state", memory.key, state_reserved)
     for loop in program.loops:
-        for stmt in loop.body:
+        for stmt in loop.statements:
             if isinstance(stmt, P.Step) and P.has_optimizer(stmt):
-                sym.add("state", P.optimizer_key(loop.name, P.target_name(stmt.targets[0])),
-                        state_reserved,
-                        spelling="opt_" + P.target_name(stmt.targets[0]))
+                sym.add("state", P.optimizer_key(loop.name, P.step_label(stmt)),
+                        state_reserved, spelling="opt_" + P.step_label(stmt))
             if isinstance(stmt, P.Step) and stmt.target_network:
                 sym.add("state", P.target_network_key(P.target_name(stmt.targets[0])),
                         state_reserved, spelling="target_" + P.target_name(stmt.targets[0]))
@@ -627,18 +636,17 @@ def mangle_names(program: P.Program) -> P.Program:
                         spelling="trace_" + stmt.through.traced_model)
     for loop in program.loops:
         scope = f"loop:{loop.name}"
-        visible = list(loop.body) + (list(program.loop(loop.over).body) if loop.over else [])
+        visible = loop.statements + (program.loop(loop.over).statements if loop.over else ())
         for stmt in visible:
             if isinstance(stmt, (P.Rollout, P.SampleBuffer)):
                 sym.add(scope, stmt.output.name, LOCAL_NAMES | MODULE_NAMES, also=("module",))
-        for stmt in loop.body:
+        for stmt in loop.statements:
             if isinstance(stmt, P.Step):
-                sym.add(scope, "stats:" + P.target_name(stmt.targets[0]),
-                        LOCAL_NAMES | MODULE_NAMES, also=("module",),
-                        spelling="stats_" + P.target_name(stmt.targets[0]))
-                sym.add(scope, "loss:" + P.target_name(stmt.targets[0]),
-                        LOCAL_NAMES | MODULE_NAMES, also=("module",),
-                        spelling="loss_" + P.target_name(stmt.targets[0]))
+                label = P.step_label(stmt)
+                sym.add(scope, "stats:" + label, LOCAL_NAMES | MODULE_NAMES, also=("module",),
+                        spelling="stats_" + label)
+                sym.add(scope, "loss:" + label, LOCAL_NAMES | MODULE_NAMES, also=("module",),
+                        spelling="loss_" + label)
     args = []
     for field in program.args:
         name = sym.add("args", field.path, spelling=args_field_name(field.path))

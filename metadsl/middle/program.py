@@ -37,9 +37,12 @@ NOWHERE = Loc()
 
 @dataclass(frozen=True)
 class Params:
-    """θ of a model: its own parameters, updated in place."""
+    """θ of a model: its own parameters, updated in place; `part`: only those of one head
+    (`agent.pi`: the head's layers and the trunk it reads; `agent.q1`: a critic's own
+    network) or of the trunk (`agent.core`)."""
 
     model: str
+    part: str | None = None
 
 
 @dataclass(frozen=True)
@@ -404,6 +407,19 @@ class Step:
 
 
 @dataclass(frozen=True)
+class Repeat:
+    """The outer loop's own statements run `count` times per iteration (`updates = N`:
+    gradient steps on fresh replay samples), once every buffer they sample holds `warmup`
+    transitions (`warmup = N`); until then they are skipped."""
+
+    count: Value
+    warmup: Value
+    buffers: tuple  # (Memory, ...): the buffers the body samples
+    body: tuple
+    loc: Loc = NOWHERE
+
+
+@dataclass(frozen=True)
 class Reset:
     """Clear a memory; placed by the reset pass at the start of the loop its scope names."""
 
@@ -467,7 +483,7 @@ class Log:
 
 
 Stmt = Union[SampleTasks, Rollout, Store, SampleBuffer, Step, Reset, CarryOver, Perturb, Map,
-             Log]
+             Log, Repeat]
 
 
 @dataclass(frozen=True)
@@ -483,6 +499,19 @@ class Loop:
 
     def setting(self, name: str):
         return next((v for k, v in self.settings if k == name), None)
+
+    @property
+    def statements(self) -> tuple:
+        """Every statement of the body, those a `Repeat` holds in its place."""
+        return tuple(flatten(self.body))
+
+
+def flatten(body: tuple):
+    for stmt in body:
+        if isinstance(stmt, Repeat):
+            yield from flatten(stmt.body)
+        else:
+            yield stmt
 
 
 @dataclass(frozen=True)
@@ -629,33 +658,46 @@ def target_name(target) -> str:
     return target.key if isinstance(target, Memory) else target.name
 
 
+def target_label(target) -> str:
+    """A target as the spec wrote it: its name, with the part of a model (`agent.q1`)."""
+    if isinstance(target, Params) and target.part is not None:
+        return f"{target.model}.{target.part}"
+    return target_name(target)
+
+
+def step_label(step: Step) -> str:
+    """What names a step's optimizer, settings and logged losses: its first target."""
+    return target_label(step.targets[0])
+
+
 def acting_model(policy) -> str | None:
     """The model a rollout's policy is (θ or θ′), or None for a registry policy."""
     return policy.model if isinstance(policy, (Params, Adapted)) else None
 
 
 def rollouts(loop: Loop) -> list:
-    return [s for s in loop.body if isinstance(s, Rollout)]
+    return [s for s in loop.statements if isinstance(s, Rollout)]
 
 
 def adapted_models(loop: Loop) -> list[str]:
     """Models whose θ′ a loop's `adapt` steps make."""
-    return [t.model for s in loop.body if isinstance(s, Step) and s.mode == "adapt"
+    return [t.model for s in loop.statements if isinstance(s, Step) and s.mode == "adapt"
             for t in s.targets if isinstance(t, Params)]
 
 
 def member_models(program: Program, loop: str) -> list[str]:
     """Models whose parameters a member Map hands inner loop `loop` per row (θ_i)."""
-    return [s.target for l in program.loops for s in l.body
+    return [s.target for l in program.loops for s in l.statements
             if isinstance(s, Map) and s.index == "members" and s.loop == loop]
 
 
 def member_map(loop: Loop) -> Map | None:
-    return next((s for s in loop.body if isinstance(s, Map) and s.index == "members"), None)
+    return next((s for s in loop.statements if isinstance(s, Map) and s.index == "members"),
+                None)
 
 
 def has_update(loop: Loop) -> bool:
-    return any(isinstance(s, Step) and s.mode == "update" for s in loop.body)
+    return any(isinstance(s, Step) and s.mode == "update" for s in loop.statements)
 
 
 def loss_baselines(program: Program) -> list[str]:
@@ -677,13 +719,13 @@ def reads_progress(program: Program, step) -> list[Op]:
 def adapt_reads_progress(program: Program, loop: Loop) -> bool:
     """Whether an inner loop's `adapt` losses read an outer loop's progress, which the
     outer loop then hands it."""
-    return any(reads_progress(program, s) for s in loop.body
+    return any(reads_progress(program, s) for s in loop.statements
                if isinstance(s, Step) and s.mode == "adapt")
 
 
 def producer(program: Program, data: Data):
     """The statement that made some data (a Rollout or SampleBuffer)."""
-    return next((s for s in program.loop(data.loop).body
+    return next((s for s in program.loop(data.loop).statements
                  if isinstance(s, (Rollout, SampleBuffer)) and s.output == data), None)
 
 

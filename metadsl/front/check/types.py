@@ -413,12 +413,21 @@ class Types:
         for stmt in body:
             if isinstance(stmt, (A.Adapt, A.Update)):
                 for target in stmt.targets:
-                    first = stepped.setdefault(target.text, stmt)
-                    if first is not stmt:
+                    # the same target, or a whole model and a part of it: both would step it
+                    first = next((s for t, s in stepped.items() if s is not stmt and (
+                        t == target.text or t.split(".")[0] == target.parts[0] and
+                        ("." not in t or len(target.parts) == 1))), None)
+                    stepped.setdefault(target.text, stmt)
+                    if first is not None:
                         self.error("E0214", f"'{target.text}' is already changed in loop "
                                    f"'{name}' (line {first.span.line}): one step per target "
                                    "and loop", target.span,
-                                   hint="combine the objectives: `on a() + b() over DATA`")
+                                   hint="combine the objectives: `on a() + b() over DATA`, "
+                                   "or update the model's parts each by its own step")
+                    if len(target.parts) > 1 and isinstance(stmt, A.Adapt):
+                        self.error("E0214", f"`adapt` makes θ′ of a whole model; '"
+                                   f"{target.text}' is a part of one", target.span,
+                                   hint=f"adapt '{target.parts[0]}'")
             if isinstance(stmt, A.Setting):
                 self.type_setting(stmt, allowed, loop.settings, f"loop '{name}'")
             elif isinstance(stmt, A.Collect):
@@ -435,6 +444,30 @@ class Types:
                     self.error("E0214", "`through` belongs to an outer loop's update",
                                stmt.through.span)
                 self.type_update(loop, stmt)
+        self.check_repeated(loop, body)
+
+    def check_repeated(self, loop: LoopInfo, body) -> None:
+        """`updates`/`warmup` repeat an outer loop's replay samples and in-place updates;
+        nothing else of the loop can run more than once an iteration."""
+        given = [loop.settings[k] for k in R.REPEAT_SETTINGS if k in loop.settings]
+        if not given:
+            return
+        setting = given[0].name.id
+        for stmt in body:
+            repeatable = isinstance(stmt, A.Collect) and stmt.source == "from" or \
+                isinstance(stmt, A.Update) and stmt.through is None and \
+                isinstance(stmt.objective, A.Minimize)
+            if not repeatable and not isinstance(stmt, A.Setting):
+                self.error("E0214", f"`{setting}` repeats this loop's samples from a replay "
+                           "buffer and its updates on them; this statement cannot be "
+                           "repeated", stmt.span,
+                           hint="collect in the inner loop, and update here on replayed "
+                                "samples")
+                return
+        if not any(isinstance(s, A.Collect) and s.source == "from" for s in body):
+            self.error("E0214", f"`{setting}` repeats updates on fresh samples of a replay "
+                       "buffer, and this loop samples none", given[0].span,
+                       hint="`collect N samples from BUFFER as batch`")
 
     def type_setting(self, stmt: A.Setting, allowed, seen: dict, where: str) -> None:
         param = next((p for p in allowed if p.name == stmt.name.id), None)

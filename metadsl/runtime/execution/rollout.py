@@ -51,27 +51,37 @@ def collect(model: Policy, env, steps: int, gen: torch.Generator, episodes: int 
     record: dict[str, list] = {k: [] for k in ("obs", "next_obs", "action", "reward", "logp",
                                                 "value",
                                                 "prev_action", "prev_reward", "prev_done",
-                                                "timestep", "episode_done", "valid")}
+                                                "timestep", "episode_done", "terminated",
+                                                "valid")}
     for t in range(steps):
         fields = {"obs": obs, "prev_action": prev_action, "prev_reward": prev_reward,
                   "prev_done": prev_done, "timestep": progress[t]}
         heads, state = model.step(fields, state, params)
         pi = heads["pi"]
         action = pi.sample(gen)
-        next_obs, reward, episode_done = env.step(action, 1 - finished) \
+        stepped = env.step(action, 1 - finished) \
             if episodes is not None and getattr(env, "steps_live_rows", False) \
             else env.step(action)
+        if getattr(env, "reports_truncation", False):
+            # s_{t+1} as the episode saw it, its termination apart from a time limit, and
+            # the observation the next step starts from (a restarted episode's first)
+            next_obs, reward, episode_done, terminated, restarted = stepped
+        else:  # an episode of a tensor task ends by its dynamics or its horizon alike
+            next_obs, reward, episode_done = stepped
+            terminated, restarted = episode_done, next_obs
         if episodes is not None:  # instances past their last episode are padding
             valid = 1 - finished
             reward, episode_done = reward * valid, episode_done * valid
+            terminated = terminated * valid
         for key, value in (("obs", obs), ("next_obs", next_obs), ("action", action),
                            ("reward", reward),
                            ("logp", pi.log_prob(action)), ("value", heads.get("v", no_value)),
                            ("prev_action", prev_action), ("prev_reward", prev_reward),
                            ("prev_done", prev_done), ("timestep", fields["timestep"]),
-                           ("episode_done", episode_done), ("valid", valid)):
+                           ("episode_done", episode_done), ("terminated", terminated),
+                           ("valid", valid)):
             record[key].append(value)
-        obs, prev_action, prev_reward, prev_done = next_obs, action, reward, episode_done
+        obs, prev_action, prev_reward, prev_done = restarted, action, reward, episode_done
         if episodes is not None:
             completed += episode_done
             finished = torch.maximum(finished, (completed >= episodes).float())

@@ -20,16 +20,16 @@ from torch import nn
 from . import models
 
 
-def _evaluate(model, params, batch: dict, inputs: tuple) -> dict:
-    """The model's heads on `inputs`: the state replaces its observation input, an action
-    (second) replaces the batch's; every other input the model reads comes from the
-    batch (a skill z, a previous reward)."""
+def _evaluate(model, params, batch: dict, inputs: tuple, slot: str) -> dict:
+    """Head `slot` of the model (and those sharing its pass) on `inputs`: the state
+    replaces its observation input, an action (second) replaces the batch's; every other
+    input the model reads comes from the batch (a skill z, a previous reward)."""
     fields = {name: batch[name] for name in (*model.inputs, "action") if name in batch}
     if inputs:
         fields[model.inputs[0]] = inputs[0]
     if len(inputs) > 1:
         fields["action"] = inputs[1]
-    return model.apply(params, fields)
+    return model.apply(params, fields, only=model.heads.computed_with(slot))
 
 
 def _at_action(model, slot: str, head, inputs: tuple):
@@ -77,15 +77,20 @@ class LossView(dict):
         return models.Bound(model, params, self.batch)
 
     def __missing__(self, slot: str):
-        if not self.is_detached:
+        """A head first read: the source's, detached; or, for an in-place update (θ, no
+        heads given), the model's pass on the batch that computes it."""
+        if self.is_detached:
+            head = self[slot] = self.source[slot].detach()
+            return head
+        if self.params is not None or self.model is None or slot not in self.model.heads.kinds:
             raise KeyError(slot)
-        head = self[slot] = self.source[slot].detach()
-        return head
+        self.update(self.model.sequence(self.batch, only=self.model.heads.computed_with(slot)))
+        return dict.__getitem__(self, slot)
 
     def call(self, slot: str, *inputs):
         """Head `slot` of the model under the update's parameters, on `inputs`."""
-        head = _at_action(self.model, slot,
-                          _evaluate(self.model, self.params, self.batch, inputs)[slot], inputs)
+        heads = _evaluate(self.model, self.params, self.batch, inputs, slot)
+        head = _at_action(self.model, slot, heads[slot], inputs)
         return head.detach() if self.is_detached else head
 
     def target(self, slot: str, *inputs):
@@ -94,8 +99,8 @@ class LossView(dict):
             raise RuntimeError("this update keeps no target network")  # the checker's E0411
         with torch.no_grad():
             net = self.target_network.model
-            head = net.sequence(self.batch)[slot] if not inputs else \
-                _evaluate(net, None, self.batch, inputs)[slot]
+            head = net.sequence(self.batch, only=net.heads.computed_with(slot))[slot] \
+                if not inputs else _evaluate(net, None, self.batch, inputs, slot)[slot]
         return _at_action(net, slot, head, inputs)
 
 
@@ -108,6 +113,10 @@ class TargetNetwork(nn.Module):
         self.model = copy.deepcopy(model).requires_grad_(False)
 
     @torch.no_grad()
-    def follow(self, model: nn.Module, rate: float) -> None:
+    def follow(self, model: nn.Module, rate: float, stepped=None) -> None:
+        """θ⁻ moves toward θ; `stepped`: only the parameters an update stepped (a critic's,
+        not the policy's that shares the model)."""
+        ids = None if stepped is None else {id(p) for p in stepped}
         for target, online in zip(self.model.parameters(), model.parameters()):
-            target.lerp_(online, rate)
+            if ids is None or id(online) in ids:
+                target.lerp_(online, rate)

@@ -261,21 +261,43 @@ class Heads(nn.Module):
         low, high = (torch.as_tensor(b, dtype=torch.float32) for b in
                      (action_bounds or ([-1.0] * n_actions, [1.0] * n_actions)))
         self.action_scale, self.action_bias = (high - low) / 2, (high + low) / 2
+        self.critics_read_inputs = critic_in is not None
 
-    def raw(self, h: torch.Tensor, params: dict[str, torch.Tensor] | None = None,
+    def reads_trunk(self, name: str) -> bool:
+        """Whether head `name` reads the model's features h (a feed-forward model's critic
+        reads its inputs instead)."""
+        return not (self.kinds[name] == "q_value" and self.critics_read_inputs)
+
+    def computed_with(self, name: str) -> tuple[str, ...]:
+        """The heads evaluated together with `name` when a loss first reads it: those on the
+        trunk share its pass; a critic on the inputs is a pass of its own."""
+        if not self.reads_trunk(name):
+            return (name,)
+        return tuple(n for n in self.kinds if self.reads_trunk(n))
+
+    def own_parameters(self, name: str) -> list[nn.Parameter]:
+        """Head `name`'s own parameters: its layer, a critic's hidden layers, a Gaussian
+        head's log std (not the trunk's)."""
+        parts = [self.layers[name], self.critics[name] if name in self.critics else None]
+        own = [p for m in parts if m is not None for p in m.parameters()]
+        return own + ([self.log_std[name]] if name in self.log_std else [])
+
+    def raw(self, h: torch.Tensor | None, params: dict[str, torch.Tensor] | None = None,
             prefix: str = "", action: torch.Tensor | None = None,
-            x: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+            x: torch.Tensor | None = None, only=None) -> dict[str, torch.Tensor]:
         """The heads as plain tensors (what `vmap` can return): logits, means, values; a
         Gaussian head's log std under `NAME.log_std`. With `params` (named as the owning
         model names them, `prefix` + `layers.pi.weight`), those instead of the heads' own.
         A `q_value` head needs the `action` it values (and reads the input features `x`,
-        or h); without an action (acting) it is left out."""
+        or h); without an action (acting) it is left out. `only`: just those heads."""
         def weights(name):
             return (params[f"{prefix}{name}.weight"], params[f"{prefix}{name}.bias"]) \
                 if params is not None else None
 
         out = {}
         for name, layer in self.layers.items():
+            if only is not None and name not in only:
+                continue
             weight, bias = weights(f"layers.{name}") or (layer.weight, layer.bias)
             features_in = h
             if self.kinds[name] == "q_value":
@@ -296,6 +318,8 @@ class Heads(nn.Module):
             else:
                 out[name] = y
         for name, log_std in self.log_std.items():
+            if name not in out:
+                continue
             if params is not None:
                 log_std = params[f"{prefix}log_std.{name}"]
             if log_std.dim() == 2:  # one per task, over its rows [tasks, rows, A]
@@ -345,7 +369,20 @@ class Heads(nn.Module):
                     heads.scales[name].load_state_dict(scale.state_dict())
 
 
-class Recurrent(nn.Module):
+class Parts:
+    """The parameter sets an update may target (`update agent.pi`, `update agent.q1`)."""
+
+    def part_parameters(self, part: str) -> list[nn.Parameter]:
+        """`core`/`net`: the trunk's; a head: its own and, where it reads it, the trunk's
+        (a policy head trains its trunk; a critic on the inputs has none)."""
+        trunk = [p for name, p in self.named_parameters() if not name.startswith("heads.")]
+        if part in ("core", "net"):
+            return trunk
+        return self.heads.own_parameters(part) + (trunk if self.heads.reads_trunk(part)
+                                                  else [])
+
+
+class Recurrent(Parts, nn.Module):
     """`recurrent(core = gru(...)|lstm(...), inputs = [...], heads = {...})`."""
 
     def __init__(self, core: str, inputs: list[str], heads: dict[str, str], obs_dim: int,
@@ -448,9 +485,10 @@ class Recurrent(nn.Module):
         raw = vmap(lambda p, h: self.heads.raw(h, p, prefix="heads."))(params, h)
         return self.heads.wrap({k: v.reshape(rows, *v.shape[2:]) for k, v in raw.items()}), new
 
-    def sequence(self, batch: dict) -> dict:
+    def sequence(self, batch: dict, only=None) -> dict:
         """Heads over whole trajectories [T, B] from a fresh state: one trajectory is one
-        task's trial; a memory reset per episode is cleared where an episode ended."""
+        task's trial; a memory reset per episode is cleared where an episode ended. All
+        heads share the core's pass (`only` is not needed to save one)."""
         x = inputs_of(self, batch)
         if self.reset != "episode":
             h, _ = self.core(x)
@@ -487,7 +525,7 @@ _ACTIVATIONS = {"relu": torch.relu, "tanh": torch.tanh, "elu": nn.functional.elu
                 "gelu": nn.functional.gelu}
 
 
-class FeedForward(nn.Module):
+class FeedForward(Parts, nn.Module):
     """`policy(net = mlp(...), heads = {...})` and `regressor(...)`: no memory.
 
     `parameters_per_task(n)` gives θ as a dict of [n, ...] tensors (views of θ, so
@@ -532,23 +570,27 @@ class FeedForward(nn.Module):
     def forward(self, fields: dict) -> dict[str, torch.Tensor]:
         return self.raw(None, fields)
 
-    def raw(self, params: dict[str, torch.Tensor] | None, fields: dict) -> dict:
+    def raw(self, params: dict[str, torch.Tensor] | None, fields: dict, only=None) -> dict:
         """Heads as plain tensors for one task's fields (any leading shape) under `params`
-        (θ if None). The layers are applied as functions of the parameters given, not by
-        swapping them into the modules (torch.func.functional_call costs more than the
-        small matrix products of a rollout step)."""
+        (θ if None); `only`: just those heads, and no trunk if none of them reads it. The
+        layers are applied as functions of the parameters given, not by swapping them into
+        the modules (torch.func.functional_call costs more than the small matrix products
+        of a rollout step)."""
         p = dict(self.named_parameters()) if params is None else params
         x = h = inputs_of(self, fields)
-        for i in range(len(self.net)):
+        if only is not None and not any(self.heads.reads_trunk(n) for n in only):
+            h = None
+        for i in range(len(self.net) if h is not None else 0):
             h = self.activation(linear(h, p[f"net.{i}.weight"], p[f"net.{i}.bias"]))
-        return self.heads.raw(h, p, prefix="heads.", action=fields.get("action"), x=x)
+        return self.heads.raw(h, p, prefix="heads.", action=fields.get("action"), x=x,
+                              only=only)
 
-    def apply(self, params: dict[str, torch.Tensor] | None, fields: dict) -> dict:
-        return self.heads.wrap(self.raw(params, fields))
+    def apply(self, params: dict[str, torch.Tensor] | None, fields: dict, only=None) -> dict:
+        return self.heads.wrap(self.raw(params, fields, only))
 
-    def sequence(self, batch: dict) -> dict:
+    def sequence(self, batch: dict, only=None) -> dict:
         """Heads over whole trajectories [T, B] (an in-place update's training pass)."""
-        return self.apply(None, batch)
+        return self.apply(None, batch, only)
 
     def per_task(self, params: dict[str, torch.Tensor], fields: dict) -> dict:
         """Heads of B = tasks × rows fields [B, ...], task i's rows under params[i]."""
@@ -655,8 +697,8 @@ class EpisodicLSTM(nn.Module):
         h, state = self._cell(x, fields["obs"].float(), fields["prev_done"], state)
         return self.heads(h), state
 
-    def sequence(self, batch: dict) -> dict:
-        """Heads over whole trials [T, B] from an empty store, step by step."""
+    def sequence(self, batch: dict, only=None) -> dict:
+        """Heads over whole trials [T, B] from an empty store, step by step (all heads)."""
         x, state, outputs = inputs_of(self, batch), None, []
         for t in range(x.shape[0]):
             h, state = self._cell(x[t], batch["obs"][t].float(), batch["prev_done"][t], state)

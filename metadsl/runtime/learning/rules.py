@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import math
 
 import torch
@@ -91,7 +92,7 @@ def minimize(opt: torch.optim.Optimizer, model, batch: dict, loss_fn,
              gen: torch.Generator | None = None, clip: float | None = None,
              gamma: float | None = None,
              target: loss_view.TargetNetwork | None = None,
-             memories: dict | None = None) -> dict:
+             memories: dict | None = None, diagnose: bool = False) -> dict:
     """`update M by RULE on LOSS over DATA`: the optimizer's epochs × minibatches gradient
     steps, split over task instances (dim 1) so each recurrent trajectory stays whole.
     A loss that reads a `target` network has it follow the model by the rule's Polyak
@@ -99,9 +100,11 @@ def minimize(opt: torch.optim.Optimizer, model, batch: dict, loss_fn,
     to the data's discounted returns (at the loss's `gamma`; 1 if it has none), and a
     `linear` schedule sets this update's rate. Every step's loss, and the parameters after
     the last step, must be finite. Returns the mean loss and, for a policy update, the
-    standard diagnostics (see `diagnostics`), taken as CleanRL does from the last epoch's
-    minibatches, on the heads their steps computed anyway (no extra forward pass).
-    `memories`: the episodic memories the loss reads (a dnd it may also train)."""
+    standard diagnostics (see `diagnostics`) where `diagnose`, taken as CleanRL does from
+    the last epoch's minibatches, on the heads their steps computed anyway (no extra
+    forward pass). `memories`: the episodic memories the loss reads (a dnd it may also
+    train). Only the optimizer's parameters get gradients, and only those move the target
+    network."""
     epochs, minibatches = getattr(opt, "epochs", 1), getattr(opt, "minibatches", 1)
     max_grad_norm = getattr(opt, "max_grad_norm", 0.0)
     width = batch["done"].shape[1]
@@ -114,26 +117,30 @@ def minimize(opt: torch.optim.Optimizer, model, batch: dict, loss_fn,
         returns, valid = batch[RETURNS], batch.get("valid")
         model.heads.track_returns(returns if valid is None else returns[valid.bool()],
                                   () if target is None else (target.model.heads,))
+    stepped = [p for g in opt.param_groups for p in g["params"]]
     losses, stats = [], []
     for epoch in range(epochs):
         order = torch.randperm(width, generator=gen)
         for chunk in order.chunk(minibatches):
             sub = Minibatch(batch, chunk)
-            heads = model.sequence(sub)
-            if epoch == epochs - 1:
-                stats.append((len(chunk), diagnostics(heads, sub, clip, gamma)))
-            loss = loss_fn(sub, loss_view.LossView(heads, model, None, sub, target,
-                                                   memories=memories))
+            # heads are computed when the loss first reads them (a critic's step reads no
+            # policy head on the batch)
+            heads = loss_view.LossView({}, model, None, sub, target, memories=memories)
+            loss = loss_fn(sub, heads)
             if not torch.isfinite(loss):
                 raise NonFiniteLoss(f"the loss is {loss.item()}")
-            opt.zero_grad()
-            loss.backward()
+            if diagnose and epoch == epochs - 1:  # before the step: the heads it was taken on
+                stats.append((len(chunk), diagnostics(heads, sub, clip, gamma)))
+            # gradients of the parameters the rule steps only: an actor's loss reaches
+            # the critics it reads, which its update leaves as they are
+            grads = torch.autograd.grad(loss, stepped, allow_unused=True)
+            for p, g in zip(stepped, grads):
+                p.grad = g
             if max_grad_norm > 0:  # every parameter the rule steps (a model's, a dnd's)
-                torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]],
-                                               max_grad_norm, foreach=True)
+                torch.nn.utils.clip_grad_norm_(stepped, max_grad_norm, foreach=True)
             opt.step()
             if target is not None:
-                target.follow(model, opt.polyak)
+                target.follow(model, opt.polyak, stepped)
             losses.append(loss.item())
     # a step that made a parameter NaN or infinite makes the next step's loss so; the last
     # step's is caught here, before the update's result reaches a checkpoint
@@ -144,22 +151,27 @@ def minimize(opt: torch.optim.Optimizer, model, batch: dict, loss_fn,
     return out
 
 
+def skipped() -> dict:
+    """The statistics of an update that did not run this iteration (a warm-up): NaN."""
+    return collections.defaultdict(lambda: math.nan)
+
+
 @torch.no_grad()
-def diagnostics(heads: dict, batch: dict, clip: float | None = None,
+def diagnostics(heads: loss_view.LossView, batch: dict, clip: float | None = None,
                 gamma: float | None = None) -> dict:
     """How far an update has moved a policy (`heads`, on `batch`) from the one that
     collected the data: the approximate KL E[(r − 1) − log r] (r the probability ratio),
     the fraction of steps whose ratio left [1 − clip, 1 + clip] (a clipped objective's
     `clip`), and the value head's explained variance of the discounted return at the
     objective's `gamma` (`batch[RETURNS]`, which `minimize` computes once per update)."""
-    if "logp" not in batch or "action" not in batch or "pi" not in heads:
+    if "logp" not in batch or "action" not in batch or "pi" not in heads.model.heads.kinds:
         return {}
     log_ratio = heads["pi"].log_prob(batch["action"]) - batch["logp"]
     ratio = torch.exp(log_ratio)
     out = {"approx_kl": ops.mean(batch, (ratio - 1) - log_ratio).item()}
     if clip is not None:
         out["clip_fraction"] = ops.mean(batch, ((ratio - 1).abs() > clip).float()).item()
-    if gamma is not None and "v" in heads:
+    if gamma is not None and "v" in heads.model.heads.kinds:
         returns = batch[RETURNS]
         variance = ops.std(batch, returns) ** 2
         residual = ops.std(batch, returns - heads["v"]) ** 2

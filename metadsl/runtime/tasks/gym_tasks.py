@@ -122,6 +122,7 @@ class GymEnv:
                 env.goal = batch.goal[task].item()
 
     steps_live_rows = True  # rows past their trial need not be stepped (see rollout.collect)
+    reports_truncation = True  # a time limit is not a termination (see step)
 
     def reset(self) -> torch.Tensor:
         obs, _ = self.vec.reset(seed=self.seeds)
@@ -132,18 +133,24 @@ class GymEnv:
         """One step of every row, or with `live` of its rows that are 1 only (the others
         keep their observation, reward 0): a trial of episodes whose lengths vary would
         otherwise step every finished row until the longest ends. An episode that ends
-        restarts in place (the vector env's same-step autoreset)."""
+        restarts in place (the vector env's same-step autoreset). Gives (s_{t+1} as the
+        episode ended it, reward, done, terminated — done but not by the time limit —, the
+        observation the next step starts from)."""
         rows = range(self.rows) if live is None else live.nonzero().flatten().tolist()
         actions, obs = action.numpy(), self.obs.numpy().copy()
+        final = obs.copy()
         reward, done = np.zeros(self.rows, np.float32), np.zeros(self.rows, np.float32)
+        ended = np.zeros(self.rows, np.float32)
         for row in rows:
             env = self.vec.envs[row]
             o, reward[row], terminated, truncated, _ = env.step(actions[row])
+            final[row] = np.ravel(o)
             if terminated or truncated:
                 o, _ = env.reset()
-            obs[row], done[row] = np.ravel(o), terminated or truncated
+            obs[row], done[row], ended[row] = np.ravel(o), terminated or truncated, terminated
         self.obs = torch.from_numpy(obs)
-        return self.obs, torch.from_numpy(reward), torch.from_numpy(done)
+        return (torch.from_numpy(final), torch.from_numpy(reward), torch.from_numpy(done),
+                torch.from_numpy(ended), self.obs)
 
 
 class GymTasks:
