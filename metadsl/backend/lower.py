@@ -741,7 +741,7 @@ class Lowering:
                           self.objective(s.objective.loss, ctx.loop, s.loc)],
                          [("gen", X.attr(X.name("state"), "gen"))] +
                          [(k, self.value(v)) for k, v in s.diagnostic_args] + target +
-                         ([("diagnose", X.const(True))] if s.diagnostics else []))
+                         ([("diagnose", X.const(False))] if not s.diagnostics else []))
         return [X.assign(self.local(ctx.loop.name, "stats:" + P.step_label(s)), call)]
 
     def outer_step(self, s: P.Step, ctx) -> list[ast.stmt]:

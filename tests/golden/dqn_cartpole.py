@@ -200,6 +200,7 @@ def train(args: Args, state: State, run: session.Run) -> None:
             lambda batch, heads: q_learning(batch, heads),
             gen=state.gen,
             target=state.target_qnet,
+            diagnose=False,
         )
         run.log(
             iteration,

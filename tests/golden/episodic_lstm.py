@@ -233,7 +233,6 @@ def meta(args: Args, state: State, run: session.Run) -> None:
             gen=state.gen,
             clip=0.2,
             gamma=args.meta__agent__ppo__gamma,
-            diagnose=True,
         )
         run.log(
             iteration,

@@ -188,6 +188,7 @@ def meta(args: Args, state: State, run: session.Run) -> None:
             dict(examples, progress=run.progress),
             lambda batch, heads: mse(batch, heads),
             gen=state.gen,
+            diagnose=False,
         )
         run.log(
             iteration,

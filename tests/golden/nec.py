@@ -233,6 +233,7 @@ def train(args: Args, state: State, run: session.Run) -> None:
             lambda batch, heads: nec_td(batch, heads),
             gen=state.gen,
             memories={"M": state.M},
+            diagnose=False,
         )
         run.log(
             iteration,

@@ -203,7 +203,6 @@ def meta(args: Args, state: State, run: session.Run) -> None:
             gen=state.gen,
             clip=args.meta__agent__ppo__clip,
             gamma=args.meta__agent__ppo__gamma,
-            diagnose=True,
         )
         run.log(
             iteration,

@@ -210,7 +210,6 @@ def meta(args: Args, state: State, run: session.Run) -> None:
             ),
             gen=state.gen,
             gamma=args.meta__agent__a2c__gamma,
-            diagnose=True,
         )
         run.log(
             iteration,

@@ -92,7 +92,7 @@ def minimize(opt: torch.optim.Optimizer, model, batch: dict, loss_fn,
              gen: torch.Generator | None = None, clip: float | None = None,
              gamma: float | None = None,
              target: loss_view.TargetNetwork | None = None,
-             memories: dict | None = None, diagnose: bool = False) -> dict:
+             memories: dict | None = None, diagnose: bool = True) -> dict:
     """`update M by RULE on LOSS over DATA`: the optimizer's epochs × minibatches gradient
     steps, split over task instances (dim 1) so each recurrent trajectory stays whole.
     A loss that reads a `target` network has it follow the model by the rule's Polyak
@@ -100,7 +100,7 @@ def minimize(opt: torch.optim.Optimizer, model, batch: dict, loss_fn,
     to the data's discounted returns (at the loss's `gamma`; 1 if it has none), and a
     `linear` schedule sets this update's rate. Every step's loss, and the parameters after
     the last step, must be finite. Returns the mean loss and, for a policy update, the
-    standard diagnostics (see `diagnostics`) where `diagnose`, taken as CleanRL does from
+    standard diagnostics (see `diagnostics`) unless `diagnose` is False, taken as CleanRL does from
     the last epoch's minibatches, on the heads their steps computed anyway (no extra
     forward pass). `memories`: the episodic memories the loss reads (a dnd it may also
     train). Only the optimizer's parameters get gradients, and only those move the target
