@@ -567,12 +567,13 @@ class Lowering:
         skipped = [X.assign(self.local(ctx.loop.name, "stats:" + P.step_label(st)),
                             X.call(self.rt("rules.skipped")))
                    for st in s.body if isinstance(st, P.Step) and P.in_place_gradient_step(st)]
-        ready = [X.binary(">=", X.call("len", self.state(b.key)), self.value(s.warmup))
-                 for b in s.buffers]
+        buffers = dict.fromkeys(st.buffer.key for st in s.body if isinstance(st, P.SampleBuffer))
+        ready = [X.binary(">=", X.call("len", self.state(b)), self.value(s.warmup))
+                 for b in buffers]
         body = [x for st in s.body for x in self.stmt(st, ctx)]
         if ready:
             body = [X.if_(ready[0] if len(ready) == 1 else ast.BoolOp(ast.And(), ready), body)]
-        return skipped + [X.for_("_", X.call("range", self.value(s.count)), body)]
+        return skipped + [X.for_("_", X.call("range", self.value(s.updates)), body)]
 
     def stmt_reset(self, s: P.Reset, ctx) -> list[ast.stmt]:
         return [X.expr(X.call(X.attr(self.state(s.memory.key), "clear")))]

@@ -374,6 +374,7 @@ class Builder:
             else:
                 body += [P.SampleTasks(family or "", loc=loc(decl)),
                          P.Map("tasks", decl.over.id, loc=loc(decl))]
+        own = len(body)  # the loop's own statements follow its inner loop's run
         for stmt in decl.body:
             if isinstance(stmt, A.Collect):
                 body.append(self.collect(name, family, stmt))
@@ -384,16 +385,11 @@ class Builder:
                                     columns, loc(stmt)))
             elif isinstance(stmt, (A.Adapt, A.Update)):
                 body.append(self.step(name, stmt))
-        if repeat:  # the loop's own statements, after its inner loop's run
-            own = len(body) - sum(isinstance(s, (A.Collect, A.Store, A.Adapt, A.Update))
-                                  for s in decl.body)
-            written = tuple(body[own:])
-            buffers = tuple(dict.fromkeys(s.buffer for s in written
-                                          if isinstance(s, P.SampleBuffer)))
+        if repeat:
             value = {p: repeat.get(p) or P.Const(settings[p].default, "int")
                      for p in R.REPEAT_SETTINGS}
-            body[own:] = [P.Repeat(value["updates"], value["warmup"], buffers, written,
-                                   loc(info.settings[next(iter(repeat))]))]
+            body[own:] = [P.Repeat(**value, body=tuple(body[own:]),
+                                   loc=loc(info.settings[next(iter(repeat))]))]
         adapts = any(isinstance(s, A.Adapt) for s in decl.body)
         return P.Loop(name, decl.kind, family, decl.over.id if decl.over else None, given,
                       tuple(body), adapts, loc(decl))

@@ -192,9 +192,8 @@ def build(program: P.Program) -> IR:
                      loop_kind=loop.kind, parent=owner, loop=owner,
                      tasks=loop.tasks if loop.kind == "inner" else None,
                      settings=_args(loop.settings + tuple(
-                         (name, getattr(r, field)) for r in loop.body if isinstance(r, P.Repeat)
-                         for name, field in (("updates", "count"), ("warmup", "warmup"))),
-                         program)))
+                         (name, getattr(r, name)) for r in loop.body if isinstance(r, P.Repeat)
+                         for name in R.REPEAT_SETTINGS), program)))
         if loop.kind == "inner" and loop.tasks:
             edge(f"tasks:{loop.tasks}", f"loop:{loop.name}", "task", "task")
 

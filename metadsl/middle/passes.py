@@ -465,10 +465,9 @@ def extract_settings(program: P.Program) -> P.Program:
                 stmt = dataclasses.replace(stmt, policy=dataclasses.replace(policy, args=args))
             return [stmt]
         if isinstance(stmt, P.Repeat):
-            made = {name: s.make(f"{loop.name}.{name}", getattr(stmt, field),
-                                 R.setting("outer", name), R.setting("outer", name).doc)
-                    for name, field in (("updates", "count"), ("warmup", "warmup"))}
-            return [dataclasses.replace(stmt, count=made["updates"], warmup=made["warmup"])]
+            return [dataclasses.replace(stmt, **{
+                name: s.make(f"{loop.name}.{name}", getattr(stmt, name), R.setting("outer", name),
+                             R.setting("outer", name).doc) for name in R.REPEAT_SETTINGS})]
         if not isinstance(stmt, P.Step):
             return [stmt]
         target = P.step_label(stmt)

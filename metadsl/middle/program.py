@@ -408,13 +408,12 @@ class Step:
 
 @dataclass(frozen=True)
 class Repeat:
-    """The outer loop's own statements run `count` times per iteration (`updates = N`:
-    gradient steps on fresh replay samples), once every buffer they sample holds `warmup`
-    transitions (`warmup = N`); until then they are skipped."""
+    """The outer loop's own statements run `updates` times per iteration (gradient steps
+    on fresh replay samples), once every buffer they sample holds `warmup` transitions;
+    until then they are skipped. Its fields are named as the settings they come from."""
 
-    count: Value
+    updates: Value
     warmup: Value
-    buffers: tuple  # (Memory, ...): the buffers the body samples
     body: tuple
     loc: Loc = NOWHERE
 
